@@ -1,0 +1,323 @@
+"""Data: the pretraining corpus (hub or offline mirror), its cleaning, 95/5 article split, tokenizing and packing.
+
+What it is: `load_tokenizer`, `load_corpus_lines`, `articles_from_lines` (WikiText's ` = Title = ` headings),
+`clean_wikitext` (undo ` @-@ ` escapes, `<unk>` -> [UNK]), `prepare_corpus` (tokenize + pack into [CLS] ... [SEP]
+rows of `seq_len` with `datasets.map`, cached under runs/cache/corpus/<key>/ and reused), and `mirror_dir`.
+GLUE loading lives in `entmask.finetune`; this module only reads pretraining text (and, on request, GLUE training
+sentences as extra pretraining text).
+
+What it is not: no masking and no entropy (they happen in the training step).
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from entmask import runs
+from entmask.config import DataConfig, stable_hash
+
+ENV_DATA = "ENTMASK_DATA_DIR"
+ENV_MODELS = "ENTMASK_MODELS_DIR"
+
+
+class DataError(RuntimeError):
+    """Data that cannot be had; the message is one line saying where it looked and how to point elsewhere."""
+
+
+# ---- where data comes from -----------------------------------------------------------------------------------
+def mirror_dir(data_dir: str | None = None) -> Path | None:
+    """The offline mirror: --data-dir, else $ENTMASK_DATA_DIR, else None (the hub)."""
+    d = data_dir or os.environ.get(ENV_DATA)
+    if not d:
+        return None
+    p = Path(d).expanduser()
+    if not p.is_dir():
+        raise DataError(f"data dir {p} does not exist; point --data-dir or {ENV_DATA} at a mirror laid out like "
+                        f"../shared/data")
+    return p
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+
+
+def mirror_name(hub_name: str) -> str:
+    """The mirror keeps a hub dataset under its last name part: Salesforce/wikitext -> wikitext."""
+    return hub_name.rstrip("/").split("/")[-1]
+
+
+def read_mirror_split(root: Path, dataset: str, config: str, split: str):
+    """A split of the mirror as a pandas DataFrame, or a DataError naming what the mirror does have."""
+    import pandas as pd
+
+    folder = root / mirror_name(dataset) / config
+    f = folder / f"{split}.parquet"
+    if not f.exists():
+        have = sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []
+        configs = sorted(p.name for p in (root / mirror_name(dataset)).glob("*")) if (root / mirror_name(dataset)).is_dir() else []
+        what = f"it has {config}/{{{','.join(have)}}}" if have else f"it has configs {configs or 'none'}"
+        raise DataError(f"{dataset}/{config} split {split!r} is not in the mirror {root} ({what}; see its "
+                        f"MANIFEST.md): choose available splits or another data dir")
+    return pd.read_parquet(f)
+
+
+def load_hub_split(dataset: str, config: str, split: str):
+    """A split from the Hugging Face hub as a DataFrame; offline, a one-line DataError."""
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(dataset, config, split=split)
+    except Exception as e:  # noqa: BLE001 - the hub raises many types when unreachable; all mean the same here
+        msg = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise DataError(f"could not load {dataset}/{config} split {split!r} from the hub ({msg}); offline, point "
+                        f"--data-dir or {ENV_DATA} at a mirror such as ../shared/data") from None
+    return ds.to_pandas()
+
+
+def load_split(dataset: str, config: str, split: str, data_dir: str | None = None):
+    root = mirror_dir(data_dir)
+    if root is not None:
+        return read_mirror_split(root, dataset, config, split)
+    return load_hub_split(dataset, config, split)
+
+
+def data_source(data_dir: str | None = None) -> str:
+    root = mirror_dir(data_dir)
+    return f"mirror {root}" if root else ("hub (offline mode!)" if hub_offline() else "hub")
+
+
+# ---- tokenizer -----------------------------------------------------------------------------------------------
+def _models_dirs(data_dir: str | None) -> list[Path]:
+    out = []
+    if os.environ.get(ENV_MODELS):
+        out.append(Path(os.environ[ENV_MODELS]))
+    root = mirror_dir(data_dir)
+    if root is not None:
+        out.append(root.parent / "models")
+    return out
+
+
+def resolve_tokenizer_path(name: str, data_dir: str | None = None) -> str:
+    """A folder if `name` is one, else `<models>/<name>-vocab` from the mirror, else the hub name itself."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    short = mirror_name(name)
+    for d in _models_dirs(data_dir):
+        for cand in (d / f"{short}-vocab", d / short):
+            if cand.is_dir():
+                return str(cand)
+    return name
+
+
+def load_tokenizer(name: str = "bert-base-uncased", data_dir: str | None = None):
+    """The tokenizer by folder, mirror or hub name.
+
+    Always through AutoTokenizer.from_pretrained: in transformers 5, BertTokenizer(vocab_file=...) silently maps
+    every word to [UNK].
+    """
+    from transformers import AutoTokenizer
+
+    from entmask.models import _quiet_transformers
+
+    _quiet_transformers()
+    path = resolve_tokenizer_path(name, data_dir)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001
+        looked = ", ".join(str(d) for d in _models_dirs(data_dir)) or "no mirror"
+        raise DataError(f"tokenizer {name!r} not found (looked in {looked} and the hub: "
+                        f"{str(e).splitlines()[0][:80] if str(e) else type(e).__name__}); set {ENV_MODELS} or "
+                        f"--data-dir to a mirror with models/{mirror_name(name)}-vocab") from None
+    probe = tok("the cat sat")["input_ids"]
+    if tok.unk_token_id is not None and probe.count(tok.unk_token_id) == len(probe) - 2:
+        raise DataError(f"tokenizer {path} maps ordinary words to [UNK]; load it from a folder with "
+                        f"AutoTokenizer (vocab.txt + tokenizer_config.json)")
+    return tok
+
+
+# ---- WikiText ------------------------------------------------------------------------------------------------
+_TITLE = re.compile(r"^ = [^=].* = $")
+_ESCAPES = ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."))
+
+
+def articles_from_lines(lines: list[str]) -> list[str]:
+    """Group WikiText lines into articles: a line ` = Title = ` (one '=' each side) starts a new one."""
+    articles: list[list[str]] = []
+    for line in lines:
+        if _TITLE.match(line.rstrip("\n")):
+            articles.append([])
+        if not articles:
+            articles.append([])
+        if line.strip():
+            articles[-1].append(line)
+    return ["".join(a) for a in articles if a]
+
+
+def clean_wikitext(text: str, unk_token: str = "[UNK]") -> str:
+    """Undo the tokenized WikiText's number escapes and map `<unk>` to the tokenizer's unknown token."""
+    for a, b in _ESCAPES:
+        text = text.replace(a, b)
+    return text.replace("<unk>", unk_token)
+
+
+def glue_train_text(data_dir: str | None) -> list[str]:
+    """GLUE *training* sentences as extra pretraining text (validation splits are evaluated, so never these)."""
+    out = []
+    for task, spec in TASKS.items():
+        try:
+            df = load_glue_split(task, "train", data_dir)
+        except DataError:
+            continue
+        for col in spec["text"]:
+            out.extend(df[col].astype(str).tolist())
+    return out
+
+
+# ---- GLUE ----------------------------------------------------------------------------------------------------
+GLUE = "nyu-mll/glue"
+# text columns, classes, the split reported, the paper's metric (deduced from its majority-class rows) and GLUE's
+TASKS: dict[str, dict] = {
+    "cola": {"text": ["sentence"], "num_labels": 2, "eval_split": "validation", "paper_metric": "accuracy",
+             "glue_metric": "mcc"},
+    "mrpc": {"text": ["sentence1", "sentence2"], "num_labels": 2, "eval_split": "validation", "paper_metric": "f1",
+             "glue_metric": "f1"},
+    "qnli": {"text": ["question", "sentence"], "num_labels": 2, "eval_split": "validation",
+             "paper_metric": "accuracy", "glue_metric": "accuracy"},
+    "qqp": {"text": ["question1", "question2"], "num_labels": 2, "eval_split": "validation", "paper_metric": "accuracy",
+            "glue_metric": "f1"},
+    "rte": {"text": ["sentence1", "sentence2"], "num_labels": 2, "eval_split": "validation",
+            "paper_metric": "accuracy", "glue_metric": "accuracy"},
+    "sst2": {"text": ["sentence"], "num_labels": 2, "eval_split": "validation", "paper_metric": "accuracy",
+             "glue_metric": "accuracy"},
+    # The paper's MNLI majority row (35.22) is the majority rate of validation_mismatched.
+    "mnli": {"text": ["premise", "hypothesis"], "num_labels": 3, "eval_split": "validation_mismatched",
+             "paper_metric": "accuracy", "glue_metric": "accuracy"},
+}
+
+
+def load_glue_split(task: str, split: str, data_dir: str | None = None):
+    """One GLUE split as a DataFrame (columns per TASKS, `label`, `idx`), from the mirror or the hub."""
+    if task not in TASKS:
+        raise DataError(f"unknown GLUE task {task!r}; choose one of {', '.join(TASKS)}")
+    return load_split(GLUE, task, split, data_dir)
+
+
+# ---- the prepared corpus -------------------------------------------------------------------------------------
+@dataclass
+class Corpus:
+    """Packed sequences of the train and test articles, plus what a report needs about them."""
+
+    dir: Path  # runs/cache/corpus/<key>/ (teacher entropies are cached here too)
+    key: str
+    train_ids: torch.Tensor  # [N_train, T] int64
+    test_ids: torch.Tensor  # [N_test, T] int64
+    tokenizer: object
+    stats: dict
+
+    @property
+    def special_ids(self) -> list[int]:
+        return list(self.tokenizer.all_special_ids)
+
+
+def corpus_key(dc: DataConfig, tokenizer_path: str) -> str:
+    return stable_hash({"data": dc.cache_fields(), "tokenizer": tokenizer_path, "v": 1})
+
+
+def prepare_corpus(dc: DataConfig, root: str | Path | None = None, progress: bool = True) -> Corpus:
+    """Load, clean, split by article, tokenize and pack the corpus, or reuse the cached result."""
+    from safetensors.torch import load_file
+
+    tok = load_tokenizer(dc.tokenizer, dc.data_dir)
+    tok_path = resolve_tokenizer_path(dc.tokenizer, dc.data_dir)
+    key = corpus_key(dc, Path(tok_path).name if Path(tok_path).is_dir() else tok_path)
+    d = runs.cache_dir(root) / "corpus" / key
+    done = d / "stats.json"  # written last: its presence marks a complete cache
+    with runs.locked(d / "build"):
+        if done.exists():
+            try:
+                t = load_file(str(d / "packed.safetensors"))
+                return Corpus(d, key, t["train"], t["test"], tok, runs.read_json(done))
+            except Exception:  # noqa: BLE001 - any damage means rebuild
+                print(f"entmask: corpus cache {d} is damaged; rebuilding it")
+        return _build_corpus(dc, tok, d, key, progress)
+
+
+def _build_corpus(dc: DataConfig, tok, d: Path, key: str, progress: bool) -> Corpus:
+    import datasets
+    from safetensors.torch import save
+
+    lines: list[str] = []
+    for split in dc.splits:
+        df = load_split(dc.corpus, dc.corpus_config, split, dc.data_dir)
+        if "text" not in df.columns:
+            raise DataError(f"{dc.corpus}/{dc.corpus_config} split {split!r} has no 'text' column "
+                            f"(columns: {', '.join(df.columns)})")
+        lines.extend(df["text"].astype(str).tolist())
+    articles = articles_from_lines(lines)
+    if not articles:
+        raise DataError(f"{dc.corpus}/{dc.corpus_config} splits {dc.splits} hold no text; choose other splits")
+    rng = random.Random(dc.split_seed)
+    order = list(range(len(articles)))
+    rng.shuffle(order)
+    if dc.max_articles:
+        order = order[: dc.max_articles]
+    n_test = max(1, round(len(order) * dc.test_fraction))
+    if len(order) - n_test < 1:
+        raise DataError(f"only {len(order)} article(s): too few for a {dc.test_fraction:.0%} test split; "
+                        f"raise data.max_articles or add splits")
+    test_articles = [articles[i] for i in order[:n_test]]
+    train_articles = [articles[i] for i in order[n_test:]]
+    if "glue-train" in dc.extra_text:
+        train_articles = train_articles + glue_train_text(dc.data_dir)
+
+    unk = tok.unk_token or "[UNK]"
+    body = dc.seq_len - 2
+
+    def tokenize(batch):
+        enc = tok([clean_wikitext(t, unk) for t in batch["text"]], add_special_tokens=False)
+        return {"ids": enc["input_ids"]}
+
+    def pack(batch):
+        flat = [i for ids in batch["ids"] for i in ids]
+        rows = [[tok.cls_token_id] + flat[s:s + body] + [tok.sep_token_id]
+                for s in range(0, len(flat) - body + 1, body)]
+        return {"input_ids": rows}
+
+    packed = {}
+    stats: dict = {"articles_train": len(train_articles), "articles_test": len(test_articles),
+                   "seq_len": dc.seq_len, "source": f"{dc.corpus}/{dc.corpus_config}:{'+'.join(dc.splits)}",
+                   "extra_text": list(dc.extra_text)}
+    for name, arts in (("train", train_articles), ("test", test_articles)):
+        ds = datasets.Dataset.from_dict({"text": arts})
+        ds = ds.map(tokenize, batched=True, remove_columns=["text"], desc=f"tokenize {name}",
+                    load_from_cache_file=False)
+        n_tokens = sum(len(x) for x in ds["ids"])
+        # One batch holds the whole split so packing runs across article boundaries (as run_mlm's group_texts).
+        ds = ds.map(pack, batched=True, batch_size=len(ds), remove_columns=["ids"], desc=f"pack {name}",
+                    load_from_cache_file=False)
+        ids = torch.tensor(ds["input_ids"], dtype=torch.long) if len(ds) else torch.empty(0, dc.seq_len,
+                                                                                           dtype=torch.long)
+        if ids.shape[0] == 0:
+            raise DataError(f"the {name} split has {n_tokens} tokens, fewer than one sequence of {dc.seq_len}; "
+                            f"use more data or a shorter data.seq_len")
+        packed[name] = ids
+        stats[f"tokens_{name}"] = n_tokens
+        stats[f"sequences_{name}"] = ids.shape[0]
+        stats[f"unk_rate_{name}"] = float((ids == tok.unk_token_id).float().mean())
+    runs.atomic_write_bytes(d / "packed.safetensors", save(packed))
+    runs.write_json(d / "stats.json", stats)
+    return Corpus(d, key, packed["train"], packed["test"], tok, stats)
+
+
+def unigram_baseline(train_ids: torch.Tensor, test_targets: torch.Tensor, special_ids: list[int]) -> dict:
+    """Accuracy of always predicting the train split's most frequent maskable token (the unigram plateau)."""
+    flat = train_ids.flatten()
+    flat = flat[~torch.isin(flat, torch.tensor(special_ids))]
+    top = int(torch.bincount(flat).argmax())
+    rate = float((test_targets == top).float().mean()) if test_targets.numel() else float("nan")
+    return {"unigram_top_token": top, "unigram_accuracy": rate}

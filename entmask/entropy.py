@@ -1,0 +1,190 @@
+"""Token entropy: H = -sum p log p of a model's predicted distribution, and the cached teacher pass over a corpus.
+
+What it is: `token_entropy` (stable, chunked, any float dtype in, float32 out), `model_entropy` (a BertForMaskedLM
+scoring *unmasked* sequences, the head applied a chunk of positions at a time so no [B, T, V] float32 tensor
+exists), and `teacher_entropies` (the whole corpus once per (teacher, corpus, tokenizer, length), stored beside
+the tokenized corpus and reused by every run).
+
+What it is not: it does not choose which tokens to mask (see `entmask.masking`).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import torch
+
+from entmask import runs
+
+
+class EntropyError(RuntimeError):
+    """Non-finite logits in an entropy pass; the message says where and what to do."""
+
+
+def _entropy_rows(x: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax over the last dim of a 2-D block, float32. [N, V] -> [N]"""
+    x = x.float()
+    logp = torch.log_softmax(x, dim=-1)  # [N, V]; -inf entries stay -inf, large magnitudes are safe
+    p = logp.exp()
+    plogp = torch.where(p > 0, p * logp, torch.zeros((), dtype=p.dtype, device=p.device))  # 0 log 0 = 0
+    return -plogp.sum(dim=-1)
+
+
+def token_entropy(logits: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """Shannon entropy (nats) of softmax(logits) over the last dim. Shape logits.shape[:-1], float32.
+
+    `chunk_size` positions are converted and reduced at a time, so peak extra memory is about three float32
+    copies of one chunk instead of the whole tensor. The result does not depend on it.
+    A row of all -inf, or any NaN/+inf, gives NaN for that position (callers check; see `check_finite`).
+    """
+    if not torch.is_floating_point(logits):
+        raise TypeError(f"token_entropy needs float logits, got {logits.dtype}")
+    lead = logits.shape[:-1]
+    flat = logits.reshape(-1, logits.shape[-1])  # [N, V] (a view for contiguous input)
+    if chunk_size is None or chunk_size >= flat.shape[0]:
+        return _entropy_rows(flat).reshape(lead)
+    out = torch.empty(flat.shape[0], dtype=torch.float32, device=logits.device)
+    for s in range(0, flat.shape[0], chunk_size):
+        out[s:s + chunk_size] = _entropy_rows(flat[s:s + chunk_size])
+    return out.reshape(lead)
+
+
+def check_finite(entropy: torch.Tensor, where: str) -> None:
+    """Refuse NaN entropies (from NaN/+inf logits or a row of all -inf): they would silently pick masks."""
+    bad = ~torch.isfinite(entropy)
+    if bad.any():
+        n = int(bad.sum())
+        raise EntropyError(f"{where}: {n} position(s) have non-finite entropy (NaN/+inf logits or a row of all "
+                           f"-inf); the step was not trained on. Check the model for divergence (lower the lr).")
+
+
+@torch.no_grad()
+def model_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                  chunk_size: int | None = 1024, autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Entropy of a BertForMaskedLM's predictions on the unmasked input, in eval mode. [B, T] float32.
+
+    The encoder runs once; the vocabulary head runs `chunk_size` positions at a time (bounded memory).
+    The model's training mode is restored afterwards (self-masking calls this inside a training step).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        device_type = input_ids.device.type
+        ctx = (torch.autocast(device_type, dtype=autocast_dtype) if autocast_dtype is not None
+               else _nullcontext())
+        with ctx:
+            hidden = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, H]
+            flat = hidden.reshape(-1, hidden.shape[-1])  # [B*T, H]
+            step = chunk_size or flat.shape[0]
+            out = torch.empty(flat.shape[0], dtype=torch.float32, device=flat.device)
+            for s in range(0, flat.shape[0], step):
+                logits = model.cls(flat[s:s + step])  # [c, V]
+                out[s:s + step] = _entropy_rows(logits)
+        return out.reshape(input_ids.shape)
+    finally:
+        model.train(was_training)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def teacher_key(teacher_dir: str | Path) -> str:
+    """Identity of a teacher: a hash of its config and weights (a retrained teacher gets a new cache)."""
+    d = Path(teacher_dir)
+    h = hashlib.sha256()
+    h.update((d / "config.json").read_bytes())
+    for f in sorted(d.glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                h.update(block)
+    return h.hexdigest()[:12]
+
+
+def cache_path(corpus_dir: Path, split: str, tkey: str) -> Path:
+    return Path(corpus_dir) / f"entropy-{split}-{tkey}.safetensors"
+
+
+STATS = {"passes": 0}  # teacher forward passes done in this process (tests assert the cache is hit)
+
+
+def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, input_ids: torch.Tensor,
+                      device: str | torch.device = "cpu", batch_size: int = 64, chunk_size: int = 1024,
+                      progress: bool = True) -> torch.Tensor:
+    """Per-token teacher entropy of every packed sequence of a split, computed once and cached. [N, T] float32.
+
+    The cache file lives beside the tokenized corpus (so a new length or corpus is a new cache) and is keyed by
+    the teacher's weights (so a changed teacher is a new cache). It is written atomically with a completion
+    marker in its metadata; a partial or corrupt file is rebuilt.
+    """
+    from safetensors import SafeTensorError
+    from safetensors.torch import load_file, save
+
+    path = cache_path(corpus_dir, split, teacher_key(teacher_dir))
+    with runs.locked(path):
+        if path.exists():
+            try:
+                ent = load_file(str(path))["entropy"]
+                if ent.shape == input_ids.shape:
+                    return ent
+            except (SafeTensorError, KeyError, OSError, RuntimeError):
+                pass
+            print(f"entmask: teacher entropy cache {path} is incomplete or corrupt; rebuilding it")
+        from entmask.models import load_teacher
+
+        model = load_teacher(teacher_dir, device=device)
+        dev = torch.device(device)
+        amp = torch.bfloat16 if _bf16_ok(dev) else None
+        out = torch.empty(input_ids.shape, dtype=torch.float32)
+        t0 = time.perf_counter()
+        from tqdm.auto import tqdm
+
+        with torch.inference_mode():
+            for s in tqdm(range(0, input_ids.shape[0], batch_size), desc=f"teacher entropy ({split})",
+                          disable=not progress, unit="batch"):
+                ids = input_ids[s:s + batch_size].to(dev)
+                ent = model_entropy(model, ids, torch.ones_like(ids), chunk_size, autocast_dtype=amp)
+                check_finite(ent, f"teacher entropy pass over {split} rows {s}..{s + len(ids)}")
+                out[s:s + batch_size] = ent.cpu()
+        STATS["passes"] += 1
+        secs = time.perf_counter() - t0
+        meta = {"tokens": str(input_ids.numel()), "seconds": f"{secs:.2f}",
+                "tokens_per_s": f"{input_ids.numel() / max(secs, 1e-9):.0f}", "complete": "1",
+                "precision": "bf16" if amp else "fp32"}
+        runs.atomic_write_bytes(path, save({"entropy": out}, metadata=meta))
+        print(f"entmask: teacher entropy over {split}: {input_ids.numel():,} tokens in {secs:.1f}s "
+              f"({input_ids.numel() / max(secs, 1e-9):,.0f} tokens/s, {meta['precision']}) -> {path.name}")
+        return out
+
+
+def _bf16_ok(device: torch.device) -> bool:
+    # On CUDA bf16 is the paper's precision; on CPU bf16 matmuls are only fast with AMX/AVX512-BF16, so stay fp32
+    # there to keep the cached entropies exactly reproducible across machines.
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def entropy_summary(entropy: torch.Tensor, candidates: torch.Tensor) -> dict:
+    """Mean and standard deviation of entropy over candidate positions (teacher quality, plateau check)."""
+    e = entropy[candidates.bool()].double()
+    return {"entropy_mean": float(e.mean()), "entropy_sd": float(e.std())} if e.numel() > 1 else {}
+
+
+def describe_cache(corpus_dir: Path) -> list[dict]:
+    """What teacher-entropy caches sit beside a corpus (for `entmask info`)."""
+    from safetensors import safe_open
+
+    out = []
+    for f in sorted(Path(corpus_dir).glob("entropy-*.safetensors")):
+        try:
+            with safe_open(str(f), "pt") as fh:
+                out.append({"file": f.name, **(fh.metadata() or {})})
+        except Exception:  # noqa: BLE001 - a damaged cache is listed as such, not fatal here
+            out.append({"file": f.name, "status": "unreadable"})
+    return out
+
+

@@ -1,0 +1,147 @@
+"""Mask selection and application: the paper's strategies over per-token entropies.
+
+What it is: `select_mask` (which k positions of each row to mask, from entropies and a candidate mask),
+`STRATEGIES`, `candidate_mask` (which tokens may be masked), and `apply_mask` ([MASK]-only or BERT's 80/10/10).
+Everything is vectorised over the batch; no Python loop over rows.
+
+What it is not: it computes no entropy (see `entmask.entropy`) and knows nothing of models or training.
+
+On k: the paper takes k = 15% of the sequence length. entmask takes 15% of each row's *candidates*
+(`k = floor(ratio * n + 0.5)`, clipped to [1, n]). With packed sequences there is no padding, so the two differ
+only by the [CLS]/[SEP] tokens and the [UNK]s that are left out of the candidates.
+"""
+from __future__ import annotations
+
+import torch
+
+STRATEGIES = ("high", "low", "mid", "marginal", "alternating", "random")
+ALIASES = {"max": "high", "min": "low", "marg": "marginal", "alt": "alternating"}
+EXTRA = ("bernoulli",)  # HF DataCollatorForLanguageModeling's per-token p: k varies per row
+
+
+def canonical_strategy(strategy: str) -> str:
+    s = ALIASES.get(strategy, strategy)
+    if s not in STRATEGIES + EXTRA:
+        valid = ", ".join(STRATEGIES + EXTRA)
+        raise ValueError(f"unknown masking strategy {strategy!r}; choose one of {valid} "
+                         f"(aliases: {', '.join(f'{a}={b}' for a, b in ALIASES.items())})")
+    return s
+
+
+def needs_entropy(strategy: str) -> bool:
+    return canonical_strategy(strategy) not in ("random", "bernoulli")
+
+
+def num_to_mask(candidates: torch.Tensor, ratio: float = 0.15, num_tokens: int | None = None) -> torch.Tensor:
+    """k per row: num_tokens, else floor(ratio*n + 0.5), clipped to [1, n] (0 for a row with no candidate)."""
+    n = candidates.sum(dim=1)  # [B]
+    if num_tokens is not None:
+        k = torch.full_like(n, int(num_tokens))
+    else:
+        k = torch.floor(n.double() * ratio + 0.5).long()  # double: 0.15*n must round like the formula says
+    return torch.minimum(k.clamp(min=1), n)
+
+
+def _ranks(key: torch.Tensor) -> torch.Tensor:
+    """Rank of each position under a stable ascending sort of `key` (ties keep position order). [B, T]"""
+    order = torch.sort(key, dim=1, stable=True).indices  # [B, T]
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(key.shape[1], device=key.device).expand_as(order))
+    return ranks
+
+
+def _first_k(key: torch.Tensor, candidates: torch.Tensor, start: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Candidates whose rank under ascending `key` is in [start, start+count). Non-candidates rank last."""
+    key = key.masked_fill(~candidates, float("inf"))
+    r = _ranks(key)  # [B, T]
+    return (r >= start[:, None]) & (r < (start + count)[:, None]) & candidates
+
+
+def select_mask(entropy: torch.Tensor, candidates: torch.Tensor, strategy: str, ratio: float = 0.15,
+                num_tokens: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Choose the positions to mask in each row. Returns bool [B, T], True only at candidates.
+
+    entropy: [B, T] float (ignored by `random`/`bernoulli`); candidates: [B, T] bool.
+    high/low: the k largest/smallest entropies; mid: k starting at ascending rank (n-k)//2;
+    marginal: ceil(k/2) highest + floor(k/2) lowest; alternating: one coin per call picks high or low;
+    random: k uniformly at random; bernoulli: each candidate independently with probability `ratio`.
+    Ties are broken by position: the earlier token wins.
+    """
+    strategy = canonical_strategy(strategy)
+    if not (isinstance(ratio, (int, float)) and 0 < ratio <= 1):
+        raise ValueError(f"ratio={ratio!r} must be in (0, 1], e.g. 0.15")
+    if num_tokens is not None and (int(num_tokens) != num_tokens or num_tokens < 1):
+        raise ValueError(f"num_tokens={num_tokens!r} must be a positive integer (or None to use ratio)")
+    if entropy.shape != candidates.shape or entropy.dim() != 2:
+        raise ValueError(f"entropy {tuple(entropy.shape)} and candidates {tuple(candidates.shape)} must both be [B, T]")
+    candidates = candidates.bool()
+    device = entropy.device
+    zero = torch.zeros(entropy.shape[0], dtype=torch.long, device=device)
+
+    if strategy == "alternating":
+        coin = torch.rand(1, generator=generator, device=generator.device if generator else "cpu")
+        strategy = "high" if coin.item() < 0.5 else "low"
+    if strategy == "bernoulli":
+        u = _uniform(entropy.shape, generator, device)
+        return (u < ratio) & candidates
+
+    k = num_to_mask(candidates, ratio, num_tokens)  # [B]
+    ent = entropy.float()
+    if strategy == "high":
+        return _first_k(-ent, candidates, zero, k)
+    if strategy == "low":
+        return _first_k(ent, candidates, zero, k)
+    if strategy == "mid":
+        n = candidates.sum(dim=1)
+        return _first_k(ent, candidates, (n - k) // 2, k)
+    if strategy == "marginal":
+        low = _first_k(ent, candidates, zero, k // 2)
+        high = _first_k(-ent, candidates & ~low, zero, k - k // 2)  # excluding `low` keeps the two disjoint on ties
+        return low | high
+    # random: a uniform key ranks the candidates in a uniformly random order; the first k are a uniform k-subset
+    return _first_k(_uniform(entropy.shape, generator, device), candidates, zero, k)
+
+
+def _uniform(shape, generator: torch.Generator | None, device) -> torch.Tensor:
+    gen_device = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=gen_device).to(device)
+
+
+def candidate_mask(input_ids: torch.Tensor, special_ids: list[int] | torch.Tensor, unk_id: int | None = None,
+                   include_unk: bool = False) -> torch.Tensor:
+    """True where a token may be masked: not special ([CLS], [SEP], [PAD], ...), and not [UNK] unless asked. [B, T]"""
+    special = torch.as_tensor(list(special_ids), device=input_ids.device)
+    cand = ~torch.isin(input_ids, special)
+    if not include_unk and unk_id is not None:
+        cand &= input_ids != unk_id
+    return cand
+
+
+def apply_mask(input_ids: torch.Tensor, mask: torch.Tensor, mask_token_id: int, policy: str = "mask",
+               vocab_size: int | None = None, generator: torch.Generator | None = None,
+               special_ids: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked inputs and labels (-100 where not masked).
+
+    policy `mask`: every selected token becomes [MASK] (the paper's setting).
+    policy `bert`: of the selected, 80% [MASK], 10% a random non-special token, 10% unchanged.
+    """
+    labels = input_ids.masked_fill(~mask, -100)  # [B, T]
+    inputs = input_ids.clone()
+    if policy == "mask":
+        inputs[mask] = mask_token_id
+        return inputs, labels
+    if policy != "bert":
+        raise ValueError(f"unknown mask policy {policy!r}; choose mask or bert")
+    if vocab_size is None:
+        raise ValueError("policy 'bert' needs vocab_size for its random replacements")
+    u = _uniform(input_ids.shape, generator, input_ids.device)
+    to_mask = mask & (u < 0.8)
+    to_random = mask & (u >= 0.8) & (u < 0.9)
+    inputs[to_mask] = mask_token_id
+    n_special = 0
+    if special_ids:
+        # Special ids of BERT vocabularies sit at the start (0..103); draw replacements above them.
+        n_special = max(special_ids) + 1 if max(special_ids) < vocab_size // 2 else 0
+    rand_ids = (_uniform(input_ids.shape, generator, input_ids.device) * (vocab_size - n_special)).long() + n_special
+    inputs[to_random] = rand_ids[to_random]
+    return inputs, labels

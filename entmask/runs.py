@@ -1,0 +1,182 @@
+"""Run folders: where each stage writes, how a finished run is found again by its config hash, atomic writes, locks.
+
+Layout (one for every stage):
+    runs/<profile>/pretrain/<name>-<hash>/      config.json, metrics.json, model/, checkpoints/, logs/, epochs/
+    runs/<profile>/reference/<name>-<hash>/     the offline teacher
+    runs/<profile>/finetune/<task>/<name>-<hash>/
+    runs/<profile>/results/                     tables and figures of experiments
+    runs/<profile>/notebooks/                   papermill-executed notebooks
+    runs/cache/                                 tokenized corpora and teacher entropies, shared by all profiles
+
+A run is *finished* when its `metrics.json` exists (it is written last, atomically); a folder without it is an
+interrupted run that the next attempt resumes. What it is not: it holds no training logic.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from filelock import FileLock, Timeout
+
+from entmask import __version__
+
+ENV_RUNS = "ENTMASK_RUNS_DIR"
+
+
+class RunError(RuntimeError):
+    """A run folder problem; the message is one line naming the folder and the fix."""
+
+
+def runs_root(root: str | Path | None = None) -> Path:
+    return Path(root or os.environ.get(ENV_RUNS) or "runs")
+
+
+def profile_dir(profile: str, root: str | Path | None = None) -> Path:
+    return runs_root(root) / profile
+
+
+def cache_dir(root: str | Path | None = None) -> Path:
+    return runs_root(root) / "cache"
+
+
+def results_dir(profile: str, root: str | Path | None = None) -> Path:
+    d = profile_dir(profile, root) / "results"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+# ---- atomic writes -------------------------------------------------------------------------------------------
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _clean_nan(o: Any) -> Any:
+    # JSON has no NaN; a missing value is None so every reader (pandas, jq) agrees.
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _clean_nan(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean_nan(v) for v in o]
+    return o
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: readers see all or nothing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(_clean_nan(obj), indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path} is corrupt ({e.msg}); delete it and rerun to rebuild it") from None
+
+
+# ---- locks ---------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def locked(path: str | Path, timeout: float = -1) -> Iterator[None]:
+    """An inter-process lock beside `path`: a second process asking for the same run waits, then reuses it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path) + ".lock")
+    try:
+        with lock.acquire(timeout=timeout):
+            yield
+    except Timeout:
+        raise RunError(f"{path} is locked by another entmask process; wait for it or remove {path}.lock") from None
+
+
+# ---- run folders ---------------------------------------------------------------------------------------------
+def stage_dir(profile: str, stage: str, root: str | Path | None = None) -> Path:
+    return profile_dir(profile, root) / stage
+
+
+def find_run(parent: Path, short_hash: str) -> Path | None:
+    """The folder in `parent` whose name ends with -<hash>, whatever its name prefix (runs are shared by hash)."""
+    if not parent.is_dir():
+        return None
+    hits = sorted(p for p in parent.glob(f"*-{short_hash}") if p.is_dir())
+    finished = [p for p in hits if (p / "metrics.json").exists()]
+    return (finished or hits or [None])[0]
+
+
+def run_dir_for(parent: Path, name: str, short_hash: str) -> Path:
+    """The existing folder for this hash, or a new one named <name>-<hash>."""
+    existing = find_run(parent, short_hash)
+    return existing if existing is not None else parent / f"{safe_name(name)}-{short_hash}"
+
+
+def safe_name(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+    return keep.strip("._") or "run"
+
+
+def is_finished(run: Path) -> bool:
+    return (Path(run) / "metrics.json").exists()
+
+
+def check_version(run: Path) -> None:
+    """Refuse to reuse a folder written by another entmask version (its config may mean something else)."""
+    meta = Path(run) / "entmask.json"
+    if not meta.exists():
+        return
+    info = read_json(meta)
+    if info.get("config_version") != _config_version():
+        raise RunError(f"{run} was written by entmask {info.get('entmask_version')} with config version "
+                       f"{info.get('config_version')}; this is {__version__} (config version {_config_version()}): "
+                       f"move the folder away or rerun with --force")
+
+
+def _config_version() -> int:
+    from entmask.config import CONFIG_VERSION
+
+    return CONFIG_VERSION
+
+
+def write_meta(run: Path) -> None:
+    write_json(Path(run) / "entmask.json", {"entmask_version": __version__, "config_version": _config_version(),
+                                           "git_commit": git_commit()})
+
+
+def git_commit() -> str | None:
+    """The project's commit (for provenance in metrics and notebooks), or None outside a checkout."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
