@@ -46,6 +46,26 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
 
 
+_HUB_OK: dict = {}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick connection test, cached, so an offline machine fails at once instead of after minutes of retries."""
+    if hub_offline():
+        return False
+    if "ok" not in _HUB_OK:
+        import socket
+        from urllib.parse import urlparse
+
+        host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            _HUB_OK["ok"] = True
+        except OSError:
+            _HUB_OK["ok"] = False
+    return _HUB_OK["ok"]
+
+
 def mirror_name(hub_name: str) -> str:
     """The mirror keeps a hub dataset under its last name part: Salesforce/wikitext -> wikitext."""
     return hub_name.rstrip("/").split("/")[-1]
@@ -68,6 +88,9 @@ def read_mirror_split(root: Path, dataset: str, config: str, split: str):
 
 def load_hub_split(dataset: str, config: str, split: str):
     """A split from the Hugging Face hub as a DataFrame; offline, a one-line DataError."""
+    if not hub_reachable():
+        raise DataError(f"{dataset}/{config} split {split!r}: the Hugging Face hub is unreachable from here and no "
+                        f"mirror is set; point --data-dir or {ENV_DATA} at a mirror such as ../shared/data")
     try:
         import datasets
 
@@ -126,10 +149,13 @@ def load_tokenizer(name: str = "bert-base-uncased", data_dir: str | None = None)
 
     _quiet_transformers()
     path = resolve_tokenizer_path(name, data_dir)
+    looked = ", ".join(str(d) for d in _models_dirs(data_dir)) or "no mirror"
+    if not Path(path).is_dir() and not hub_reachable():
+        raise DataError(f"tokenizer {name!r} is not a local folder (looked in {looked}) and the hub is unreachable; "
+                        f"set --data-dir or {ENV_DATA} to a mirror with models/{mirror_name(name)}-vocab")
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except Exception as e:  # noqa: BLE001
-        looked = ", ".join(str(d) for d in _models_dirs(data_dir)) or "no mirror"
         raise DataError(f"tokenizer {name!r} not found (looked in {looked} and the hub: "
                         f"{str(e).splitlines()[0][:80] if str(e) else type(e).__name__}); set {ENV_MODELS} or "
                         f"--data-dir to a mirror with models/{mirror_name(name)}-vocab") from None
@@ -232,6 +258,10 @@ def prepare_corpus(dc: DataConfig, root: str | Path | None = None, progress: boo
     """Load, clean, split by article, tokenize and pack the corpus, or reuse the cached result."""
     from safetensors.torch import load_file
 
+    if mirror_dir(dc.data_dir) is None and not hub_reachable():
+        raise DataError(f"corpus {dc.corpus}/{dc.corpus_config}: the Hugging Face hub is unreachable from here and "
+                        f"no mirror is set; point --data-dir or {ENV_DATA} at a mirror such as ../shared/data "
+                        f"(offline, use --profile tiny: the mirror has wikitext-2-v1 validation+test only)")
     tok = load_tokenizer(dc.tokenizer, dc.data_dir)
     tok_path = resolve_tokenizer_path(dc.tokenizer, dc.data_dir)
     key = corpus_key(dc, Path(tok_path).name if Path(tok_path).is_dir() else tok_path)
@@ -250,6 +280,9 @@ def prepare_corpus(dc: DataConfig, root: str | Path | None = None, progress: boo
 def _build_corpus(dc: DataConfig, tok, d: Path, key: str, progress: bool) -> Corpus:
     import datasets
     from safetensors.torch import save
+
+    if not progress:
+        datasets.disable_progress_bars()
 
     lines: list[str] = []
     for split in dc.splits:

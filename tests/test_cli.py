@@ -1,0 +1,106 @@
+"""The command line: one clear line and exit code 2 for each bad input; in process (fast), plus one real
+subprocess to prove the console script."""
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from entmask import config
+from entmask.cli import default_name, main
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["pretrain", "--profile", "nope"], "unknown profile 'nope'; choose one of smoke, tiny"),
+    (["pretrain", "--profile", "smoke", "--strategy", "biggest"], "unknown masking strategy 'biggest'; choose one of high"),
+    (["pretrain", "--profile", "smoke", "--ratio", "0"], "masking.ratio=0.0 must be in (0, 1]"),
+    (["pretrain", "--profile", "smoke", "--ratio", "1.2"], "masking.ratio=1.2 must be in (0, 1]"),
+    (["pretrain", "--profile", "smoke", "--num-tokens", "100"], "masking.num_tokens=100 must be between 1 and the 62"),
+    (["pretrain", "--profile", "smoke", "--set", "train.lr=fast"], "train.lr='fast' must be a number"),
+    (["pretrain", "--profile", "smoke", "--set", "train.nope=1"], "unknown config key 'train.nope'"),
+    (["pretrain", "--profile", "smoke", "--set", "oops"], "needs the form key=value"),
+    (["pretrain", "--bogus"], "unrecognized arguments: --bogus"),
+    (["pretrain", "--profile", "smoke", "--source", "both"], "invalid choice: 'both'"),
+    ([], "a command is needed"),
+    (["pretrain", "--profile", "smoke", "--strategy", "high", "--teacher", "/nonexistent/teacher"],
+     "teacher folder '/nonexistent/teacher' does not exist"),
+    (["pretrain", "--profile", "smoke", "--set", "data.splits=train"], "split 'train' is not in the mirror"),
+    (["pretrain", "--profile", "smoke", "--data-dir", "/nonexistent/mirror"], "data dir /nonexistent/mirror does not exist"),
+])
+def test_bad_inputs_one_line_exit_2(capsys, session_runs, args, needle):
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("entmask: error: "), err
+    assert needle in lines[0]
+    assert "Traceback" not in err
+
+
+def test_offline_paper_profile_without_mirror(capsys, monkeypatch):
+    monkeypatch.delenv("ENTMASK_DATA_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, out, err = run_cli(capsys, "pretrain", "--profile", "bertlet")
+    assert code == 2 and "hub is unreachable" in err and "--data-dir" in err and len(err.strip().splitlines()) == 1
+
+
+def test_teacher_that_is_not_a_masked_lm(capsys, session_runs, tmp_path, tokenizer):
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(str(tmp_path / "encoder"))
+    code, out, err = run_cli(capsys, "pretrain", "--profile", "smoke", "--strategy", "high", "--teacher",
+                             str(tmp_path / "encoder"))
+    assert code == 2 and "is not a masked LM" in err and "entmask reference" in err
+
+
+def test_teacher_vocab_differs_from_tokenizer(capsys, session_runs, tmp_path):
+    from transformers import BertConfig, BertForMaskedLM
+
+    BertForMaskedLM(BertConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64)).save_pretrained(str(tmp_path / "small-vocab"))
+    code, out, err = run_cli(capsys, "pretrain", "--profile", "smoke", "--strategy", "high", "--teacher",
+                             str(tmp_path / "small-vocab"))
+    assert code == 2 and "vocabulary of 1000 but the tokenizer has 30522" in err
+
+
+def test_info_and_overrides(capsys, session_runs):
+    code, out, err = run_cli(capsys, "info", "--profile", "smoke", "--strategy", "marg", "--set", "train.lr=3e-4")
+    assert code == 0
+    cfg = json.loads(out[: out.index("\n# config hash")])
+    assert cfg["masking"]["strategy"] == "marginal" and cfg["train"]["lr"] == 3e-4
+    assert "mirror" in out
+
+
+def test_override_paths_agree():
+    """The same override from Python, the CLI syntax and a notebook literal gives the same config and hash."""
+    a = config.resolve("tiny", {"train.lr": 3e-4, "masking.strategy": "high"})
+    b = config.resolve("tiny", config.parse_set_args(["train.lr=3e-4", "masking.strategy=high"]))
+    assert a.short_hash() == b.short_hash() and a.to_dict() == b.to_dict()
+    assert config.from_dict(json.loads(a.to_json())).short_hash() == a.short_hash()
+    assert default_name(a) == "high-teacher"
+
+
+def test_name_and_cosmetic_fields_do_not_change_hash():
+    a = config.resolve("tiny", {"masking.strategy": "high"}, name="x")
+    b = config.resolve("tiny", {"masking.strategy": "high", "train.logging_steps": 7}, name="y")
+    c = config.resolve("tiny", {"masking.strategy": "low"})
+    assert a.short_hash() == b.short_hash() != c.short_hash()
+
+
+@pytest.mark.slow
+def test_console_script_subprocess(session_runs):
+    exe = shutil.which("entmask")
+    if exe is None:
+        pytest.skip("entmask console script not installed (pip install -e .)")
+    out = subprocess.run([exe, "pretrain", "--profile", "smoke", "--strategy", "nope"], capture_output=True,
+                         text=True, env=dict(os.environ))
+    assert out.returncode == 2 and out.stderr.strip().startswith("entmask: error: unknown masking strategy")
+    out = subprocess.run([exe, "info", "--profile", "smoke", "--keys"], capture_output=True, text=True)
+    assert out.returncode == 0 and "masking.strategy" in out.stdout.split()

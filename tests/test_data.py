@@ -1,0 +1,59 @@
+"""The corpus on the mirror: tokenizer sanity, [UNK] count, escapes undone, articles split, packing."""
+import pandas as pd
+import pytest
+import torch
+
+from entmask import config, data
+
+
+def test_articles_and_cleaning():
+    lines = [" = A = \n", " text a @-@ b 1 @,@ 000 @.@ 5 <unk>\n", "", " = = Sub = = \n", " more\n",
+             " = B = \n", " b\n"]
+    arts = data.articles_from_lines(lines)
+    assert len(arts) == 2 and arts[0].startswith(" = A =") and "Sub" in arts[0]
+    assert data.clean_wikitext(lines[1]) == " text a-b 1,000.5 [UNK]\n"
+
+
+def test_unk_count_equals_corpus_unk_and_no_escape_pieces(mirror, tokenizer):
+    """A silent all-[UNK] tokenizer fails this; so does one that splits `<unk>` or ` @-@ ` into junk pieces."""
+    lines = []
+    for split in ("validation", "test"):
+        lines += pd.read_parquet(mirror / "wikitext" / "wikitext-2-v1" / f"{split}.parquet")["text"].tolist()
+    text_unk = sum(line.count("<unk>") for line in lines)
+    enc = tokenizer([data.clean_wikitext(t) for t in lines if t.strip()], add_special_tokens=False)["input_ids"]
+    flat = torch.tensor([i for ids in enc for i in ids])
+    assert flat.numel() == 467_601  # measured on validation+test, all lines
+    assert int((flat == tokenizer.unk_token_id).sum()) == text_unk == 26_936
+    pieces = set(tokenizer.convert_ids_to_tokens(flat.unique().tolist()))
+    assert "@" not in pieces and "unk" not in pieces
+
+
+def test_prepare_corpus_split_pack_and_cache(session_runs):
+    cfg = config.resolve("smoke")
+    c = data.prepare_corpus(cfg.data, session_runs, progress=False)
+    T = cfg.data.seq_len
+    assert c.train_ids.shape[1] == T and c.test_ids.shape[1] == T
+    assert (c.train_ids[:, 0] == c.tokenizer.cls_token_id).all() and (c.train_ids[:, -1] == c.tokenizer.sep_token_id).all()
+    s = c.stats
+    assert s["articles_test"] == round(24 * 0.05) and s["articles_train"] == 24 - s["articles_test"]
+    assert s["sequences_train"] == s["tokens_train"] // (T - 2)
+    again = data.prepare_corpus(cfg.data, session_runs, progress=False)
+    assert again.dir == c.dir and torch.equal(again.train_ids, c.train_ids)  # reused from cache
+
+
+def test_missing_split_offline_is_one_clear_line(mirror):
+    with pytest.raises(data.DataError, match=r"not in the mirror .*it has wikitext-2-v1/\{test,validation\}"):
+        data.read_mirror_split(mirror, "Salesforce/wikitext", "wikitext-2-v1", "train")
+    with pytest.raises(data.DataError, match="MANIFEST"):
+        data.load_glue_split("qqp", "train", str(mirror))
+
+
+def test_empty_corpus_rejected(tmp_path):
+    root = tmp_path / "data" / "wikitext" / "wikitext-2-v1"
+    root.mkdir(parents=True)
+    pd.DataFrame({"text": ["", " \n"]}).to_parquet(root / "validation.parquet")
+    pd.DataFrame({"text": [""]}).to_parquet(root / "test.parquet")
+    (tmp_path / "models").symlink_to(__import__("tests.conftest", fromlist=["VOCAB"]).VOCAB.parent)
+    cfg = config.resolve("smoke", {"data.data_dir": str(tmp_path / "data")})
+    with pytest.raises(data.DataError, match="hold no text"):
+        data.prepare_corpus(cfg.data, tmp_path / "runs", progress=False)

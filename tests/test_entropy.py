@@ -1,0 +1,70 @@
+"""token_entropy against a float64 reference; chunking; -inf, bf16 and large logits; the self-entropy pass."""
+import math
+
+import pytest
+import torch
+
+from entmask.entropy import EntropyError, check_finite, model_entropy, token_entropy
+
+
+def ref_entropy(x: torch.Tensor) -> torch.Tensor:
+    x = x.double()
+    p = torch.softmax(x, -1)
+    logp = torch.log_softmax(x, -1)
+    return -(torch.where(p > 0, p * logp, torch.zeros((), dtype=torch.float64))).sum(-1)
+
+
+def test_matches_float64_reference_at_bert_vocab():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 7, 30522, generator=g) * 4
+    h = token_entropy(x)
+    assert h.dtype == torch.float32 and h.shape == (3, 7)
+    assert torch.allclose(h.double(), ref_entropy(x), atol=1e-4)
+
+
+def test_known_values():
+    assert token_entropy(torch.zeros(1, 4))[0].item() == pytest.approx(math.log(4), abs=1e-6)
+    assert token_entropy(torch.tensor([[100.0, 0.0, 0.0]]))[0].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_chunked_equals_unchunked():
+    x = torch.randn(5, 33, 1000) * 3
+    full = token_entropy(x)
+    for c in (1, 7, 64, 1000):
+        assert torch.equal(token_entropy(x, chunk_size=c), full)
+
+
+def test_bf16_and_large_magnitudes_and_neg_inf():
+    x = torch.randn(4, 30522) * 3
+    hb = token_entropy(x.bfloat16())
+    assert hb.dtype == torch.float32
+    assert torch.allclose(hb.double(), ref_entropy(x.bfloat16().float()), atol=1e-3)
+    big = torch.tensor([[1e4, 1e4 - 1.0, -1e4]])
+    assert torch.isfinite(token_entropy(big)).all()
+    assert token_entropy(big).double().item() == pytest.approx(ref_entropy(big).item(), abs=1e-5)
+    neg = torch.tensor([[0.0, 0.0, float("-inf"), float("-inf")]])
+    assert token_entropy(neg)[0].item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_non_finite_rows_are_detected():
+    x = torch.tensor([[float("-inf")] * 3, [0.0, float("nan"), 1.0], [0.0, 1.0, 2.0]])
+    h = token_entropy(x)
+    assert torch.isnan(h[0]) and torch.isnan(h[1]) and torch.isfinite(h[2])
+    with pytest.raises(EntropyError, match="2 position"):
+        check_finite(h, "test")
+
+
+def test_model_entropy_equals_dense_and_restores_mode():
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    m = BertForMaskedLM(BertConfig(vocab_size=500, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=64))
+    m.train()
+    ids = torch.randint(5, 500, (3, 12))
+    h = model_entropy(m, ids, torch.ones_like(ids), chunk_size=5)
+    assert m.training
+    m.eval()
+    with torch.no_grad():
+        dense = token_entropy(m(input_ids=ids).logits)
+    assert torch.allclose(h, dense, atol=1e-5)

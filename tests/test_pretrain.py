@@ -1,0 +1,151 @@
+"""Smoke pretraining end to end on the mirror's WikiText: runs, reuse, --force, resume, teacher cache, self-masking."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from entmask import config, entropy, pretrain
+from entmask.data import prepare_corpus
+
+pytestmark = pytest.mark.slow
+
+
+def smoke(**over):
+    name = over.pop("name", "run")
+    return config.resolve("smoke", over, name=name)
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(session_runs):
+    """random, high-teacher and high-self-init at the smoke profile, trained once for the whole session."""
+    out = {}
+    for name, over in {"random": {}, "high": {"masking.strategy": "high"},
+                       "low": {"masking.strategy": "low"},
+                       "high-self-init": {"masking.strategy": "high", "masking.source": "self",
+                                          "masking.self_start": "init"}}.items():
+        out[name] = pretrain.pretrain(smoke(name=name, **over), progress=False)
+    return out
+
+
+def metrics(run):
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_runs_complete_and_loss_falls(smoke_runs):
+    for name, run in smoke_runs.items():
+        m = metrics(run)
+        assert (run / "config.json").exists() and (run / "model" / "model.safetensors").exists()
+        assert (run / "logs" / "log_history.json").exists()
+        assert m["final_train_loss"] < m["first_train_loss"] - 1.0, name
+        assert 0 <= m["heldout_accuracy"] <= 1 and m["heldout_loss"] > 0
+        assert m["heldout_masked_tokens"] > 100
+        assert run.name.endswith(config.load_json(run / "config.json").short_hash())
+
+
+def test_entropy_figures_high_above_low(smoke_runs):
+    hi, lo = metrics(smoke_runs["high"]), metrics(smoke_runs["low"])
+    assert hi["entropy_masked_mean"] > hi["entropy_maskable_mean"] > lo["entropy_masked_mean"]
+    assert metrics(smoke_runs["random"])["entropy_masked_mean"] is None  # random uses no entropy
+
+
+def test_heldout_masking_identical_across_runs(smoke_runs):
+    n = {metrics(r)["heldout_masked_tokens"] for r in smoke_runs.values()}
+    u = {metrics(r)["unigram_accuracy"] for r in smoke_runs.values()}
+    assert len(n) == 1 and len(u) == 1
+
+
+def test_self_init_switches_at_configured_epoch(smoke_runs):
+    m = metrics(smoke_runs["high-self-init"])
+    assert [e["source"] for e in m["epoch_entropy"]] == ["teacher", "self"]
+    hist = json.loads((smoke_runs["high-self-init"] / "logs" / "log_history.json").read_text())
+    spe = m["steps_per_epoch"]
+    src = [(h["step"], h["self_source"]) for h in hist if "self_source" in h]
+    assert all(s == 0.0 for step, s in src if step < spe) and all(s == 1.0 for step, s in src if step > spe + 5)
+    assert (smoke_runs["high-self-init"] / "epochs" / "epoch-1" / "model.safetensors").exists()
+
+
+def test_rerun_reuses_and_force_retrains(smoke_runs):
+    run = smoke_runs["random"]
+    mtime = (run / "metrics.json").stat().st_mtime_ns
+    assert pretrain.pretrain(smoke(name="other-name"), progress=False) == run  # found by hash, whatever the name
+    assert (run / "metrics.json").stat().st_mtime_ns == mtime
+    cfg = smoke(name="random", **{"train.max_steps": 5})
+    r1 = pretrain.pretrain(cfg, progress=False)
+    t1 = (r1 / "metrics.json").stat().st_mtime_ns
+    r2 = pretrain.pretrain(cfg, force=True, progress=False)
+    assert r2 == r1 and (r2 / "metrics.json").stat().st_mtime_ns > t1 and metrics(r2)["steps"] == 5
+
+
+def test_teacher_cache_computed_once_and_invalidated(session_runs, smoke_runs, tmp_path):
+    cfg = smoke(**{"masking.strategy": "high"})
+    corpus = prepare_corpus(cfg.data, session_runs, progress=False)
+    tdir = pretrain.resolve_teacher(cfg, progress=False)
+    before = entropy.STATS["passes"]
+    e1 = entropy.teacher_entropies(tdir, corpus.dir, "train", corpus.train_ids, progress=False)
+    assert entropy.STATS["passes"] == before  # hit: the smoke runs already computed it
+    # a changed teacher (one weight) invalidates it
+    from transformers import BertForMaskedLM
+
+    t2 = BertForMaskedLM.from_pretrained(str(tdir))
+    with torch.no_grad():
+        t2.cls.predictions.bias[5] += 1.0
+    t2.save_pretrained(str(tmp_path / "t2"))
+    entropy.teacher_entropies(tmp_path / "t2", corpus.dir, "train", corpus.train_ids, progress=False)
+    assert entropy.STATS["passes"] == before + 1
+    # a changed length is a different corpus folder, so a different cache
+    c2 = prepare_corpus(smoke(**{"data.seq_len": 32}).data, session_runs, progress=False)
+    assert c2.dir != corpus.dir
+    entropy.teacher_entropies(tdir, c2.dir, "train", c2.train_ids, progress=False)
+    assert entropy.STATS["passes"] == before + 2
+    assert e1.shape == corpus.train_ids.shape
+
+
+def test_self_masks_follow_the_model(session_runs, tmp_path):
+    cfg = smoke(**{"masking.strategy": "high", "masking.source": "self"})
+    corpus = prepare_corpus(cfg.data, session_runs, progress=False)
+    from entmask.models import build_model
+
+    batch = {"input_ids": corpus.train_ids[:8]}
+    masks = []
+    for seed in (0, 1):
+        model = build_model(cfg.model.preset, len(corpus.tokenizer), seed=seed)
+        tr = pretrain.make_trainer(cfg, tmp_path / f"r{seed}", model, corpus, teacher_dir=None, progress=False)
+        tr.compute_loss(model, batch)
+        assert tr.last_source == "self" and tr.calls["self_entropy"] == 1
+        ent = entropy.model_entropy(model, batch["input_ids"], torch.ones_like(batch["input_ids"]))
+        from entmask.masking import candidate_mask, select_mask
+
+        cand = candidate_mask(batch["input_ids"], corpus.special_ids, corpus.tokenizer.unk_token_id)
+        assert torch.equal(tr.last_mask, select_mask(ent, cand, "high"))  # exactly the model's own high set
+        masks.append(tr.last_mask)
+    assert not torch.equal(masks[0], masks[1])  # another model, other masks
+
+
+def test_resume_reaches_same_weights(session_runs, tmp_path):
+    over = {"train.max_steps": 24, "train.save_steps": 8, "masking.strategy": "alternating"}
+    full = pretrain.pretrain(smoke(name="full", **over), root=tmp_path / "a", progress=False)
+    part = pretrain.pretrain(smoke(name="part", **over), root=tmp_path / "b", progress=False, stop_after=8)
+    assert not (part / "metrics.json").exists() and (part / "checkpoints" / "checkpoint-8").is_dir()
+    done = pretrain.pretrain(smoke(name="part", **over), root=tmp_path / "b", progress=False)
+    assert metrics(done)["resumed_from"] == "checkpoint-8"
+    wa = load_file(str(full / "model" / "model.safetensors"))
+    wb = load_file(str(done / "model" / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=1e-6), k
+
+
+def test_torchrun_two_processes(session_runs, tmp_path):
+    env = dict(os.environ, ENTMASK_RUNS_DIR=str(tmp_path), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "entmask", "pretrain", "--profile", "smoke", "--quiet", "--set", "train.max_steps=6",
+           "--set", "data.max_articles=8"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs = [p for p in (tmp_path / "smoke" / "pretrain").iterdir() if p.is_dir()]
+    assert len(runs) == 1 and (runs[0] / "metrics.json").exists()
+    assert json.loads((runs[0] / "metrics.json").read_text())["steps"] == 6
