@@ -386,7 +386,7 @@ def _train_and_report_inner(model_dir: Path, data: TaskData, cfg: FinetuneConfig
 
     set_seed(seed)  # the classifier's (and pooler's) initialisation, before the model is built
     model, info = BertForSequenceClassification.from_pretrained(str(model_dir), num_labels=num_labels,
-                                                                output_loading_info=True)
+                                                                output_loading_info=True, use_safetensors=True)
     fresh = sorted(info.get("missing_keys", []))
     if any(not k.startswith(("classifier.", "bert.pooler.")) for k in fresh):
         bad = [k for k in fresh if not k.startswith(("classifier.", "bert.pooler."))]

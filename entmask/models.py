@@ -78,7 +78,7 @@ def build_model(preset: str, vocab_size: int, overrides: dict | None = None, ini
     if init_from:
         load_masked_lm(init_from, expect_vocab=vocab_size, role="model.init_from")  # checks, one-line errors
         _quiet_transformers()
-        return _sparse_class().from_pretrained(str(init_from))
+        return _sparse_class().from_pretrained(str(init_from), use_safetensors=True)
     torch.manual_seed(seed)
     return _sparse_class()(bert_config(preset, vocab_size, overrides))
 
@@ -110,9 +110,13 @@ def load_masked_lm(name_or_path: str | Path, expect_vocab: int | None = None, ro
         if not hub_reachable():
             raise ModelError(f"{role} {str(name_or_path)!r} is not a local folder and the hub is unreachable; give a "
                              f"save_pretrained folder or use --teacher reference")
+    if p.is_dir() and not list(p.glob("*.safetensors")):
+        raise ModelError(f"{role} folder {str(name_or_path)!r} has no .safetensors weights; entmask never unpickles "
+                         f"weights (a pickle can run code): convert it with save_pretrained(safe_serialization=True)")
     try:
+        # use_safetensors: never fall back to pickled .bin weights, from a folder or from the hub.
         model, info = AutoModelForMaskedLM.from_pretrained(str(name_or_path), output_loading_info=True,
-                                                           trust_remote_code=trust_remote_code)
+                                                           trust_remote_code=trust_remote_code, use_safetensors=True)
     except OSError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{role} {str(name_or_path)!r} could not be loaded ({first[:160]}); give a folder written "
@@ -159,7 +163,7 @@ def reference_start(init: str, vocab_size: int, preset: str = "bert-tiny", seed:
         return build_model(preset, vocab_size, seed=seed)
     src = minilm_dir() if init == "minilm" else init
     torch.manual_seed(seed)  # the fresh head's init
-    model = _sparse_class().from_pretrained(str(src))
+    model = _sparse_class().from_pretrained(str(src), use_safetensors=True)
     if model.config.vocab_size != vocab_size:
         raise ModelError(f"reference.init {init!r} has a vocabulary of {model.config.vocab_size} but the tokenizer "
                          f"has {vocab_size}; use its tokenizer (--set data.tokenizer=...)")

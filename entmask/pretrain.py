@@ -23,12 +23,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from entmask import runs
 from entmask.config import PretrainConfig
 from entmask.data import Corpus, prepare_corpus, unigram_baseline
-from entmask.entropy import check_finite, model_entropy, teacher_entropies
+from entmask.entropy import _bf16_ok, check_finite, model_entropy, teacher_entropies
 from entmask.masking import apply_mask, candidate_mask, needs_entropy, select_mask
 from entmask.models import build_model, encode, kd_loss, load_teacher, masked_logits, mlm_loss, reference_start
 
@@ -90,6 +89,7 @@ class EntropyMaskingTrainer(Trainer):
         self.vocab_size = len(tok)
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.teacher = teacher.to(self.args.device) if teacher is not None else None
+        self.teacher_bf16 = teacher is not None and _bf16_ok(torch.device(self.args.device))
         self._acc: dict[str, float] = {}
         self._micro = (-1, 0)  # (global step, micro-batch index) for per-micro-batch mask seeds
         self.calls = {"self_entropy": 0}
@@ -163,8 +163,8 @@ class EntropyMaskingTrainer(Trainer):
         logits = out.logits if em.train.sparse_head else out.logits[sel]  # [M, V]
         mlm = loss.detach()
         if self.kd_active() and self.teacher is not None:
-            with torch.no_grad():
-                t_logits = masked_logits(self.teacher, encode(self.teacher, masked_ids, attn), sel)  # [M, V]
+            with torch.no_grad(), torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=self.teacher_bf16):
+                t_logits = masked_logits(self.teacher, encode(self.teacher, masked_ids, attn), sel).float()  # [M, V]
             kd = kd_loss(logits, t_logits, em.kd.temperature)
             loss = (1 - em.kd.alpha) * loss + em.kd.alpha * kd
             self._add("kd_loss", kd.detach())
@@ -342,10 +342,30 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
     return trainer
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint that was written to the end. The Trainer writes trainer_state.json last, so a
+    checkpoint without a parseable one was cut off (kill -9, full disk) and is skipped, never half-read."""
+    import json
+
+    if not folder.is_dir():
+        return None
+    cands = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for c in cands:
+        try:
+            json.loads((c / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            print(f"entmask: skipping incomplete checkpoint {c.name}")
+            continue
+        if list(c.glob("*.safetensors")) and (c / "optimizer.pt").exists():
+            return str(c)
+    return None
+
+
 def _train(cfg: PretrainConfig, run: Path, model, corpus: Corpus, **kw):
     """Train (resuming from the last checkpoint in the run folder, if any)."""
     trainer = make_trainer(cfg, run, model, corpus, **kw)
-    last = get_last_checkpoint(str(run / "checkpoints")) if (run / "checkpoints").is_dir() else None
+    last = last_complete_checkpoint(run / "checkpoints")
     if last:
         print(f"entmask: resuming {run.name} from {Path(last).name}")
     t0 = time.perf_counter()

@@ -143,7 +143,19 @@ def safe_name(name: str) -> str:
 
 
 def is_finished(run: Path) -> bool:
-    return (Path(run) / "metrics.json").exists()
+    """A run is finished when its metrics.json (written last, atomically) exists and parses. A damaged one is
+    reported and moved aside (never deleted), so the run is redone rather than trusted."""
+    m = Path(run) / "metrics.json"
+    if not m.exists():
+        return False
+    try:
+        json.loads(m.read_text())
+        return True
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        aside = m.with_name(f"metrics.corrupt-{os.getpid()}.json")
+        os.replace(m, aside)
+        print(f"entmask: {m} is corrupt; kept it as {aside.name} and redoing the run")
+        return False
 
 
 def check_version(run: Path) -> None:
