@@ -1,0 +1,349 @@
+"""Experiments end to end at a tiny smoke size: every experiment pretrains (or finds) its runs, fine-tunes them and
+writes its table, records and figures; the values in the tables are checked against the runs they come from.
+
+One session fixture runs all seven experiments once into a tmp runs root; the pretraining runs are shared between
+experiments by config hash, so 15 tiny runs serve them all. Needs the offline mirror at ../shared/data (skips
+without it); the matrix tests need no data.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from entmask import config
+from entmask import experiments as ex
+from entmask.experiments import ABSENT, NOT_RUN, ExperimentError, parse_cell
+
+MIRROR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# As small as the pipeline allows: 4 optimizer steps, 3 articles of 32-token rows, 48 training and 32 evaluated
+# examples per task, one seed. cola and mrpc are in the mirror, qqp is not (it must come out "absent").
+OVERRIDES = {"finetune.tasks": ["cola", "mrpc", "qqp"], "finetune.max_train": 48, "finetune.max_eval": 32,
+             "finetune.epochs": 1, "train.max_steps": 4, "train.batch_size": 8, "train.logging_steps": 2,
+             "data.max_articles": 3, "data.seq_len": 32, "reference.steps": 10}
+AVAILABLE, MISSING = ("CoLA", "MRPC"), "QQP"
+
+
+def smoke_cfg():
+    return config.resolve("smoke", OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def exp_root(tmp_path_factory) -> Path:
+    if not (MIRROR / "wikitext").is_dir() or not (MIRROR / "glue").is_dir():
+        pytest.skip(f"offline mirror not found at {MIRROR}")
+    os.environ["ENTMASK_DATA_DIR"] = str(MIRROR)
+    return tmp_path_factory.mktemp("exp-runs")
+
+
+@pytest.fixture(scope="session")
+def results(exp_root) -> dict:
+    """Every experiment once, in the order that makes later ones reuse earlier runs."""
+    cfg = smoke_cfg()
+    out = {}
+    for name, fn in ex.EXPERIMENTS.items():
+        out[name] = fn(cfg, root=exp_root, progress=False)
+    return out
+
+
+def ours(res):
+    return res.table[res.table["source"] == "ours"]
+
+
+def scores(res, label):
+    s = res.extra["scores"]
+    return s[s["label"] == label].iloc[0]
+
+
+def metrics(run_dir):
+    return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+# ---- the matrix (no data needed) -----------------------------------------------------------------------------
+def test_matrix_table1_strategies_and_names():
+    from entmask.cli import default_name
+
+    m = ex.matrix("table1", smoke_cfg())
+    assert [label for label, _ in m] == ["baseline", "teacher-high", "teacher-low", "teacher-mid",
+                                         "teacher-marginal", "teacher-alternating"]
+    assert [c.masking.strategy for _, c in m] == ["random", "high", "low", "mid", "marginal", "alternating"]
+    assert all(c.masking.source == "teacher" and c.kd.mode == "none" for _, c in m)
+    assert [c.name for _, c in m] == [default_name(c) for _, c in m]
+    assert m[1][1].name == "high-teacher" and m[0][1].name == "random"
+    assert len({c.short_hash() for _, c in m}) == 6
+
+
+def test_matrix_other_experiments_share_configs():
+    cfg = smoke_cfg()
+    t1, t2 = dict(ex.matrix("table1", cfg)), dict(ex.matrix("table2", cfg))
+    kd, mr = dict(ex.matrix("kd", cfg)), dict(ex.matrix("mask-rate", cfg))
+    assert t2["baseline"].short_hash() == t1["baseline"].short_hash()
+    assert t2["teacher-high"].short_hash() == t1["teacher-high"].short_hash()
+    assert (t2["self-high-cold"].masking.source, t2["self-high-cold"].masking.self_start) == ("self", "cold")
+    assert (t2["self-high-init"].masking.source, t2["self-high-init"].masking.self_start) == ("self", "init")
+    assert kd["self-high-init"].short_hash() == t2["self-high-init"].short_hash()
+    assert [kd[k].kd.mode for k in ("baseline", "self-high-init", "kd-only", "kd-complete", "kd-after-init")] == [
+        "none", "none", "kd-only", "complete", "after-init"]
+    assert kd["kd-only"].masking.strategy == "random"
+    assert kd["kd-complete"].masking.self_start == kd["kd-after-init"].masking.self_start == "init"
+    assert len(mr) == 6
+    assert {(c.masking.strategy, c.masking.ratio, c.masking.num_tokens) for c in mr.values()} == {
+        ("high", 0.15, None), ("low", 0.15, None), ("high", 0.4, None), ("low", 0.4, None),
+        ("high", 0.15, 1), ("low", 0.15, 1)}
+    assert mr["high-r15"].short_hash() == t1["teacher-high"].short_hash()
+    assert mr["high-r40"].name == "high-teacher-r40" and mr["low-n1"].name == "low-teacher-n1"
+    for name in ("frozen", "weights"):
+        assert [label for label, _ in ex.matrix(name, cfg)] == ["baseline", "teacher-high"]
+    co = dict(ex.matrix("corpus", cfg, corpus="someone/books:plain:train+validation"))
+    assert co["baseline"].data.corpus == "someone/books" and co["baseline"].data.corpus_config == "plain"
+    assert co["baseline"].data.splits == ["train", "validation"]
+    assert co["self-high-init"].short_hash() != t2["self-high-init"].short_hash()
+
+
+def test_unknown_experiment_is_a_one_line_error():
+    with pytest.raises(ExperimentError, match="table1, table2, kd, mask-rate, frozen, weights, corpus"):
+        ex.matrix("table9", smoke_cfg())
+    with pytest.raises(ExperimentError, match="unknown experiment 'table9'"):
+        ex.run("table9", smoke_cfg())
+    with pytest.raises(ExperimentError, match="corpus experiment only"):
+        ex.run("table1", smoke_cfg(), corpus="bookcorpus")
+
+
+def test_plateau_note_only_when_a_student_is_on_it():
+    left = {"label": "a", "left_plateau": True, "heldout_accuracy": 0.3, "unigram_accuracy": 0.05}
+    on = {"label": "b", "left_plateau": False, "heldout_accuracy": 0.051, "unigram_accuracy": 0.05}
+    assert ex.plateau_note([left]) is None
+    note = ex.plateau_note([left, on])
+    assert "on the unigram plateau" in note and "1 of 2" in note and "5.1%" in note and "5.0%" in note
+    assert "NOT a test of the paper's claims" in note
+
+
+def test_notes_name_absent_tasks_and_the_qnli_split():
+    from entmask.finetune import QNLI_NOTE
+
+    cfg = config.resolve("smoke", {"finetune.tasks": ["qnli", "qqp"]})
+    r = ex._Run("baseline", cfg, ft=[{"task": "qnli", "seed": 0, "status": "ok", "paper_score": 50.0,
+                                      "eval_note": QNLI_NOTE},
+                                     {"task": "qqp", "seed": 0, "status": "absent"}])
+    assert ex.covered_tasks([r], cfg.finetune.tasks) == ["qnli"]
+    text = " ".join(ex._notes("table1", cfg, [r], ["qnli"], ["qnli", "qqp"], {"qnli": 50.0, "qqp": None}, "",
+                              "table1"))
+    assert QNLI_NOTE in text and "QNLI (1 of 7 tasks)" in text and "QQP absent" in text
+
+
+def test_cell_format_round_trip():
+    assert ex.fmt_cell(62.5) == "62.50" and ex.fmt_cell(62.5, math.nan) == "62.50"
+    assert ex.fmt_cell(62.5, 1.234, collapsed=True) == "62.50 ± 1.23†"
+    assert parse_cell("62.50 ± 1.23†") == 62.5 and parse_cell(ABSENT) is None and parse_cell("n/a") is None
+
+
+# ---- end to end ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_every_experiment_writes_its_table(results):
+    for name, res in results.items():
+        for key in ("csv", "md", "json"):
+            assert res.paths[key].exists(), (name, key)
+        assert res.paths["md"].name == f"{name}.md" and res.paths["md"].parent.name == "results"
+        rows = ours(res)
+        assert len(rows) == len(ex.matrix(name, smoke_cfg()))
+        if name == "corpus":
+            continue  # the other corpus is not in the mirror: checked below
+        assert res.paths["png"].exists() and res.paths["svg"].exists()
+        assert res.paths["curves_png"].exists()
+        for _, row in rows.iterrows():
+            for col in AVAILABLE:
+                v = parse_cell(row[col])
+                assert v is not None and 0 <= v <= 100, (name, row["strategy"], col, row[col])
+            assert row[MISSING] == ABSENT and row["MNLI"] == NOT_RUN
+            assert parse_cell(row["Total"]) is not None
+            assert row["plateau"] in ("left", "ON PLATEAU")
+        csv = res.paths["csv"].read_text()
+        assert csv.splitlines()[0].startswith("model,strategy,source,CoLA,MRPC,QNLI,QQP,RTE,SST-2,MNLI,Total")
+        assert ABSENT in csv
+
+
+@pytest.mark.slow
+def test_total_is_the_mean_of_the_available_tasks(results):
+    res = results["table1"]
+    for label in ("baseline", "teacher-high"):
+        s = scores(res, label)
+        assert s["Total"] == pytest.approx(np.mean([s[c] for c in AVAILABLE]), abs=1e-9)
+        assert math.isnan(s[MISSING])
+    # and the value equals what the fine-tuning runs scored
+    ft = res.extra["finetune"]
+    base = ft[(ft["label"] == "baseline") & (ft["status"] == "ok")]
+    assert scores(res, "baseline")["Total"] == pytest.approx(base["paper_score"].mean())
+    row = ours(res).iloc[0]
+    assert parse_cell(row["Total"]) == pytest.approx(np.mean([parse_cell(row[c]) for c in AVAILABLE]), abs=0.011)
+    md = res.paths["md"].read_text()
+    assert "CoLA, MRPC (2 of 7 tasks)" in md and "QQP absent" in md
+
+
+@pytest.mark.slow
+def test_majority_row_scores_the_evaluated_examples(results):
+    from entmask.finetune import majority_scores, task_data
+
+    cfg = smoke_cfg()
+    res = results["table1"]
+    maj = res.table[res.table["source"] == "majority"].iloc[0]
+    for task, col in (("cola", "CoLA"), ("mrpc", "MRPC")):
+        td = task_data(task, cfg.finetune)
+        expected = majority_scores(td.train["label"], td.eval["label"], task)["majority_paper_score"]
+        assert parse_cell(maj[col]) == pytest.approx(expected, abs=0.005)
+        assert 0 <= expected <= 100
+    assert maj[MISSING] == ABSENT
+    # ... and every fine-tuning run saw the same examples: its own majority score is the same number
+    ft = res.extra["finetune"]
+    cola = ft[(ft["task"] == "cola") & (ft["status"] == "ok")]
+    assert cola["majority_paper_score"].nunique() == 1
+
+
+@pytest.mark.slow
+def test_paper_reference_rows(results):
+    t1 = results["table1"].table
+    paper = t1[t1["source"] == "paper"]
+    maj = paper[paper["model"] == "majority class"].iloc[0]
+    assert (maj["CoLA"], maj["MRPC"], maj["RTE"], maj["SST-2"], maj["MNLI"]) == (
+        "69.13", "81.22", "52.71", "50.92", "35.22")
+    base = paper[(paper["model"] == "BERTlet") & paper["strategy"].str.startswith("random")].iloc[0]
+    assert base["Total"] == "70.93"
+    marg = paper[(paper["model"] == "BERTlet") & paper["strategy"].str.contains(r"\[marg\]")].iloc[0]
+    alt = paper[(paper["model"] == "BERTlet") & paper["strategy"].str.contains(r"\[alt\]")].iloc[0]
+    assert marg["row mean (recomputed)"] == "71.77" and alt["row mean (recomputed)"] == "71.86"
+    assert marg["CoLA"] == "n/a"  # not available offline: never invented
+    assert len(paper) == 13  # majority + 2 models x 6 strategies
+    t2 = results["table2"].table
+    cold = t2[(t2["source"] == "paper") & (t2["model"] == "BERT") & t2["strategy"].str.contains("max,cold")].iloc[0]
+    assert cold["QNLI"] == "49.46"
+    md = results["table1"].paths["md"].read_text()
+    assert "paper value not available offline" in md and "arXiv:2605.28526" in md
+    assert "paper" not in set(results["kd"].table["source"])
+    assert "not available offline" in results["kd"].paths["md"].read_text()
+
+
+@pytest.mark.slow
+def test_plateau_header_follows_the_runs(results):
+    for name, res in results.items():
+        if name == "corpus":
+            continue
+        on = [label for label, d in res.runs.items() if metrics(d)["left_plateau"] is False]
+        md = res.paths["md"].read_text()
+        assert ("these students are on the unigram plateau" in md) == bool(on), name
+        if on:
+            m = metrics(res.runs[on[0]])
+            assert f"{100 * m['heldout_accuracy']:.1f}%" in md and f"{100 * m['unigram_accuracy']:.1f}%" in md
+            assert "ON PLATEAU" in set(ours(res)["plateau"])
+
+
+@pytest.mark.slow
+def test_runs_are_shared_across_experiments(results):
+    r = {k: v.runs for k, v in results.items()}
+    assert r["table2"]["baseline"] == r["table1"]["baseline"] == r["kd"]["baseline"] == r["frozen"]["baseline"]
+    assert r["table2"]["teacher-high"] == r["table1"]["teacher-high"] == r["weights"]["teacher-high"]
+    assert r["mask-rate"]["high-r15"] == r["table1"]["teacher-high"]
+    assert r["kd"]["self-high-init"] == r["table2"]["self-high-init"]
+    pre = Path(r["table1"]["baseline"]).parent
+    assert len([p for p in pre.iterdir() if (p / "metrics.json").exists()]) == 15
+    assert r["table1"]["teacher-high"].name.startswith("high-teacher-")
+
+
+@pytest.mark.slow
+def test_deltas_against_the_baseline(results):
+    res = results["table1"]
+    b = res.extra["bootstrap"].set_index("label")
+    assert set(b.index) == {"teacher-high", "teacher-low", "teacher-mid", "teacher-marginal", "teacher-alternating"}
+    for label in b.index:
+        s, base = scores(res, label), scores(res, "baseline")
+        assert b.loc[label, "delta"] == pytest.approx(s["Total"] - base["Total"], abs=1e-9)
+        assert b.loc[label, "lo"] <= b.loc[label, "delta"] <= b.loc[label, "hi"]
+    rows = ours(res).set_index("strategy")
+    assert rows.loc["random", "Δ Total"] == "(reference)"
+    assert rows.loc["high (teacher)", "95% CI (bootstrap)"].startswith("[")
+    mr = results["mask-rate"].extra["bootstrap"].set_index("label")
+    assert mr.loc["high-r40", "base"] == "high-r15" and mr.loc["low-n1", "base"] == "low-r15"
+
+
+@pytest.mark.slow
+def test_entropy_and_curves(results):
+    ent = results["table1"].extra["entropy"].set_index("label")
+    assert set(ent.index) == {"teacher-high", "teacher-low", "teacher-mid", "teacher-marginal",
+                              "teacher-alternating"}
+    assert ent.loc["teacher-high", "masked_mean"] > ent.loc["teacher-high", "maskable_mean"]
+    assert ent.loc["teacher-low", "masked_mean"] < ent.loc["teacher-low", "maskable_mean"]
+    assert results["table1"].paths["entropy_png"].exists()
+    mr = results["mask-rate"].extra["entropy"].set_index("label")
+    assert (mr.loc["high-n1", "n_masked"] == mr.loc["high-n1", "n_rows"]) and \
+        mr.loc["high-r40", "n_masked"] > mr.loc["high-r15", "n_masked"]
+    curves = results["table1"].extra["curves"]
+    assert set(curves["label"]) == set(results["table1"].runs)
+    assert curves.groupby("label")["step"].max().eq(4).all()
+
+
+@pytest.mark.slow
+def test_frozen_probe_and_its_delta_row(results):
+    res = results["frozen"]
+    ft = res.extra["finetune"]
+    assert ft["frozen"].all()
+    delta = res.table[res.table["source"] == "delta"].iloc[0]
+    for col in AVAILABLE:
+        expected = scores(res, "teacher-high")[col] - scores(res, "baseline")[col]
+        assert float(delta[col]) == pytest.approx(expected, abs=0.006)
+    assert delta[MISSING] == ABSENT
+
+
+@pytest.mark.slow
+def test_weight_movement(results):
+    from entmask.analysis import COMPONENTS
+
+    res = results["weights"]
+    mv = res.extra["movement"]
+    assert set(zip(mv["label"], mv["task"])) == {(l, t) for l in ("baseline", "teacher-high")
+                                                 for t in ("cola", "mrpc")}
+    assert mv["most_moved"].isin(COMPONENTS).all() and (mv["encoder_rel_change"] > 0).all()
+    assert (mv["n_train"] == 43).all()  # 48 subsampled, 10% carved off for early stopping
+    assert res.paths["heatmap_png"].exists() and res.paths["heatmap_svg"].exists()
+    md = res.paths["md"].read_text()
+    assert "Most-moved component" in md and "n/a (fewer than 3 distinct training-set sizes)" in md
+    assert set(res.extra["deltas"]["component"]) <= set(COMPONENTS) - {"classifier", "pooler"}
+
+
+@pytest.mark.slow
+def test_corpus_unavailable_offline_is_reported_not_raised(results):
+    res = results["corpus"]
+    assert all(v is None for v in res.runs.values())
+    rows = ours(res)
+    assert (rows["CoLA"] == "unavailable").all()
+    md = res.paths["md"].read_text()
+    assert "is unavailable here" in md and "bookcorpus" in md
+
+
+@pytest.mark.slow
+def test_json_records(results):
+    res = results["table2"]
+    d = json.loads(res.paths["json"].read_text())
+    assert d["profile"] == "smoke" and d["experiment"] == "table2" and d["seconds"] > 0
+    assert len(d["records"]) == len(res.table)
+    assert d["config_hashes"]["baseline"] == Path(res.runs["baseline"]).name.rsplit("-", 1)[1]
+    assert d["runs"]["baseline"]["left_plateau"] in (True, False)
+
+
+@pytest.mark.slow
+def test_cli_experiment_reuses_the_runs(results, exp_root, capsys, monkeypatch):
+    from entmask import cli
+
+    monkeypatch.setenv("ENTMASK_RUNS_DIR", str(exp_root))  # the CLI sets it from --runs-dir; restored afterwards
+
+    sets = [f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in OVERRIDES.items()]
+    argv = ["experiment", "weights", "--profile", "smoke", "--runs-dir", str(exp_root), "--quiet"]
+    for s in sets:
+        argv += ["--set", s]
+    assert cli.main(argv) == 0
+    assert f"wrote {results['weights'].paths['md']}" in capsys.readouterr().out
+    assert cli.main(["experiment", "nope", "--profile", "smoke", "--runs-dir", str(exp_root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown experiment 'nope'" in err
