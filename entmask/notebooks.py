@@ -1,0 +1,476 @@
+"""Notebooks: execute the numbered notebooks with papermill (`entmask reproduce`), and what the notebooks call to
+record their results.
+
+What it is:
+    NOTEBOOKS        the notebooks, in the order they run (later ones reuse the runs of earlier ones by hash)
+    reproduce        execute them (all, or `only=["01", "03"]`) into runs/<profile>/notebooks/<name>.ipynb, each
+                     with an HTML export beside it, and print a summary (status, seconds, headline numbers)
+    record           a notebook's "Record results" cell: runs/<profile>/notebooks/<name>.metrics.json with the
+                     resolved config, the entmask version and the git commit
+    export_html      nbconvert HTML of an executed notebook, without saved widget state, so the mask widgets'
+                     static HTML shows offline (see `entmask.widgets.drop_widget_state`)
+    ensure_kernel    a Jupyter kernel spec for *this* interpreter (papermill needs a named kernel; CI has none)
+    use_runs_dir / save_figure / save_table    small I/O helpers of the notebooks
+
+What it is not: no training, masking or metric logic (that is in the library modules the notebooks call); the
+notebooks themselves hold only parameters, calls into entmask, display and plots.
+
+Running one notebook by hand with papermill's own CLI (from the repository root, venv active):
+
+    papermill notebooks/01_teacher_masking.ipynb out.ipynb -p profile tiny -k python3 \
+        -p runs_dir $PWD/runs -p data_dir /path/to/shared/data
+
+where the kernel must run this venv's Python. With the venv activated, the venv's own `python3` spec does (it
+starts `python` from PATH: `-k python3`); `make kernel` installs one named `entmask` for your user (`-k entmask`);
+and `entmask-python`, the one `reproduce` uses, points at this interpreter by absolute path once written
+(`python -c "import entmask.notebooks as n; print(n.ensure_kernel())"`, then `export JUPYTER_PATH=<printed dir>`).
+Extra config overrides go in as a list: `-y '{overrides: [train.max_steps=50]}'`. Executed this way the notebook
+keeps its widget state, so export it with `export_html` (which drops it) rather than plain nbconvert.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from entmask import __version__, runs
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = REPO / "notebooks"
+NOTEBOOKS = [
+    "00_entropy_exploration",
+    "01_teacher_masking",
+    "02_self_masking",
+    "03_knowledge_distillation",
+    "04_weight_analysis",
+    "05_ablations",
+]
+KERNEL_NAME = "entmask-python"
+GPU_PROFILES = ("bertlet", "bert")  # profiles meant for a GPU (the corpus ablation runs only there)
+HEADLINE_MAX = 4  # numbers per notebook in the summary table when a notebook names none
+
+
+class NotebookError(RuntimeError):
+    """A notebook problem (unknown name, missing file); the message is one line."""
+
+
+# ---- which notebooks --------------------------------------------------------------------------------------------
+def select(only: Sequence[str] | str | None = None) -> list[str]:
+    """The notebooks to run, in NOTEBOOKS order: all, or those named by number ('01', '1'), prefix or full name."""
+    if only is None:
+        return list(NOTEBOOKS)
+    if isinstance(only, str):
+        only = [s for s in only.split(",")]
+    picked = set()
+    for item in only:
+        key = str(item).strip().removesuffix(".ipynb")
+        if not key:
+            continue
+        if key.isdigit():
+            key = key.zfill(2)
+        hits = [n for n in NOTEBOOKS if n == key or n.split("_", 1)[0] == key or n.startswith(key + "_")
+                or (len(key) > 2 and n.startswith(key))]
+        if not hits:
+            raise NotebookError(f"unknown notebook {item!r}; choose from {', '.join(NOTEBOOKS)} (or their numbers)")
+        picked.update(hits)
+    return [n for n in NOTEBOOKS if n in picked]
+
+
+def notebook_path(name: str) -> Path:
+    p = NOTEBOOK_DIR / f"{name}.ipynb"
+    if not p.exists():
+        raise NotebookError(f"{p} does not exist; regenerate the notebooks with `python notebooks/_build.py`")
+    return p
+
+
+def output_dir(profile: str, root: str | Path | None = None) -> Path:
+    """runs/<profile>/notebooks/ (executed notebooks, their HTML exports and metrics.json files)."""
+    d = runs.profile_dir(profile, root) / "notebooks"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+# ---- helpers the notebooks call ---------------------------------------------------------------------------------
+def use_runs_dir(runs_dir: str | Path | None = None, data_dir: str | Path | None = None) -> Path:
+    """Where this notebook's runs go, as an absolute path, exported as $ENTMASK_RUNS_DIR (and `data_dir`, if given,
+    as $ENTMASK_DATA_DIR) so every entmask call in the kernel agrees. Default: $ENTMASK_RUNS_DIR, else the
+    repository's runs/ (not notebooks/runs/: notebooks execute with notebooks/ as their working directory)."""
+    root = Path(runs_dir or os.environ.get(runs.ENV_RUNS) or REPO / "runs").expanduser().resolve()
+    os.environ[runs.ENV_RUNS] = str(root)
+    if data_dir:
+        os.environ["ENTMASK_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
+    return root
+
+
+def set_progress(progress: bool) -> None:
+    """progress=False: no progress bars from transformers and datasets in this kernel (the executed notebooks and
+    their HTML exports stay readable); training logs still print. `reproduce` also sets TQDM_DISABLE=1."""
+    if progress:
+        return
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:  # pragma: no cover - a dependency
+        pass
+
+
+def pick_device(device: str | None = None) -> str:
+    """The device of a notebook's own entropy passes and widgets: `device`, else cuda when there is one."""
+    if device:
+        return str(device)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def results_path(cfg, name: str, root: str | Path | None = None) -> Path:
+    """runs/<profile>/results/<name> (the folder the experiments write their tables and figures to)."""
+    return runs.results_dir(cfg.profile, root) / name
+
+
+def save_figure(fig, name: str, cfg, root: str | Path | None = None, dpi: int = 120) -> Path:
+    """Write a matplotlib figure as runs/<profile>/results/<name>.png and return the path."""
+    path = results_path(cfg, f"{name}.png", root)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def to_markdown(df, floatfmt: str = ".3f", index: bool = True) -> str:
+    """A GitHub-flavoured markdown table of a DataFrame (no tabulate needed)."""
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "" if math.isnan(v) else format(v, floatfmt)
+        return str(v).replace("|", "\\|")
+
+    cols = ([str(df.index.name or "")] if index else []) + [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for idx, row in df.iterrows():
+        vals = ([cell(idx)] if index else []) + [cell(v) for v in row.tolist()]
+        lines.append("| " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def save_table(df, name: str, cfg, root: str | Path | None = None, index: bool = False) -> dict[str, Path]:
+    """Write a DataFrame as runs/<profile>/results/<name>.csv and .md; returns {'csv': path, 'md': path}."""
+    csv, md = results_path(cfg, f"{name}.csv", root), results_path(cfg, f"{name}.md", root)
+    runs.atomic_write_text(csv, df.to_csv(index=index))
+    runs.atomic_write_text(md, to_markdown(df, index=index))
+    return {"csv": csv, "md": md}
+
+
+def _leaves(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts to dotted keys -> scalar leaves (numpy scalars unwrapped)."""
+    out: dict[str, Any] = {}
+    if isinstance(d, Mapping):
+        for k, v in d.items():
+            out.update(_leaves(v, f"{prefix}{k}."))
+    else:
+        if hasattr(d, "item") and not isinstance(d, (str, bytes)):
+            try:
+                d = d.item()
+            except (ValueError, TypeError):
+                pass
+        out[prefix.rstrip(".")] = d
+    return out
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def experiment_metrics(res, columns: Sequence[str] = ("Total", "Total sd", "delta", "delta_lo", "delta_hi",
+                                                      "heldout_accuracy", "unigram_accuracy", "left_plateau"),
+                       tasks: bool = True) -> dict:
+    """The numbers of an ExperimentResult worth recording: {label: {column: value}} for its own rows (the numeric
+    `scores` frame, source 'ours'), the task columns with a score, and 'majority' (the majority-class Total)."""
+    from entmask.experiments import TASK_LABEL, TASK_ORDER
+
+    sc = res.extra["scores"]
+    task_cols = [TASK_LABEL[t] for t in TASK_ORDER if TASK_LABEL[t] in sc.columns] if tasks else []
+    out: dict = {}
+    for _, r in sc[sc["source"] == "ours"].iterrows():
+        d = {}
+        for c in list(columns) + task_cols:
+            v = _leaves(r[c]).get("") if c in r.index else None
+            if isinstance(v, bool) or _is_number(v):
+                d[c] = v
+            elif v is None or isinstance(v, float):
+                d[c] = None  # not available: an absent task, one seed's sd, no delta for the reference row
+        out[str(r["label"])] = d
+    maj = sc[sc["source"] == "majority"]
+    if len(maj):
+        v = _leaves(maj["Total"].iloc[0]).get("")
+        out["majority"] = {"Total": v if _is_number(v) else None}
+    return out
+
+
+def record(name: str, metrics: Mapping[str, Any], cfg, headline: Sequence[str] | None = None,
+           root: str | Path | None = None) -> Path:
+    """Write runs/<profile>/notebooks/<name>.metrics.json: the notebook's metrics (nested dicts allowed), the
+    headline numbers for the reproduce summary (`headline`: dotted keys into metrics; default the first numbers;
+    a headline that is NaN/None is kept as null), the resolved config and its hash, the entmask version and the git
+    commit. Refuses metrics without a single finite number. Returns the path."""
+    leaves = _leaves(dict(metrics))
+    numbers = [k for k, v in leaves.items() if _is_number(v)]
+    if not numbers:
+        raise ValueError(f"record({name!r}): metrics hold no finite number; record at least one result")
+    keys = list(headline) if headline else numbers[:HEADLINE_MAX]
+    missing = [k for k in keys if k not in leaves]
+    if missing:
+        raise ValueError(f"record({name!r}): headline keys {missing} are not in metrics "
+                         f"(have {', '.join(list(leaves)[:12])}{', ...' if len(leaves) > 12 else ''})")
+    out = {
+        "notebook": name, "profile": cfg.profile, "metrics": dict(metrics),
+        # a list, not a dict: JSON files here are written with sorted keys, and the order is the author's
+        "headline": [{"name": k, "value": leaves[k] if _is_number(leaves[k]) else None} for k in keys],
+        "config": cfg.to_dict(), "config_hash": cfg.short_hash(),
+        "entmask_version": __version__, "git_commit": runs.git_commit(),
+        "python": sys.version.split()[0], "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = output_dir(cfg.profile, root) / f"{name}.metrics.json"
+    runs.write_json(path, out)
+    return path
+
+
+def show_figures(res, keys: Sequence[str] = ("png",), width: int | None = None) -> None:
+    """Display the PNG figures an ExperimentResult wrote (res.paths[key]); a missing one is named, not an error."""
+    from IPython.display import Image, display
+
+    for k in keys:
+        p = res.paths.get(k)
+        if p is not None and Path(p).exists():
+            display(Image(filename=str(p), width=width))
+        else:
+            print(f"({res.name}: no figure {k!r} was written, e.g. no task had scores for every run)")
+
+
+def show_report(res) -> None:
+    """Display the markdown report an ExperimentResult wrote (the table, its warnings and notes)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(Path(res.paths["md"]).read_text()))
+
+
+def read_record(profile: str, name: str, root: str | Path | None = None) -> dict | None:
+    p = runs.profile_dir(profile, root) / "notebooks" / f"{name}.metrics.json"
+    return runs.read_json(p) if p.exists() else None
+
+
+# ---- kernel ------------------------------------------------------------------------------------------------------
+def ensure_kernel(name: str = KERNEL_NAME, base: str | Path | None = None) -> Path:
+    """Write a kernel spec `name` that runs *this* interpreter (sys.executable) and return the Jupyter data folder
+    holding it (put it on $JUPYTER_PATH to use it). The folder is keyed by the interpreter's path, so two venvs
+    never share one; the spec is rewritten when stale. Needs only ipykernel in this environment."""
+    tag = hashlib.sha256(sys.executable.encode()).hexdigest()[:10]
+    data = Path(base or tempfile.gettempdir()) / f"entmask-jupyter-{tag}"
+    spec = data / "kernels" / name / "kernel.json"
+    want = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": f"Python (entmask, {Path(sys.executable).parent.parent.name})", "language": "python",
+            "metadata": {"debugger": True}, "env": {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}}
+    try:
+        current = json.loads(spec.read_text()) if spec.exists() else None
+    except json.JSONDecodeError:
+        current = None
+    if current != want:
+        runs.atomic_write_text(spec, json.dumps(want, indent=1) + "\n")
+    return data
+
+
+@contextlib.contextmanager
+def _environ(**values: str | None) -> Iterator[None]:
+    """Set (or, with None, leave alone) environment variables for the duration; restore them afterwards."""
+    old = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is not None:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# ---- export -------------------------------------------------------------------------------------------------------
+def export_html(executed_nb: str | Path, out_html: str | Path | None = None) -> Path:
+    """nbconvert HTML of an executed notebook after dropping its saved widget state, so widget outputs fall back
+    to their static text/html (the masks) instead of a JavaScript view that is blank offline. Returns the path."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    from entmask.widgets import drop_widget_state
+
+    executed_nb = Path(executed_nb)
+    out_html = Path(out_html) if out_html else executed_nb.with_suffix(".html")
+    nb = drop_widget_state(nbformat.read(executed_nb, as_version=4))
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    runs.atomic_write_text(out_html, body)
+    return out_html
+
+
+def _finish_output(path: Path, source: Path) -> None:
+    """Drop any saved widget state from an executed notebook, note the kernel it ran on (metadata.papermill), and
+    keep the source's kernel spec (python3), which any Jupyter has, rather than `entmask-python`."""
+    import nbformat
+
+    from entmask.widgets import drop_widget_state
+
+    nb = nbformat.read(path, as_version=4)
+    kernelspec = nbformat.read(source, as_version=4).metadata.get("kernelspec")
+    if kernelspec is not None:
+        nb.metadata["kernelspec"] = kernelspec
+    nb.metadata.setdefault("papermill", {})["kernel_name"] = KERNEL_NAME
+    nbformat.write(drop_widget_state(nb), path)
+
+
+# ---- reproduce -----------------------------------------------------------------------------------------------------
+def _as_override_list(overrides) -> list[str]:
+    if not overrides:
+        return []
+    if isinstance(overrides, Mapping):
+        return [f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in overrides.items()]
+    return [str(o) for o in overrides]
+
+
+def _first_line(src: str) -> str:
+    for line in (src or "").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            return line.strip()[:100]
+    return ""
+
+
+def reproduce(profile: str = "tiny", only: Sequence[str] | str | None = None, data_dir: str | Path | None = None,
+              overrides: Sequence[str] | Mapping | None = None, progress: bool = True,
+              runs_dir: str | Path | None = None, timeout: int | None = None) -> bool:
+    """Execute the notebooks in order with papermill into runs/<profile>/notebooks/<name>.ipynb (+ .html).
+
+    Parameters injected into each notebook: profile, data_dir, runs_dir (absolute), overrides (["key=value", ...]
+    config overrides as dotted keys, as `entmask reproduce --set`), progress=False. Notebooks run with notebooks/
+    as their working directory, under a kernel spec for this interpreter (`ensure_kernel`), without saved widget
+    state (so the HTML exports show the static masks). On the first failure it stops, names the notebook and the
+    cell, keeps (and exports) the partial notebook; the rest are reported as skipped. Prints a summary table and
+    writes runs/<profile>/notebooks/reproduce.json. Returns True when every selected notebook succeeded.
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    from entmask import config
+
+    names = select(only)
+    override_list = _as_override_list(overrides)
+    data_dir = data_dir or os.environ.get("ENTMASK_DATA_DIR") or None
+    data_dir = str(Path(data_dir).expanduser().resolve()) if data_dir else None
+    # Fail fast, in one line, on a bad profile or override (before starting any kernel).
+    check = config.parse_set_args(override_list)
+    if data_dir:
+        check.setdefault("data.data_dir", data_dir)
+    config.resolve(profile, check)
+    root = runs.runs_root(runs_dir).expanduser().resolve()
+    out = output_dir(profile, root)
+    for n in names:
+        notebook_path(n)
+    jupyter_data = ensure_kernel()
+    jp = os.pathsep.join([str(jupyter_data)] + ([os.environ["JUPYTER_PATH"]] if os.environ.get("JUPYTER_PATH")
+                                                else []))
+    params = {"profile": profile, "data_dir": data_dir, "runs_dir": str(root), "overrides": override_list,
+              "progress": False}
+    rows: list[dict] = []
+    failed = False
+    # TQDM_DISABLE: the kernels inherit it (tqdm reads it at import), so executed notebooks carry no progress-bar
+    # widgets; papermill's own bar here was created from an already imported tqdm and is unaffected.
+    with _environ(JUPYTER_PATH=jp, ENTMASK_RUNS_DIR=str(root), ENTMASK_DATA_DIR=data_dir,
+                  PYDEVD_DISABLE_FILE_VALIDATION="1", TQDM_DISABLE="1"):
+        for i, name in enumerate(names, 1):
+            target = out / f"{name}.ipynb"
+            # A notebook that fails or is skipped must not show an older run's numbers.
+            (out / f"{name}.metrics.json").unlink(missing_ok=True)
+            if failed:
+                rows.append({"notebook": name, "status": "skipped", "seconds": None, "headline": {}})
+                continue
+            if progress:
+                print(f"entmask reproduce [{i}/{len(names)}] {name} ({profile}) -> {target}", flush=True)
+            t0 = time.perf_counter()
+            row = {"notebook": name, "status": "ok", "seconds": None, "headline": {}, "output": str(target)}
+            try:
+                pm.execute_notebook(str(notebook_path(name)), str(target), parameters=params,
+                                    kernel_name=KERNEL_NAME, cwd=str(NOTEBOOK_DIR), progress_bar=progress,
+                                    store_widget_state=False, execution_timeout=timeout)
+            except PapermillExecutionError as e:
+                failed = True
+                row.update(status="failed", cell=e.cell_index, error=f"{e.ename}: {e.evalue}".strip())
+                print(f"entmask reproduce: {name} FAILED in cell {e.cell_index} (execution count {e.exec_count}: "
+                      f"`{_first_line(e.source)}`): {e.ename}: {str(e.evalue).strip()[:300]}", file=sys.stderr)
+            except Exception as e:  # noqa: BLE001 - a dead kernel, a timeout: report, keep the partial notebook
+                failed = True
+                row.update(status="failed", cell=None, error=f"{type(e).__name__}: {str(e).strip()[:300]}")
+                print(f"entmask reproduce: {name} FAILED: {type(e).__name__}: {str(e).strip()[:300]}",
+                      file=sys.stderr)
+            row["seconds"] = round(time.perf_counter() - t0, 1)
+            if target.exists():
+                try:
+                    _finish_output(target, notebook_path(name))
+                    row["html"] = str(export_html(target))
+                except Exception as e:  # noqa: BLE001 - an export problem must not hide the run's result
+                    print(f"entmask reproduce: HTML export of {target.name} failed: {type(e).__name__}: {e}",
+                          file=sys.stderr)
+            if failed:
+                print(f"entmask reproduce: the partial notebook is kept at {target}", file=sys.stderr)
+            else:
+                rec = read_record(profile, name, root)
+                if rec is None:
+                    row["status"] = "no-record"
+                    print(f"entmask reproduce: {name} ran but wrote no {name}.metrics.json (its Record results "
+                          f"cell must call entmask.notebooks.record)", file=sys.stderr)
+                else:
+                    row["headline"] = {h["name"]: h["value"] for h in rec.get("headline", [])}
+            rows.append(row)
+    ok = not failed and all(r["status"] == "ok" for r in rows)
+    runs.write_json(out / "reproduce.json", {"profile": profile, "ok": ok, "overrides": override_list,
+                                             "runs_dir": str(root), "data_dir": data_dir, "notebooks": rows,
+                                             "entmask_version": __version__, "git_commit": runs.git_commit()})
+    print(summary_table(rows))
+    return ok
+
+
+def _fmt_num(v) -> str:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return str(v)
+    return f"{v:.4g}"
+
+
+def summary_table(rows: Sequence[dict]) -> str:
+    """The reproduce summary: notebook, status, duration (s) and headline numbers, as aligned text."""
+    head = ("notebook", "status", "time s", "headline")
+    body = []
+    for r in rows:
+        secs = "" if r.get("seconds") is None else f"{r['seconds']:.1f}"
+        hl = ", ".join(f"{k}={_fmt_num(v)}" for k, v in (r.get("headline") or {}).items())
+        if r.get("status") == "failed":
+            where = f"cell {r['cell']}: " if r.get("cell") is not None else ""
+            hl = where + (r.get("error") or "")[:90]
+        body.append((r["notebook"], r["status"], secs, hl))
+    widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(3)]
+    lines = ["  ".join([head[0].ljust(widths[0]), head[1].ljust(widths[1]), head[2].rjust(widths[2]), head[3]])]
+    for b in body:
+        lines.append("  ".join([b[0].ljust(widths[0]), b[1].ljust(widths[1]), b[2].rjust(widths[2]), b[3]]))
+    return "\n".join(lines)
+
+
+__all__ = ["NOTEBOOKS", "NOTEBOOK_DIR", "KERNEL_NAME", "GPU_PROFILES", "NotebookError", "select", "reproduce",
+           "record", "read_record", "experiment_metrics", "show_figures", "show_report", "export_html",
+           "ensure_kernel", "use_runs_dir", "set_progress", "pick_device", "save_figure", "save_table",
+           "to_markdown", "results_path", "summary_table", "output_dir"]

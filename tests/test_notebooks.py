@@ -1,0 +1,421 @@
+"""Tests for the notebooks (committed clean, one skeleton, no logic of their own), entmask.notebooks (reproduce,
+record, kernel, export) and entmask.exploration (exact small cases).
+
+The end-to-end test executes every notebook with papermill at the smoke profile, shrunk further by overrides, and
+is marked slow. The failure-path test runs two throwaway notebooks through the same `reproduce`.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from entmask import exploration as X
+from entmask import notebooks as NB
+from entmask.masking import STRATEGIES, select_mask
+
+REPO = Path(__file__).resolve().parents[1]
+FORBIDDEN = ("select_mask(", ".backward(", "Trainer(", "torch.optim", "f1_score", "accuracy_score",
+             "model_entropy(", "apply_mask(", "finetune_task(", "pretrain.pretrain(")
+# On top of the smoke profile: 6 optimizer steps of batch 8 on 8 articles, a 4-step reference teacher, and one
+# fine-tuning epoch on 32 examples of CoLA and MRPC (QQP is absent offline and costs nothing). About 6 minutes on 2
+# busy cores, 3-4 on idle ones: runs are shared by hash, so notebooks 02-05 reuse most of 01's.
+SMOKE_OVERRIDES = ["finetune.tasks=cola,mrpc,qqp", "finetune.max_train=32", "finetune.max_eval=32",
+                   "finetune.epochs=1", "train.max_steps=6", "train.batch_size=8", "data.max_articles=8",
+                   "reference.steps=4"]
+
+
+def _nb(name: str):
+    return nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+
+
+# ---- the committed notebooks ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", NB.NOTEBOOKS)
+def test_committed_notebook_is_clean_and_follows_the_skeleton(name):
+    nb = _nb(name)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert "widgets" not in nb.metadata
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for c in code:
+        assert c.outputs == [] and c.execution_count is None, f"{name}: a code cell carries outputs"
+    params = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, f"{name}: {len(params)} cells tagged parameters"
+    p = nb.cells[params[0]]
+    assert p.cell_type == "code"
+    for var in ("profile", "data_dir", "runs_dir", "seeds", "device", "overrides"):
+        assert re.search(rf"^{var} = ", p.source, re.M), f"{name}: parameter {var} missing"
+    assert re.search(r'^profile = "tiny"', p.source, re.M)
+    # every parameter line is a flat literal: name = literal
+    for line in p.source.splitlines():
+        if line.strip() and not line.startswith("#"):
+            lhs, rhs = line.split("#")[0].split("=", 1)
+            import ast
+
+            ast.literal_eval(rhs.strip())
+    # skeleton: title, settings with versions, parameters, config via resolve, ..., record last
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    assert "You will learn" in nb.cells[0].source or "will learn" in nb.cells[0].source
+    settings = code[0].source
+    assert "torch.__version__" in settings and "transformers.__version__" in settings
+    assert "entmask.__version__" in settings and "device_name()" in settings
+    after = [c for c in nb.cells[params[0] + 1:] if c.cell_type == "code"]
+    assert "config.resolve(profile, dotted)" in after[0].source
+    assert "notebooks.record(" in code[-1].source and f'"{name}"' in code[-1].source
+    for c in code:
+        for bad in FORBIDDEN:
+            assert bad not in c.source, f"{name}: a code cell contains {bad!r} (logic belongs in entmask)"
+
+
+def test_notebooks_match_their_generator():
+    """The committed notebooks are exactly what notebooks/_build.py writes (edit the generator, not the files)."""
+    spec = importlib.util.spec_from_file_location("_nb_build", REPO / "notebooks" / "_build.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert list(mod.NOTEBOOKS) == NB.NOTEBOOKS
+    for name, cells in mod.NOTEBOOKS.items():
+        built = mod.build(name, cells)
+        on_disk = json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text())
+        assert json.loads(nbformat.writes(built)) == on_disk, f"{name}: rerun python notebooks/_build.py"
+    assert not any(p.name.startswith("_build") and p.suffix == ".ipynb" for p in (REPO / "notebooks").iterdir())
+
+
+def test_select():
+    assert NB.select(None) == NB.NOTEBOOKS
+    assert NB.select(["03", "01"]) == ["01_teacher_masking", "03_knowledge_distillation"]
+    assert NB.select("1,5") == ["01_teacher_masking", "05_ablations"]
+    assert NB.select(["02_self_masking.ipynb"]) == ["02_self_masking"]
+    with pytest.raises(NB.NotebookError, match="unknown notebook"):
+        NB.select(["09"])
+
+
+def test_kernel_spec_runs_this_interpreter(tmp_path, monkeypatch):
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    data = NB.ensure_kernel(base=tmp_path)
+    spec = json.loads((data / "kernels" / NB.KERNEL_NAME / "kernel.json").read_text())
+    assert spec["argv"][0] == sys.executable and "ipykernel_launcher" in spec["argv"]
+    assert NB.ensure_kernel(base=tmp_path) == data  # idempotent
+    monkeypatch.setenv("JUPYTER_PATH", str(data))
+    found = KernelSpecManager().get_kernel_spec(NB.KERNEL_NAME)
+    assert found.argv[0] == sys.executable
+
+
+def test_record_writes_config_version_commit(tmp_path):
+    from entmask import __version__, config
+
+    cfg = config.resolve("smoke")
+    p = NB.record("99_test", {"a": 1.5, "nested": {"b": 2, "nan": float("nan")}, "flag": True}, cfg,
+                  headline=["nested.b", "nested.nan"], root=tmp_path)
+    assert p == tmp_path / "smoke" / "notebooks" / "99_test.metrics.json"
+    d = json.loads(p.read_text())
+    assert d["metrics"]["a"] == 1.5 and d["metrics"]["nested"]["nan"] is None
+    assert d["headline"] == [{"name": "nested.b", "value": 2}, {"name": "nested.nan", "value": None}]
+    assert d["config"]["profile"] == "smoke" and d["config_hash"] == cfg.short_hash()
+    assert d["entmask_version"] == __version__ and "git_commit" in d
+    default = json.loads(NB.record("98_test", {"x": 3, "y": "text"}, cfg, root=tmp_path).read_text())
+    assert default["headline"] == [{"name": "x", "value": 3}]
+    with pytest.raises(ValueError, match="no finite number"):
+        NB.record("97_test", {"x": float("nan"), "y": "s"}, cfg, root=tmp_path)
+    with pytest.raises(ValueError, match="not in metrics"):
+        NB.record("96_test", {"x": 1}, cfg, headline=["z"], root=tmp_path)
+
+
+def test_summary_table_names_the_failing_cell():
+    text = NB.summary_table([
+        {"notebook": "00_a", "status": "ok", "seconds": 1.25, "headline": {"x": 0.123456}},
+        {"notebook": "01_b", "status": "failed", "seconds": 2.0, "cell": 7, "error": "ValueError: boom"},
+        {"notebook": "02_c", "status": "skipped", "seconds": None, "headline": {}}])
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["notebook", "status", "time"]
+    assert "x=0.1235" in lines[1] and "1.2" in lines[1]
+    assert "cell 7: ValueError: boom" in lines[2]
+    assert lines[3].split()[:2] == ["02_c", "skipped"]
+
+
+def test_to_markdown():
+    import pandas as pd
+
+    md = NB.to_markdown(pd.DataFrame({"a": [1.23456, float("nan")], "b": ["x|y", "z"]}), index=False)
+    assert md.splitlines() == ["| a | b |", "|---|---|", "| 1.235 | x\\|y |", "|  | z |"]
+
+
+def _write_fake_notebooks(d: Path) -> None:
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    def nb(*sources):
+        cells = [new_code_cell(s) for s in sources]
+        cells[0].metadata["tags"] = ["parameters"]
+        out = new_notebook(cells=cells)
+        out.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        return out
+
+    params = 'profile = "tiny"\ndata_dir = None\nruns_dir = None\noverrides = []\nprogress = True'
+    nbformat.write(nb(params, "from entmask import config, notebooks\n"
+                              "cfg = config.resolve(profile, config.parse_set_args(overrides))",
+                      f"import os\nassert os.getcwd() == {str(d)!r}",
+                      'notebooks.record("00_ok", {"answer": 42.0}, cfg, root=runs_dir)'), d / "00_ok.ipynb")
+    nbformat.write(nb(params, "x = 1", "raise ValueError('deliberate failure ' + profile)", "y = 2"),
+                   d / "01_fails.ipynb")
+    nbformat.write(nb(params, "z = 3"), d / "02_never.ipynb")
+
+
+def test_reproduce_stops_at_the_failing_cell_and_keeps_the_partial_notebook(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "nbs"
+    src.mkdir()
+    _write_fake_notebooks(src)
+    monkeypatch.setattr(NB, "NOTEBOOKS", ["00_ok", "01_fails", "02_never"])
+    monkeypatch.setattr(NB, "NOTEBOOK_DIR", src)
+    monkeypatch.delenv("JUPYTER_PATH", raising=False)
+    ok = NB.reproduce("smoke", runs_dir=tmp_path / "runs", overrides=["train.lr=0.001"], progress=False)
+    assert ok is False
+    out = capsys.readouterr()
+    # cell 3 of the executed notebook: parameters, injected parameters, x = 1, then the raise
+    assert "01_fails FAILED in cell 3" in out.err and "deliberate failure smoke" in out.err
+    assert "raise ValueError" in out.err  # the failing cell's source is named
+    nbdir = tmp_path / "runs" / "smoke" / "notebooks"
+    partial = nbformat.read(nbdir / "01_fails.ipynb", as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in partial.cells if c.cell_type == "code" for o in c.outputs)
+    assert (nbdir / "01_fails.html").exists() and (nbdir / "00_ok.html").exists()
+    assert not (nbdir / "02_never.ipynb").exists()
+    summary = json.loads((nbdir / "reproduce.json").read_text())
+    assert [r["status"] for r in summary["notebooks"]] == ["ok", "failed", "skipped"]
+    assert summary["notebooks"][1]["cell"] == 3
+    assert summary["notebooks"][0]["headline"] == {"answer": 42.0}
+    assert "answer=42" in out.out
+    assert "JUPYTER_PATH" not in __import__("os").environ  # the environment is restored
+
+
+def test_reproduce_rejects_bad_overrides_before_starting_a_kernel(tmp_path):
+    from entmask.config import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown config key"):
+        NB.reproduce("smoke", runs_dir=tmp_path, overrides=["train.nope=1"], progress=False)
+    with pytest.raises(NB.NotebookError):
+        NB.reproduce("smoke", runs_dir=tmp_path, only=["42"], progress=False)
+
+
+# ---- exploration: exact small cases ----------------------------------------------------------------------------
+def test_jaccard_exact():
+    a = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    b = torch.tensor([[0, 1, 1, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    assert X.jaccard(a, b) == pytest.approx(1 / 3)
+    assert X.jaccard(a, a) == 1.0
+    assert X.jaccard(torch.zeros(2, 3, dtype=torch.bool), torch.zeros(2, 3, dtype=torch.bool)) == 1.0
+    assert X.jaccard_rows(a, b).tolist() == pytest.approx([1 / 3, 1.0])
+    m = X.jaccard_matrix({"a": a, "b": b, "c": ~a})
+    assert list(m.index) == ["a", "b", "c"] and (m.values == m.values.T).all()
+    assert m.loc["a", "a"] == 1.0 and m.loc["a", "b"] == pytest.approx(1 / 3) and m.loc["a", "c"] == 0.0
+    assert X.jaccard_matrix({"a": a, "b": b}, per_row=True).loc["a", "b"] == pytest.approx((1 / 3 + 1) / 2)
+    with pytest.raises(ValueError):
+        X.jaccard(a, b[:, :3])
+
+
+def test_chance_jaccard():
+    cand = torch.ones(2, 20, dtype=torch.bool)  # k = floor(0.15*20 + 0.5) = 3 per row: 3 / (40 - 3)
+    assert X.chance_jaccard(cand, 0.15) == pytest.approx(3 / 37)
+    # simulated random masks agree with it
+    gen = torch.Generator().manual_seed(0)
+    big = torch.ones(4000, 20, dtype=torch.bool)
+    r1 = select_mask(torch.zeros(big.shape), big, "random", 0.15, generator=gen)
+    r2 = select_mask(torch.zeros(big.shape), big, "random", 0.15, generator=gen)
+    assert X.jaccard(r1, r2) == pytest.approx(3 / 37, abs=0.01)
+
+
+def test_frequency_bins_and_entropy_by_frequency():
+    assert X.frequency_bins([0, 1, 9, 10, 99, 100, 999, 1000, 10**6]).tolist() == [-1, 0, 0, 1, 1, 2, 2, 3, 6]
+    assert X.frequency_bins([1, 3, 4, 15, 16], base=4).tolist() == [0, 0, 1, 1, 2]
+    import pandas as pd
+
+    t = pd.DataFrame({"token_id": [1, 1, 2, 3, 4], "count": [5, 5, 50, 60, 0], "entropy": [1.0, 3.0, 4.0, 6.0, 9.0],
+                      "pos": [1, 2, 3, 4, 5], "piece": ["word"] * 5})
+    f = X.entropy_by_frequency(t)
+    assert f["freq_bin"].tolist() == [-1, 0, 1] and f["label"].tolist() == ["unseen", "1-9", "10-99"]
+    assert f["tokens"].tolist() == [1, 2, 2] and f["types"].tolist() == [1, 1, 2]
+    assert f["entropy_mean"].tolist() == pytest.approx([9.0, 2.0, 5.0])
+    # Spearman: ranks of count [2.5, 2.5, 4, 5, 1] against [1, 2, 3, 4, 5] -> -0.5 / sqrt(9.5 * 10)
+    assert X.frequency_correlation(t) == pytest.approx(-0.5 / math.sqrt(95))
+    p = X.entropy_by_position(t, width=2)
+    assert p["pos_bin"].tolist() == [0, 2, 4] and p["entropy_mean"].tolist() == pytest.approx([1.0, 3.5, 7.5])
+
+
+def test_piece_kinds_and_entropy_by_piece():
+    toks = ["[CLS]", "em", "##bed", "##ding", "is", "fun", "[SEP]"]
+    assert X.piece_kinds(toks) == ["word", "first", "continuation", "continuation", "word", "word", "word"]
+    import pandas as pd
+
+    t = pd.DataFrame({"piece": ["first", "continuation", "continuation", "word", "word"],
+                      "entropy": [5.0, 1.0, 2.0, 3.0, 4.0]})
+    b = X.entropy_by_piece(t)
+    assert b["piece"].tolist() == ["word", "first", "continuation"]
+    assert b["entropy_mean"].tolist() == pytest.approx([3.5, 5.0, 1.5])
+    assert b["share"].tolist() == pytest.approx([0.4, 0.2, 0.4])
+    assert X.detokenize(["em", "##bed", "##ding", "is", "fun"]) == "embedding is fun"
+
+
+def test_strategy_masks_are_select_masks():
+    g = torch.Generator().manual_seed(1)
+    ent = torch.rand(6, 30, generator=g)
+    cand = torch.rand(6, 30, generator=g) > 0.2
+    masks = X.strategy_masks(ent, cand, ratio=0.2, seed=3)
+    assert list(masks) == list(STRATEGIES)
+    for s in ("high", "low", "mid", "marginal"):
+        assert torch.equal(masks[s], select_mask(ent, cand, s, 0.2))
+    assert not (masks["high"] & masks["low"]).any()
+    k = masks["random"].sum(1)
+    assert torch.equal(masks["high"].sum(1), k) and torch.equal(masks["alternating"].sum(1), k)
+    for r in range(6):  # a coin per row: each alternating row is that row's high or low mask
+        row = masks["alternating"][r]
+        assert torch.equal(row, masks["high"][r]) or torch.equal(row, masks["low"][r])
+    again = X.strategy_masks(ent, cand, ratio=0.2, seed=3)
+    assert all(torch.equal(masks[s], again[s]) for s in masks)
+
+
+def test_in_context_and_extreme_tokens(tokenizer):
+    import pandas as pd
+
+    ids = tokenizer("the cat sat on the embedding mat", return_tensors="pt")["input_ids"]  # [1, T]
+    toks = tokenizer.convert_ids_to_tokens(ids[0].tolist())
+    i = toks.index("cat")
+    assert X.in_context(ids[0], i, tokenizer, window=2) == "the [[cat]] sat on…"
+    j = next(p for p, t in enumerate(toks) if t.startswith("##"))
+    assert f"[[{toks[j][2:]}]]" in X.in_context(ids[0], j, tokenizer, window=1)
+    ent = torch.arange(ids.shape[1], dtype=torch.float32)[None]
+    cand = torch.ones_like(ids, dtype=torch.bool)
+    cand[0, 0] = cand[0, -1] = False
+    t = X.token_table(ids, ent, cand, tokenizer, counts=torch.ones(len(tokenizer), dtype=torch.long))
+    assert len(t) == ids.shape[1] - 2 and t["pos"].tolist() == list(range(1, ids.shape[1] - 1))
+    assert t.loc[t["pos"] == i, "token"].item() == "cat"
+    hi = X.extreme_tokens(t, ids, tokenizer, n=2, highest=True)
+    assert hi["token"].tolist() == [toks[-2], toks[-3]]
+    lo = X.extreme_tokens(t, ids, tokenizer, n=2, highest=False, unique=True)
+    assert lo["token"].tolist() == ["the", "cat"]  # the second "the" is dropped (one occurrence per token)
+    assert isinstance(lo, pd.DataFrame) and lo["context"].str.contains(r"\[\[the\]\]").iloc[0]
+
+
+def _tiny_mlm(tokenizer, seed=0):
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64)
+    return BertForMaskedLM(cfg).eval()
+
+
+def test_self_mask_overlap_and_epoch_frame(tmp_path, tokenizer):
+    from entmask.entropy import model_entropy
+    from entmask.masking import candidate_mask
+
+    run = tmp_path / "run"
+    same, other = _tiny_mlm(tokenizer, 0), _tiny_mlm(tokenizer, 1)
+    same.save_pretrained(run / "epochs" / "epoch-1")
+    other.save_pretrained(run / "epochs" / "epoch-2")
+    (run / "config.json").write_text(json.dumps({"masking": {"strategy": "high", "ratio": 0.25}}))
+    (run / "metrics.json").write_text(json.dumps({"epoch_entropy": [
+        {"epoch": 1, "step": 4, "source": "teacher", "entropy_mean": 10.0, "entropy_sd": 0.1},
+        {"epoch": 2, "step": 8, "source": "self", "entropy_mean": 9.0, "entropy_sd": 0.5}]}))
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 5000, (8, 24), generator=g)
+    ids[:, 0], ids[:, -1] = tokenizer.cls_token_id, tokenizer.sep_token_id
+    cand = candidate_mask(ids, tokenizer.all_special_ids, tokenizer.unk_token_id)
+    teacher_ent = model_entropy(same, ids, torch.ones_like(ids))  # the "teacher" is the epoch-1 model itself
+    view = X.EntropyView(ids=ids, entropy=teacher_ent, candidates=cand, rows=torch.arange(8),
+                         counts=torch.ones(len(tokenizer), dtype=torch.long), tokenizer=tokenizer,
+                         teacher_dir=run, split="test", corpus=None)
+    df = X.self_mask_overlap(run, view, rows=8, device="cpu")
+    assert df["epoch"].tolist() == [1, 2] and df["source"].tolist() == ["teacher", "self"]
+    assert df["jaccard"].iloc[0] == 1.0 and df["spearman"].iloc[0] == pytest.approx(1.0)
+    assert df["jaccard"].iloc[1] < 1.0
+    assert df["chance"].iloc[0] == pytest.approx(X.chance_jaccard(cand, 0.25))
+    assert (df["strategy"] == "high").all()
+    both = X.self_mask_overlaps({"a": run}, view, rows=8, device="cpu")
+    assert both["label"].tolist() == ["a", "a"]
+    assert X.runs_with_epochs({"a": run, "b": tmp_path / "none"}) == {"a": run}
+    fr = X.epoch_entropy_frame({"a": run})
+    assert fr[["epoch", "source", "entropy_sd"]].values.tolist() == [[1, "teacher", 0.1], [2, "self", 0.5]]
+
+
+# ---- every notebook, executed at the smoke profile ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory, mirror):
+    root = tmp_path_factory.mktemp("nbruns")
+    ok = NB.reproduce("smoke", runs_dir=root, data_dir=str(mirror), overrides=SMOKE_OVERRIDES, progress=False)
+    return ok, root
+
+
+def _numbers(d) -> list[float]:
+    out = []
+    if isinstance(d, dict):
+        for v in d.values():
+            out += _numbers(v)
+    elif isinstance(d, (int, float)) and not isinstance(d, bool) and math.isfinite(d):
+        out.append(float(d))
+    return out
+
+
+EXPECTED_RESULTS = [
+    "00_entropy_histogram.png", "00_entropy_vs_frequency.png", "00_entropy_by_position.png", "00_mask_overlap.png",
+    "00_mask_overlap.csv", "00_mask_overlap.md", "00_entropy_by_frequency.csv", "00_masks_teacher.html",
+    "table1.csv", "table1.md", "table1.png", "table1-curves.png", "table1-entropy.png", "01_table1_tasks.png",
+    "table2.csv", "table2.md", "table2.png", "02_self_entropy_drift.csv", "02_self_teacher_overlap.csv",
+    "kd.csv", "kd.md", "kd.png", "03_kd_losses.png",
+    "weights.csv", "weights.md", "weights-heatmap.png",
+    "mask-rate.csv", "mask-rate.md", "mask-rate.png", "frozen.csv", "frozen.md", "frozen.png",
+]
+
+
+@pytest.mark.slow
+def test_every_notebook_executes_at_smoke(reproduced):
+    ok, root = reproduced
+    out = root / "smoke" / "notebooks"
+    summary = json.loads((out / "reproduce.json").read_text())
+    assert ok, f"reproduce failed: {[(r['notebook'], r.get('cell'), r.get('error')) for r in summary['notebooks']]}"
+    assert [r["notebook"] for r in summary["notebooks"]] == NB.NOTEBOOKS
+    for name in NB.NOTEBOOKS:
+        nb = nbformat.read(out / f"{name}.ipynb", as_version=4)
+        assert "widgets" not in nb.metadata  # executed without stored widget state
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1 and 'profile = "smoke"' in injected[0].source
+        assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code"
+                       for o in c.outputs)
+        assert (out / f"{name}.html").stat().st_size > 0
+        rec = json.loads((out / f"{name}.metrics.json").read_text())
+        assert rec["notebook"] == name and rec["profile"] == "smoke"
+        assert rec["config"]["profile"] == "smoke" and rec["config"]["train"]["max_steps"] == 6
+        assert rec["entmask_version"] and "git_commit" in rec and rec["config_hash"]
+        assert _numbers(rec["metrics"]), f"{name}: no numbers in its metrics"
+        assert any(h["value"] is not None and math.isfinite(h["value"]) for h in rec["headline"]), name
+    results = root / "smoke" / "results"
+    missing = [f for f in EXPECTED_RESULTS if not (results / f).exists()]
+    assert not missing, f"missing results: {missing}"
+    import pandas as pd
+
+    t1 = pd.read_csv(results / "table1.csv")
+    assert {"random", "high (teacher)"} <= set(t1["strategy"].dropna())
+    assert pd.to_numeric(t1["CoLA"].astype(str).str.split("±").str[0].str.rstrip("†"), errors="coerce").notna().any()
+    ov = pd.read_csv(results / "00_mask_overlap.csv").set_index("strategy")
+    assert list(ov.index) == list(STRATEGIES) and ov.loc["high", "low"] == 0.0 and ov.loc["mid", "mid"] == 1.0
+    r00 = json.loads((out / "00_entropy_exploration.metrics.json").read_text())["metrics"]
+    assert r00["jaccard"]["high_low"] == 0.0 and 0 < r00["entropy_mean"] < math.log(30522) + 1e-3
+    r05 = json.loads((out / "05_ablations.metrics.json").read_text())["metrics"]
+    assert r05["corpus"] == "skipped"  # a CPU profile: the corpus ablation is skipped with a note
+
+
+@pytest.mark.slow
+def test_html_export_shows_the_static_masks(reproduced):
+    _, root = reproduced
+    html = (root / "smoke" / "notebooks" / "00_entropy_exploration.html").read_text()
+    spans = re.findall(r'<span\b[^>]*class="em-tok"[^>]*>', html)
+    assert spans, "no static token spans in the HTML export"
+    assert any('data-masked="1"' in s for s in spans)
+    assert 'class="em-explorer"' in html and 'class="em-comparison"' in html
+    assert "application/vnd.jupyter.widget-state+json" not in html
+    html02 = (root / "smoke" / "notebooks" / "02_self_masking.html").read_text()
+    assert 'class="em-tok"' in html02
