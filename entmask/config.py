@@ -362,7 +362,7 @@ PROFILES: dict[str, dict] = {
     # Tests: seconds. A small randomly initialised teacher adapted for a few steps keeps the reference cheap.
     "smoke": {
         **_OFFLINE_DATA,
-        "data.max_articles": 24,
+        "data.max_articles": 16,
         "data.seq_len": 64,
         "model.preset": "bert-micro",
         "train.epochs": 2,
