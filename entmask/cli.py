@@ -265,6 +265,18 @@ COMMANDS = {"pretrain": cmd_pretrain, "reference": cmd_reference, "info": cmd_in
 
 
 def main(argv: list[str] | None = None) -> int:
+    saved = {k: os.environ.get(k) for k in ("ENTMASK_RUNS_DIR", "ENTMASK_DATA_DIR")}
+    try:
+        return _main(argv)
+    finally:  # --runs-dir/--data-dir hold for this call only (main() is also called in process, e.g. by tests)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _main(argv: list[str] | None) -> int:
     errors: tuple = (CLIError,)
     try:
         a = build_parser().parse_args(argv)

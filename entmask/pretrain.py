@@ -447,8 +447,9 @@ def pretrain(cfg: PretrainConfig, root=None, force: bool = False, progress: bool
             return run
         if force and run.exists() and rank() == 0:
             shutil.rmtree(run)
-        corpus = prepare_corpus(cfg.data, root, progress)
+        # The teacher first: a bad --teacher fails in one line before any corpus work.
         teacher_dir = resolve_teacher(cfg, root, progress) if cfg.uses_teacher() else None
+        corpus = prepare_corpus(cfg.data, root, progress)
         if teacher_dir is not None:
             check_teacher(teacher_dir, corpus)
         if rank() == 0:
