@@ -18,19 +18,21 @@ import torch
 from entmask import runs
 
 
+GPU_MIN_CHUNK = 2048  # positions per head/entropy chunk on CUDA: below this the pass is launch-bound
+
+
 class EntropyError(RuntimeError):
     """Non-finite logits in an entropy pass; the message says where and what to do."""
 
 
 def _entropy_rows(x: torch.Tensor) -> torch.Tensor:
-    """Entropy of softmax over the last dim of a 2-D block, float32. [N, V] -> [N]"""
-    x = x.float()
-    logp = torch.log_softmax(x, dim=-1)  # [N, V]; -inf entries stay -inf, large magnitudes are safe
-    p = logp.exp()
-    plogp = torch.where(p > 0, p * logp, torch.zeros((), dtype=p.dtype, device=p.device))  # 0 log 0 = 0
-    h = -plogp.sum(dim=-1)
-    # NaN/+inf anywhere in a row, or a row of all -inf, makes the whole log_softmax row NaN: report NaN, not 0.
-    return h.masked_fill(torch.isnan(logp[:, 0]), float("nan"))
+    """Entropy of softmax over the last dim of a 2-D block, float32. [N, V] -> [N]
+
+    entr(p) = -p log p with entr(0) = 0, so -inf logits are fine; NaN/+inf anywhere in a row, or a row of all
+    -inf, makes softmax NaN and the result NaN (reported, not silently 0). One fused kernel fewer than
+    log_softmax + exp: measured 2x faster on an H200, within 10% on the CPU (docs/performance.md).
+    """
+    return torch.special.entr(torch.softmax(x.float(), dim=-1)).sum(dim=-1)
 
 
 def token_entropy(logits: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
@@ -79,6 +81,8 @@ def model_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Tensor |
             hidden = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, H]
             flat = hidden.reshape(-1, hidden.shape[-1])  # [B*T, H]
             step = chunk_size or flat.shape[0]
+            if flat.is_cuda:  # small chunks make a GPU launch-bound (measured: 52 ms -> 27 ms per step with both)
+                step = max(step, GPU_MIN_CHUNK)
             out = torch.empty(flat.shape[0], dtype=torch.float32, device=flat.device)
             for s in range(0, flat.shape[0], step):
                 logits = model.cls(flat[s:s + step])  # [c, V]

@@ -148,7 +148,9 @@ class EntropyMaskingTrainer(Trainer):
         if source == "teacher":
             entropy = inputs["teacher_entropy"].float()  # [B, T], cached once per corpus
         elif source == "self":
-            entropy = model_entropy(core, ids, attn, em.train.entropy_chunk)  # [B, T], no grad, eval mode
+            # [B, T], no grad, eval mode; at the training precision (autocast only wraps forward(), not this pass)
+            entropy = model_entropy(core, ids, attn, em.train.entropy_chunk,
+                                    autocast_dtype=torch.bfloat16 if self.args.bf16 else None)
             self.calls["self_entropy"] += 1
         else:
             entropy = torch.zeros(ids.shape, device=ids.device)
