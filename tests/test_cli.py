@@ -4,6 +4,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -97,7 +99,8 @@ def test_name_and_cosmetic_fields_do_not_change_hash():
 
 @pytest.mark.slow
 def test_console_script_subprocess(session_runs):
-    exe = shutil.which("entmask")
+    beside = Path(sys.executable).with_name("entmask")  # the venv's script, also when .venv/bin is not on PATH
+    exe = str(beside) if beside.exists() else shutil.which("entmask")
     if exe is None:
         pytest.skip("entmask console script not installed (pip install -e .)")
     out = subprocess.run([exe, "pretrain", "--profile", "smoke", "--strategy", "nope"], capture_output=True,
