@@ -9,6 +9,7 @@ What it is not: it does not choose which tokens to mask (see `entmask.masking`).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from pathlib import Path
@@ -76,7 +77,7 @@ def model_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Tensor |
     try:
         device_type = input_ids.device.type
         ctx = (torch.autocast(device_type, dtype=autocast_dtype) if autocast_dtype is not None
-               else _nullcontext())
+               else contextlib.nullcontext())
         with ctx:
             hidden = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, H]
             flat = hidden.reshape(-1, hidden.shape[-1])  # [B*T, H]
@@ -90,14 +91,6 @@ def model_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Tensor |
         return out.reshape(input_ids.shape)
     finally:
         model.train(was_training)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def teacher_key(teacher_dir: str | Path) -> str:

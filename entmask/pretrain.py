@@ -13,6 +13,7 @@ What it is not: no GLUE (entmask.finetune), no tables (entmask.experiments).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -443,7 +444,7 @@ def pretrain(cfg: PretrainConfig, root=None, force: bool = False, progress: bool
              stop_after: int | None = None) -> Path:
     """Find or run the pretraining run of `cfg`; returns its folder (metrics.json + model/ inside)."""
     run = run_folder(cfg, "pretrain", root)
-    with (runs.locked(run) if rank() == 0 else _null()):
+    with (runs.locked(run) if rank() == 0 else contextlib.nullcontext()):
         if runs.is_finished(run) and not force:
             runs.check_version(run)
             return run
@@ -487,7 +488,7 @@ def reference_config(cfg: PretrainConfig) -> PretrainConfig:
 def build_reference(cfg: PretrainConfig, root=None, force: bool = False, progress: bool = True) -> Path:
     """Find or build the offline teacher: an encoder adapted with MLM (80/10/10) on the train split."""
     run = run_folder(cfg, "reference", root)
-    with (runs.locked(run) if rank() == 0 else _null()):
+    with (runs.locked(run) if rank() == 0 else contextlib.nullcontext()):
         if runs.is_finished(run) and not force:
             runs.check_version(run)
             return run
@@ -512,10 +513,3 @@ def build_reference(cfg: PretrainConfig, root=None, force: bool = False, progres
               f"{m['entropy_sd']:.2f} nats")
     return run
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
