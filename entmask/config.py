@@ -88,7 +88,10 @@ class TrainConfig:
     save_steps: int = 500  # checkpoint interval, for resume
     save_total_limit: int = 2  # checkpoints kept (per-epoch models of self-masking runs are kept apart)
     eval_batch_size: int = 64  # batch for held-out evaluation and entropy passes
+    eval_steps: int = 0  # held-out learning-curve point every this many steps (0 = only at the end)
+    eval_rows: int = 128  # test rows per learning-curve point (the final evaluation uses all of them)
     entropy_chunk: int = 128  # positions per chunk in entropy passes: bounds memory (CPU cache-friendly; at least 2048 on CUDA)
+    entropy_block_rows: int = 2048  # teacher-pass rows per saved block: a killed pass resumes at its last block
     sparse_head: bool = True  # vocabulary logits only at masked positions (same loss, much faster)
     num_workers: int = 0  # dataloader workers; masking runs in the step, so 0 is usually enough
 
@@ -140,7 +143,9 @@ class PretrainConfig:
     # Fields that never change a run's result, so they are left out of its hash.
     UNHASHED: typing.ClassVar[tuple] = (
         "name", "profile", "data.data_dir", "train.logging_steps", "train.save_steps", "train.save_total_limit",
-        "train.eval_batch_size", "train.entropy_chunk", "train.num_workers", "finetune",
+        "train.eval_batch_size", "train.eval_steps", "train.eval_rows", "train.entropy_chunk", "train.entropy_block_rows",
+        "train.num_workers",
+        "finetune",
     )
 
     # ---- derived views -------------------------------------------------------------------------------------

@@ -236,16 +236,20 @@ def student_entropy_stats(model, ids: torch.Tensor, corpus: Corpus, include_unk:
 
 # ---- held-out evaluation -------------------------------------------------------------------------------------
 @torch.no_grad()
-def heldout_eval(model, corpus: Corpus, batch_size: int = 64, chunk: int = 1024) -> dict:
+def heldout_eval(model, corpus: Corpus, batch_size: int = 64, chunk: int = 1024, rows: int | None = None) -> dict:
     """MLM loss/accuracy on the 5% test split under one fixed random 15% [MASK] masking shared by all runs, the
-    unigram (most-frequent-token) accuracy on the same targets, and the model's unmasked-view entropy spread."""
+    unigram (most-frequent-token) accuracy on the same targets, and the model's unmasked-view entropy spread.
+    `rows` evaluates the first rows only (learning curves); their masks are those of the full evaluation."""
+    was_training = model.training
     model.eval()
     dev = next(model.parameters()).device
     tok = corpus.tokenizer
     ids = corpus.test_ids
     cand = candidate_mask(ids, corpus.special_ids, tok.unk_token_id)  # [N, T]
     gen = torch.Generator().manual_seed(HELDOUT_SEED)
-    mask = select_mask(torch.zeros(ids.shape), cand, "random", 0.15, generator=gen)
+    mask = select_mask(torch.zeros(ids.shape), cand, "random", 0.15, generator=gen)  # [N, T]
+    if rows is not None:
+        ids, cand, mask = ids[:rows], cand[:rows], mask[:rows]
     masked, labels = apply_mask(ids, mask, tok.mask_token_id, "mask")
     tot_loss, tot_ok, tot_n, ents = 0.0, 0, 0, []
     for s in range(0, ids.shape[0], batch_size):
@@ -264,7 +268,36 @@ def heldout_eval(model, corpus: Corpus, batch_size: int = 64, chunk: int = 1024)
     out.update(unigram_baseline(corpus.train_ids, labels[mask], corpus.special_ids))
     # Issue criterion for "left the unigram plateau": twice the top-token rate and varied entropies.
     out["left_plateau"] = bool(out["heldout_accuracy"] >= 2 * out["unigram_accuracy"] and out["entropy_sd"] >= 0.5)
+    model.train(was_training)
     return out
+
+
+class CurveCallback(TrainerCallback):
+    """Every `train.eval_steps` steps: held-out masked accuracy and entropy spread on the first `train.eval_rows`
+    test rows, appended to logs/curve.json (the learning curves of docs/small-scale.md: when a student leaves the
+    unigram plateau, not only whether it has at the end)."""
+
+    def __init__(self, run: Path, corpus: Corpus, cfg: PretrainConfig):
+        self.run, self.corpus, self.cfg = run, corpus, cfg
+        self.trainer = None
+
+    def _record(self, state, model) -> None:
+        t = self.cfg.train
+        core = self.trainer.accelerator.unwrap_model(model) if self.trainer else model
+        ev = heldout_eval(core, self.corpus, t.eval_batch_size, t.entropy_chunk, rows=t.eval_rows)
+        point = {"step": state.global_step, "heldout_accuracy": ev["heldout_accuracy"],
+                 "heldout_loss": ev["heldout_loss"], "unigram_accuracy": ev["unigram_accuracy"],
+                 "entropy_sd": ev["entropy_sd"], "left_plateau": ev["left_plateau"]}
+        path = self.run / "logs" / "curve.json"
+        curve = runs.read_json(path) if path.exists() else []
+        # A resumed run re-evaluates nothing twice: points at or after the resume step are replaced.
+        curve = [c for c in curve if c["step"] < state.global_step] + [point]
+        runs.write_json(path, curve)
+
+    def on_step_end(self, args, state, control, model=None, **kw):
+        every = self.cfg.train.eval_steps
+        if every > 0 and state.is_world_process_zero and (state.global_step % every == 0 or state.global_step == 1):
+            self._record(state, model)
 
 
 # ---- teacher -------------------------------------------------------------------------------------------------
@@ -331,7 +364,8 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
     if teacher_dir is not None and needs_entropy(cfg.masking.strategy) and cfg.kd.mode != "kd-only":
         dev = "cuda" if torch.cuda.is_available() else "cpu"
         ent = teacher_entropies(teacher_dir, corpus.dir, "train", corpus.train_ids, device=dev,
-                                batch_size=t.eval_batch_size, chunk_size=t.entropy_chunk, progress=progress)
+                                batch_size=t.eval_batch_size, chunk_size=t.entropy_chunk, progress=progress,
+                                block_rows=t.entropy_block_rows)
     teacher = load_teacher(teacher_dir) if (teacher_dir is not None and cfg.kd.mode != "none") else None
     spe = _steps_per_epoch(corpus.train_ids.shape[0], batch, t.grad_accum)
     if max_steps <= 0:
@@ -340,11 +374,13 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
     args = _training_args(cfg, run / "checkpoints", max_steps, epochs, lr, batch, warmup_ratio, progress)
     keep_epochs = cfg.masking.source == "self" or cfg.kd.mode in ("complete", "after-init")
     cb = EpochCallback(run, corpus.test_ids[:PROBE_ROWS], corpus, keep_epochs)
-    callbacks = [cb] + ([_StopAt(stop_after)] if stop_after is not None else [])
+    curve = CurveCallback(run, corpus, cfg)
+    callbacks = [cb, curve, FailpointCallback("pretrain-step")] + ([_StopAt(stop_after)] if stop_after is not None
+                                                                   else [])
     trainer = EntropyMaskingTrainer(model=model, args=args, train_dataset=PackedDataset(corpus.train_ids, ent),
                                     data_collator=collate, em=cfg, corpus=corpus, steps_per_epoch=spe,
                                     teacher=teacher, callbacks=callbacks)
-    cb.trainer = trainer
+    cb.trainer = curve.trainer = trainer
     return trainer
 
 
@@ -380,6 +416,16 @@ def _train(cfg: PretrainConfig, run: Path, model, corpus: Corpus, **kw):
     return trainer, result, secs, last, trainer.steps_per_epoch
 
 
+class FailpointCallback(TrainerCallback):
+    """Passes `runs.failpoint(name)` after every optimizer step (the kill -9 tests pick the step)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def on_step_end(self, args, state, control, **kw):
+        runs.failpoint(self.name)
+
+
 class _StopAt(TrainerCallback):
     """Stop after a given optimizer step (tests of resume: a run interrupted right after a checkpoint)."""
 
@@ -406,6 +452,7 @@ def _finish(cfg: PretrainConfig, run: Path, trainer, result, secs: float, resume
 
     tokens = trainer.state.global_step * cfg.train.batch_size * cfg.train.grad_accum * cfg.data.seq_len
     epochs_path = run / "logs" / "epochs.json"
+    curve_path = run / "logs" / "curve.json"
     metrics = {
         "name": cfg.name, "hash": cfg.short_hash(), "profile": cfg.profile, "strategy": cfg.masking.strategy,
         "source": cfg.masking.source, "self_start": cfg.masking.self_start, "kd": cfg.kd.mode,
@@ -417,6 +464,7 @@ def _finish(cfg: PretrainConfig, run: Path, trainer, result, secs: float, resume
         "masked_accuracy_last": train_logs[-1].get("masked_accuracy") if train_logs else None,
         "first_train_loss": train_logs[0]["loss"] if train_logs else None,
         "epoch_entropy": runs.read_json(epochs_path) if epochs_path.exists() else [],
+        "curve": runs.read_json(curve_path) if curve_path.exists() else [],
         "device": device_name(), "corpus": corpus.stats, "entmask_commit": runs.git_commit(),
         **ev, **extra,
     }

@@ -23,7 +23,7 @@ def smoke(**over):
 def smoke_runs(session_runs):
     """random, high-teacher and high-self-init at the smoke profile, trained once for the whole session."""
     out = {}
-    for name, over in {"random": {}, "high": {"masking.strategy": "high"},
+    for name, over in {"random": {"train.eval_steps": 5}, "high": {"masking.strategy": "high"},
                        "low": {"masking.strategy": "low"},
                        "high-self-init": {"masking.strategy": "high", "masking.source": "self",
                                           "masking.self_start": "init"}}.items():
@@ -56,6 +56,18 @@ def test_heldout_masking_identical_across_runs(smoke_runs):
     n = {metrics(r)["heldout_masked_tokens"] for r in smoke_runs.values()}
     u = {metrics(r)["unigram_accuracy"] for r in smoke_runs.values()}
     assert len(n) == 1 and len(u) == 1
+
+
+def test_learning_curve_points(smoke_runs):
+    m = metrics(smoke_runs["random"])
+    steps = [c["step"] for c in m["curve"]]
+    assert steps == [1] + list(range(5, m["steps"] + 1, 5))
+    first, last = m["curve"][0], m["curve"][-1]
+    assert last["heldout_loss"] < first["heldout_loss"]
+    # The smoke test split fits in one curve evaluation, so the last point is the final evaluation itself.
+    assert last["heldout_accuracy"] == pytest.approx(m["heldout_accuracy"], abs=1e-9)
+    assert last["unigram_accuracy"] == m["unigram_accuracy"]
+    assert metrics(smoke_runs["high"])["curve"] == []  # eval_steps=0: no curve, no cost
 
 
 def test_self_init_switches_at_configured_epoch(smoke_runs):
