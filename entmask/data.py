@@ -312,7 +312,11 @@ def _build_corpus(dc: DataConfig, tok, d: Path, key: str, progress: bool) -> Cor
     body = dc.seq_len - 2
 
     def tokenize(batch):
-        enc = tok([clean_wikitext(t, unk) for t in batch["text"]], add_special_tokens=False)
+        texts = []
+        for t in batch["text"]:
+            runs.failpoint("tokenize")
+            texts.append(clean_wikitext(t, unk))
+        enc = tok(texts, add_special_tokens=False)
         return {"ids": enc["input_ids"]}
 
     def pack(batch):
@@ -343,6 +347,7 @@ def _build_corpus(dc: DataConfig, tok, d: Path, key: str, progress: bool) -> Cor
         stats[f"sequences_{name}"] = ids.shape[0]
         stats[f"unk_rate_{name}"] = float((ids == tok.unk_token_id).float().mean())
     runs.atomic_write_bytes(d / "packed.safetensors", save(packed))
+    runs.failpoint("corpus-write")  # the tensors written, the completion marker not yet
     runs.write_json(d / "stats.json", stats)
     return Corpus(d, key, packed["train"], packed["test"], tok, stats)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import shutil
 import time
 from pathlib import Path
 
@@ -114,12 +115,14 @@ STATS = {"passes": 0}  # teacher forward passes done in this process (tests asse
 
 def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, input_ids: torch.Tensor,
                       device: str | torch.device = "cpu", batch_size: int = 64, chunk_size: int = 1024,
-                      progress: bool = True) -> torch.Tensor:
+                      progress: bool = True, block_rows: int = 2048) -> torch.Tensor:
     """Per-token teacher entropy of every packed sequence of a split, computed once and cached. [N, T] float32.
 
     The cache file lives beside the tokenized corpus (so a new length or corpus is a new cache) and is keyed by
     the teacher's weights (so a changed teacher is a new cache). It is written atomically with a completion
-    marker in its metadata; a partial or corrupt file is rebuilt.
+    marker in its metadata; a partial or corrupt file is rebuilt. The pass itself is resumable: every
+    `block_rows` rows are saved (atomically) in `<cache>.partial-<block_rows>/`, so a pass killed after hours
+    restarts at its last finished block; the blocks are deleted once the cache file is written.
     """
     from safetensors.torch import load_file, save
 
@@ -138,26 +141,62 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
         model = load_teacher(teacher_dir, device=device)
         dev = torch.device(device)
         amp = torch.bfloat16 if _bf16_ok(dev) else None
-        out = torch.empty(input_ids.shape, dtype=torch.float32)
+        n, width = input_ids.shape
+        block_rows = max(batch_size, block_rows - block_rows % batch_size)  # whole batches per block
+        parts = path.parent / f"{path.name}.partial-{block_rows}"
+        parts.mkdir(exist_ok=True)
+        out = torch.empty(input_ids.shape, dtype=torch.float32)  # [N, T]
         t0 = time.perf_counter()
         from tqdm.auto import tqdm
 
-        with torch.inference_mode():
-            for s in tqdm(range(0, input_ids.shape[0], batch_size), desc=f"teacher entropy ({split})",
-                          disable=not progress, unit="batch"):
-                ids = input_ids[s:s + batch_size].to(dev)
-                ent = model_entropy(model, ids, torch.ones_like(ids), chunk_size, autocast_dtype=amp)
-                check_finite(ent, f"teacher entropy pass over {split} rows {s}..{s + len(ids)}")
-                out[s:s + batch_size] = ent.cpu()
+        bar = tqdm(total=n, desc=f"teacher entropy ({split})", disable=not progress, unit="row")
+        resumed = 0
+        for b0 in range(0, n, block_rows):
+            b1 = min(n, b0 + block_rows)
+            part = parts / f"rows-{b0}-{b1}.safetensors"
+            block = _load_block(part, (b1 - b0, width))
+            if block is not None:
+                resumed += b1 - b0
+            else:
+                block = torch.empty(b1 - b0, width, dtype=torch.float32)  # [rows, T]
+                with torch.inference_mode():
+                    for s in range(b0, b1, batch_size):
+                        runs.failpoint("teacher-pass")
+                        ids = input_ids[s:min(s + batch_size, b1)].to(dev)  # [B, T]
+                        ent = model_entropy(model, ids, torch.ones_like(ids), chunk_size, autocast_dtype=amp)
+                        check_finite(ent, f"teacher entropy pass over {split} rows {s}..{s + len(ids)}")
+                        block[s - b0:s - b0 + len(ids)] = ent.cpu()
+                if b1 < n:  # the last block goes straight into the cache file
+                    runs.atomic_write_bytes(part, save({"entropy": block}))
+            out[b0:b1] = block
+            bar.update(b1 - b0)
+        bar.close()
+        if resumed:
+            print(f"entmask: teacher entropy over {split} resumed {resumed:,} of {n:,} rows from {parts.name}")
         STATS["passes"] += 1
         secs = time.perf_counter() - t0
         meta = {"tokens": str(input_ids.numel()), "seconds": f"{secs:.2f}",
                 "tokens_per_s": f"{input_ids.numel() / max(secs, 1e-9):.0f}", "complete": "1",
-                "precision": "bf16" if amp else "fp32"}
+                "precision": "bf16" if amp else "fp32", "resumed_rows": str(resumed)}
+        runs.failpoint("entropy-write")
         runs.atomic_write_bytes(path, save({"entropy": out}, metadata=meta))
+        shutil.rmtree(parts, ignore_errors=True)
         print(f"entmask: teacher entropy over {split}: {input_ids.numel():,} tokens in {secs:.1f}s "
               f"({input_ids.numel() / max(secs, 1e-9):,.0f} tokens/s, {meta['precision']}) -> {path.name}")
         return out
+
+
+def _load_block(part: Path, shape: tuple) -> torch.Tensor | None:
+    """A finished block of an interrupted teacher pass, or None (absent, or damaged: then it is recomputed)."""
+    from safetensors.torch import load_file
+
+    if not part.exists():
+        return None
+    try:
+        block = load_file(str(part))["entropy"]
+    except Exception:  # noqa: BLE001 - a damaged block is recomputed, never trusted
+        return None
+    return block if tuple(block.shape) == shape else None
 
 
 def _bf16_ok(device: torch.device) -> bool:

@@ -19,8 +19,9 @@ and says so in `eval_note`.
 Run folder `runs/<profile>/finetune/<task>/<name>-<hash>/`: config.json, entmask.json, head_init.safetensors
 (the initial pooler/classifier, which have no pretrained counterpart: the weight analysis compares against it),
 model/ (the fine-tuned classifier, safetensors), log_history.json, predictions.json and metrics.json, written
-last. Checkpoints live in checkpoints/ during training and are deleted after success; an interrupted run is
-restarted from scratch (fine-tuning is short and checkpoints are saved without optimizer state).
+last. Checkpoints (with optimizer, scheduler and RNG state) live in checkpoints/ during training, one per epoch,
+and are deleted after success; an interrupted run resumes from its last complete checkpoint and reaches the same
+metrics as an uninterrupted one (tests/test_hardening.py kills one with SIGKILL to show it).
 
 What it is not: no plotting and no statistics across runs (see `entmask.analysis`).
 """
@@ -318,7 +319,8 @@ def finetune_task(model_dir, task: str, cfg: FinetuneConfig, seed: int, *, profi
             out = runs.read_json(run / "metrics.json")
             out.update(reused=True, run_dir=str(run))
             return out
-        for stale in ("metrics.json", "checkpoints", "model"):  # a restart or force: nothing old may survive
+        # A restart keeps its checkpoints (to resume from); force keeps nothing.
+        for stale in ("metrics.json", "model") + (("checkpoints",) if force else ()):
             p = run / stale
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
         run.mkdir(parents=True, exist_ok=True)
@@ -368,6 +370,7 @@ def _train_and_report_inner(model_dir: Path, data: TaskData, cfg: FinetuneConfig
     from transformers.trainer_callback import PrinterCallback
 
     from entmask.models import ModelError
+    from entmask.pretrain import FailpointCallback, last_complete_checkpoint
 
     task = data.task
     num_labels = TASKS[task]["num_labels"]
@@ -408,7 +411,7 @@ def _train_and_report_inner(model_dir: Path, data: TaskData, cfg: FinetuneConfig
     common = dict(output_dir=str(run / "checkpoints"), learning_rate=cfg.lr,
                   per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
                   logging_strategy="epoch", seed=seed, bf16=bf16, use_cpu=not cuda, report_to=[],
-                  disable_tqdm=not progress, save_only_model=True, dataloader_num_workers=0)
+                  disable_tqdm=not progress, dataloader_num_workers=0)
     if frozen:
         # The probe trains exactly frozen_epochs epochs: no early stopping, no model selection.
         args = TrainingArguments(num_train_epochs=cfg.frozen_epochs, eval_strategy="no", save_strategy="no",
@@ -419,16 +422,20 @@ def _train_and_report_inner(model_dir: Path, data: TaskData, cfg: FinetuneConfig
                                  save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="eval_loss",
                                  greater_is_better=False, **common)
         callbacks = [EarlyStoppingCallback(early_stopping_patience=cfg.patience)]
+    callbacks.append(FailpointCallback("finetune-step"))
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=None if frozen else stop_ds,
                       processing_class=tok, data_collator=DataCollatorWithPadding(tok), callbacks=callbacks)
     if not progress:
         trainer.remove_callback(PrinterCallback)  # with tqdm off, it would print every log dict instead
+    last = None if frozen else last_complete_checkpoint(run / "checkpoints")
+    if last and progress:
+        print(f"entmask: resuming {task} seed {seed} from {Path(last).name}")
     t0 = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=last)
     train_seconds = time.perf_counter() - t0
     model = trainer.model
 
-    out: dict = {"status": "ok", "split": data.eval_split, "n_train": len(data.train), "n_eval": len(data.eval),
+    out: dict = {"resumed_from": Path(last).name if last else None, "status": "ok", "split": data.eval_split, "n_train": len(data.train), "n_eval": len(data.eval),
                  "n_stop": 0 if frozen else len(data.stop), "train_seconds": train_seconds, "bf16": bf16,
                  "stop_set": None if frozen else ("heldout-train-slice" if cfg.protocol == "heldout"
                                                   else data.eval_split)}
