@@ -346,19 +346,11 @@ def finetune_task(model_dir, task: str, cfg: FinetuneConfig, seed: int, *, profi
 
 def _train_and_report(model_dir: Path, data: TaskData, cfg: FinetuneConfig, seed: int, run: Path, *,
                       frozen: bool, bf16: bool, progress: bool) -> dict:
-    from transformers.utils import logging as hf_logging
-
-    from entmask.models import _quiet_transformers
+    from entmask.models import _quiet_transformers, transformers_bars
 
     _quiet_transformers()
-    bars = hf_logging.is_progress_bar_enabled()
-    if not progress:
-        hf_logging.disable_progress_bar()  # transformers' own bars (loading and writing weights)
-    try:
+    with transformers_bars(progress):
         return _train_and_report_inner(model_dir, data, cfg, seed, run, frozen=frozen, bf16=bf16, progress=progress)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def _train_and_report_inner(model_dir: Path, data: TaskData, cfg: FinetuneConfig, seed: int, run: Path, *,

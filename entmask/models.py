@@ -9,6 +9,7 @@ What it is not: no data handling and no training loop (see `entmask.pretrain`).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -88,6 +89,21 @@ def _quiet_transformers():
 
     hf_logging.set_verbosity_error()
     logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def transformers_bars(progress: bool):
+    """transformers' own progress bars (loading and writing weights) off inside, unless `progress`; restored."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if not progress:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def load_masked_lm(name_or_path: str | Path, expect_vocab: int | None = None, role: str = "teacher",

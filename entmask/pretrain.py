@@ -30,7 +30,8 @@ from entmask.config import PretrainConfig
 from entmask.data import Corpus, prepare_corpus, unigram_baseline
 from entmask.entropy import _bf16_ok, check_finite, model_entropy, teacher_entropies
 from entmask.masking import apply_mask, candidate_mask, needs_entropy, select_mask
-from entmask.models import build_model, encode, kd_loss, load_teacher, masked_logits, mlm_loss, reference_start
+from entmask.models import (build_model, encode, kd_loss, load_teacher, masked_logits, mlm_loss, reference_start,
+                            transformers_bars)
 
 HELDOUT_SEED = 20240607  # one fixed random masking of the test split, identical for every run (comparability)
 PROBE_ROWS = 64  # test rows used to measure a student's per-position entropy spread during training
@@ -315,6 +316,20 @@ def resolve_teacher(cfg: PretrainConfig, root=None, progress: bool = True) -> Pa
     return local
 
 
+def check_maskable(corpus: Corpus, include_unk: bool) -> None:
+    """Fail in one line when no train row has a token that may be masked (every piece [UNK] or special): the
+    run would train on nothing. Typical cause: text in a script the tokenizer's vocabulary does not cover."""
+    from entmask.data import DataError
+
+    for name, ids in (("train", corpus.train_ids), ("test", corpus.test_ids)):
+        cand = candidate_mask(ids, corpus.special_ids, corpus.tokenizer.unk_token_id, include_unk)  # [N, T]
+        if not bool(cand.any()):
+            unk = float((ids == corpus.tokenizer.unk_token_id).float().mean())
+            raise DataError(f"the {name} split's {ids.shape[0]} rows have no maskable token after tokenization "
+                            f"({unk:.0%} [UNK], the rest special); use a tokenizer whose vocabulary covers the "
+                            f"text (data.tokenizer), or masking.include_unk=true")
+
+
 def check_teacher(teacher_dir: Path, corpus: Corpus) -> None:
     """Fail early, in one line, if the teacher is not a complete masked LM of the tokenizer's vocabulary."""
     load_teacher(teacher_dir, expect_vocab=len(corpus.tokenizer))
@@ -492,7 +507,7 @@ def pretrain(cfg: PretrainConfig, root=None, force: bool = False, progress: bool
              stop_after: int | None = None) -> Path:
     """Find or run the pretraining run of `cfg`; returns its folder (metrics.json + model/ inside)."""
     run = run_folder(cfg, "pretrain", root)
-    with (runs.locked(run) if rank() == 0 else contextlib.nullcontext()):
+    with (runs.locked(run) if rank() == 0 else contextlib.nullcontext()), transformers_bars(progress):
         if runs.is_finished(run) and not force:
             runs.check_version(run)
             return run
@@ -501,6 +516,7 @@ def pretrain(cfg: PretrainConfig, root=None, force: bool = False, progress: bool
         # The teacher first: a bad --teacher fails in one line before any corpus work.
         teacher_dir = resolve_teacher(cfg, root, progress) if cfg.uses_teacher() else None
         corpus = prepare_corpus(cfg.data, root, progress)
+        check_maskable(corpus, cfg.masking.include_unk)
         if teacher_dir is not None:
             check_teacher(teacher_dir, corpus)
         if rank() == 0:
@@ -536,13 +552,14 @@ def reference_config(cfg: PretrainConfig) -> PretrainConfig:
 def build_reference(cfg: PretrainConfig, root=None, force: bool = False, progress: bool = True) -> Path:
     """Find or build the offline teacher: an encoder adapted with MLM (80/10/10) on the train split."""
     run = run_folder(cfg, "reference", root)
-    with (runs.locked(run) if rank() == 0 else contextlib.nullcontext()):
+    with (runs.locked(run) if rank() == 0 else contextlib.nullcontext()), transformers_bars(progress):
         if runs.is_finished(run) and not force:
             runs.check_version(run)
             return run
         if force and run.exists():
             shutil.rmtree(run)
         corpus = prepare_corpus(cfg.data, root, progress)
+        check_maskable(corpus, include_unk=False)
         r = cfg.reference
         ref = reference_config(cfg)
         run.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,38 @@ def test_teacher_that_is_not_a_masked_lm(capsys, session_runs, tmp_path, tokeniz
     assert code == 2 and "is not a masked LM" in err and "entmask reference" in err
 
 
+def test_corpus_without_maskable_tokens(capsys, session_runs, monkeypatch):
+    """Text the vocabulary cannot cover tokenizes to [UNK] (e.g. "\U0001F703" does): a corpus of such rows gets
+    one line naming the cause, not a run that trains on nothing."""
+    import dataclasses
+
+    import torch
+
+    from entmask import pretrain
+
+    real = pretrain.prepare_corpus
+
+    def all_unk(*a, **k):
+        c = real(*a, **k)
+        unk = c.tokenizer.unk_token_id
+        special = torch.isin(c.train_ids, torch.tensor(c.special_ids))
+        return dataclasses.replace(c, train_ids=torch.where(special, c.train_ids, unk))
+
+    assert _all_unk("\U0001F703\U0001F704 \u1200")
+    monkeypatch.setattr(pretrain, "prepare_corpus", all_unk)
+    code, out, err = run_cli(capsys, "pretrain", "--profile", "smoke", "--quiet")
+    assert code == 2 and "train split's" in err and "no maskable token after tokenization" in err, err
+    assert "data.tokenizer" in err and len([x for x in err.splitlines() if x.strip()]) == 1
+
+
+def _all_unk(text: str) -> bool:
+    from entmask.data import load_tokenizer
+    from tests.conftest import VOCAB
+
+    tok = load_tokenizer(str(VOCAB))
+    return set(tok.tokenize(text)) == {tok.unk_token}
+
+
 def test_teacher_vocab_differs_from_tokenizer(capsys, session_runs, tmp_path):
     from transformers import BertConfig, BertForMaskedLM
 
