@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("experiment", help="run one of the paper's experiments and write its table")
     _common(s)
-    s.add_argument("name", help="table1 | table2 | kd | mask-rate | frozen | weights | corpus")
+    s.add_argument("name", help="table1 | table2 | kd | mask-rate | frozen | weights | corpus | plateau")
     s.add_argument("--corpus", help="for `corpus`: another corpus by hub name (e.g. bookcorpus)")
+    s.add_argument("--recipes", help="for `plateau`: comma-separated recipe labels (default: all of them)")
 
     s = sub.add_parser("reproduce", help="execute the numbered notebooks with papermill")
     _common(s)
@@ -240,6 +241,8 @@ def cmd_experiment(a) -> int:
 
     cfg = resolve_from_args(a)
     kwargs = {"corpus": a.corpus} if a.corpus else {}
+    if a.recipes:
+        kwargs["recipes"] = [r.strip() for r in a.recipes.split(",") if r.strip()]
     out = experiments.run(a.name, cfg, progress=not a.quiet, **kwargs)
     print(f"entmask: wrote {out}")
     return 0

@@ -143,9 +143,8 @@ class PretrainConfig:
     # Fields that never change a run's result, so they are left out of its hash.
     UNHASHED: typing.ClassVar[tuple] = (
         "name", "profile", "data.data_dir", "train.logging_steps", "train.save_steps", "train.save_total_limit",
-        "train.eval_batch_size", "train.eval_steps", "train.eval_rows", "train.entropy_chunk", "train.entropy_block_rows",
-        "train.num_workers",
-        "finetune",
+        "train.eval_batch_size", "train.eval_steps", "train.eval_rows", "train.entropy_chunk",
+        "train.entropy_block_rows", "train.num_workers", "finetune",
     )
 
     # ---- derived views -------------------------------------------------------------------------------------

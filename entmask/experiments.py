@@ -359,6 +359,22 @@ def plateau_note(rows: list[dict]) -> str | None:
             f"paper's claims; train longer or larger (e.g. --profile cpu-long or bertlet) before reading it as one.")
 
 
+def self_switch_sd(cfg: PretrainConfig, metrics: dict) -> tuple[float | None, float | None]:
+    """The student's per-position entropy s.d. where masking switches to its own entropies (step 0 for `cold`,
+    the end of the teacher phase otherwise) and at the end; (None, None) for runs that never self-mask."""
+    from entmask.masking import needs_entropy
+
+    m = cfg.masking
+    self_masks = needs_entropy(m.strategy) and (m.source == "self" or cfg.kd.mode in ("complete", "after-init"))
+    if not self_masks or cfg.kd.mode == "kd-only":
+        return None, None
+    switch = 0 if (m.source == "self" and m.self_start == "cold" and cfg.kd.mode == "none") else m.teacher_epochs
+    hist = {h["epoch"]: h["entropy_sd"] for h in metrics.get("epoch_entropy") or [] if "epoch" in h}
+    if not hist:
+        return None, None
+    return hist.get(switch), hist[max(hist)]
+
+
 def _build(name: str, cfg: PretrainConfig, rs: list[_Run], *, paper_key: str | None):
     """(display table, numeric scores, bootstrap details, notes, covered tasks) for the experiment's runs."""
     import pandas as pd
@@ -425,10 +441,13 @@ def _build(name: str, cfg: PretrainConfig, rs: list[_Run], *, paper_key: str | N
         d["plateau"] = "" if r.error else ("left" if lp else "ON PLATEAU" if lp is False else "?")
         d["held-out acc"] = _pct(m.get("heldout_accuracy"))
         d["unigram acc"] = _pct(m.get("unigram_accuracy"))
+        sw, end = self_switch_sd(r.cfg, m)
+        both = sw is not None and end is not None
+        d["self entropy s.d. (switch → end)"] = f"{sw:.2f} → {end:.2f}" if both else ""
         d["run"] = r.run_dir.name if r.run_dir else "unavailable"  # the reason is in the header
         n.update(left_plateau=lp, heldout_accuracy=m.get("heldout_accuracy"),
                  unigram_accuracy=m.get("unigram_accuracy"), train_seconds=m.get("train_seconds"),
-                 steps=m.get("steps"), error=r.error)
+                 steps=m.get("steps"), error=r.error, self_sd_switch=sw, self_sd_end=end)
         disp.append(d)
         nums.append(n)
 
@@ -475,7 +494,7 @@ def _build(name: str, cfg: PretrainConfig, rs: list[_Run], *, paper_key: str | N
 
     cols = (["model", "strategy", "source"] + [TASK_LABEL[t] for t in TASK_ORDER] +
             ["Total", "row mean (recomputed)", "Δ Total", "95% CI (bootstrap)", "seed t-interval", "plateau",
-             "held-out acc", "unigram acc", "run"])
+             "held-out acc", "unigram acc", "self entropy s.d. (switch → end)", "run"])
     table = pd.DataFrame(disp).reindex(columns=cols).fillna("")
     scores = pd.DataFrame(nums)
 
@@ -517,7 +536,10 @@ def _notes(name, cfg, rs, cov, tasks_req, maj, maj_note, paper_key) -> list[str]
                      "validation examples (analysis.bootstrap_total_delta); a t-interval over seeds is shown with "
                      ">= 3 seeds. A CI that contains 0 is no evidence of a difference.")
     notes.append("plateau: whether pretraining left the unigram plateau (held-out masked accuracy >= 2x the "
-                 "unigram rate and varied entropies); held-out acc / unigram acc are the measured rates.")
+                 "unigram rate and varied entropies); held-out acc / unigram acc are the measured rates. "
+                 "self entropy s.d.: the spread of the student's own entropies over positions where masking switches "
+                 "to them (step 0 for cold, the end of the teacher phase for init) and at the end; near 0, "
+                 "self-masking picks arbitrary tokens.")
     if paper_key:
         notes.append(
             f"Rows marked 'paper' are the published numbers ({PAPER_SOURCE}), strategy names in brackets as the "
@@ -939,8 +961,109 @@ def corpus(cfg: PretrainConfig, corpus_name: str | None = None, *, root=None, pr
     return _experiment("corpus", cfg, root=root, progress=progress, corpus_name=corpus_name)
 
 
+# ---- the small-scale recipe search (issue 5: students that leave the unigram plateau on a CPU) -------------------
+_NO_DROPOUT = {"model.overrides.hidden_dropout_prob": 0.0, "model.overrides.attention_probs_dropout_prob": 0.0}
+# Every recipe: random masking on the whole offline corpus, a held-out curve point every 250 steps.
+PLATEAU_COMMON = {"data.max_articles": None, "masking.strategy": "random", "train.eval_steps": 250,
+                  "train.save_steps": 500, "train.logging_steps": 50}
+# label -> (overrides on the profile, why it was tried). Order = the order they were measured.
+RECIPES: dict[str, tuple[dict, str]] = {
+    "profile": ({"train.max_steps": 300}, "the profile's own recipe (tiny: lr 1e-3, beta2 0.98, dropout 0.1)"),
+    "no-dropout-mask40": ({**_NO_DROPOUT, "masking.ratio": 0.4, "train.max_steps": 2000},
+                          "no dropout, 40% masking: 2.7x the targets per step (Wettig et al. 2023)"),
+    "no-dropout": ({**_NO_DROPOUT, "train.max_steps": 4000}, "no dropout, 4,000 steps: does length alone do it?"),
+}
+
+
+def plateau_configs(cfg: PretrainConfig, labels=None) -> list[tuple[str, PretrainConfig]]:
+    """(label, config) of each recipe of the search, derived from the resolved profile config `cfg`."""
+    labels = list(RECIPES) if labels is None else list(labels)
+    bad = [x for x in labels if x not in RECIPES]
+    if bad:
+        raise ExperimentError(f"unknown recipe(s) {', '.join(bad)}; choose from {', '.join(RECIPES)}")
+    out = []
+    for label in labels:
+        c = validate(apply_overrides(cfg, {**PLATEAU_COMMON, **RECIPES[label][0]}))
+        c.name = f"plateau-{label}"
+        out.append((label, c))
+    return out
+
+
+def first_exit(curve: list[dict]) -> int | None:
+    """The first curve step that meets the plateau-exit criterion (twice the unigram rate, entropy s.d. >= 0.5)."""
+    for p in curve:
+        if p["heldout_accuracy"] >= 2 * p["unigram_accuracy"] and p["entropy_sd"] >= 0.5:
+            return int(p["step"])
+    return None
+
+
+def plateau(cfg: PretrainConfig, *, root=None, progress: bool = True, recipes=None) -> ExperimentResult:
+    """Pretrain (or find) every recipe of the search with random masking and held-out learning curves; write
+    plateau.md/.json (steps, wall time, final held-out accuracy vs unigram, entropy spread, the first step that
+    left the plateau) and plateau-curves.png. No fine-tuning: the question is whether the student learns context."""
+    import pandas as pd
+
+    from entmask.pretrain import pretrain
+
+    rows, curves = [], {}
+    specs = plateau_configs(cfg, recipes)
+    for i, (label, c) in enumerate(specs, 1):
+        _say(progress, f"plateau: {label} ({i}/{len(specs)}, {c.name}-{c.short_hash()})")
+        run = pretrain(c, root=root, progress=progress)
+        m = runs.read_json(run / "metrics.json")
+        curves[label] = m.get("curve", [])
+        rows.append({"recipe": label, "why": RECIPES[label][1], "model": c.model.preset, "lr": c.train.lr,
+                     "batch": c.train.batch_size * c.train.grad_accum, "seq_len": c.data.seq_len,
+                     "mask_ratio": c.masking.ratio, "steps": m["steps"], "train_minutes": m["train_seconds"] / 60,
+                     "heldout_accuracy": m["heldout_accuracy"], "unigram_accuracy": m["unigram_accuracy"],
+                     "entropy_sd": m["entropy_sd"], "left_plateau": m["left_plateau"],
+                     "first_exit_step": first_exit(curves[label]), "run": str(run), "hash": c.short_hash()})
+    df = pd.DataFrame(rows)
+    out = runs.results_dir(cfg.profile, root) / "plateau"
+    shown = df.drop(columns=["run", "hash"]).copy()
+    for k in ("heldout_accuracy", "unigram_accuracy"):
+        shown[k] = shown[k].map(_pct)
+    shown["entropy_sd"] = shown["entropy_sd"].map(lambda x: f"{x:.2f}")
+    shown["train_minutes"] = shown["train_minutes"].map(lambda x: f"{x:.1f}")
+    head = (f"# Plateau search ({cfg.profile} profile + recipe overrides)\n\nLeft the plateau = held-out masked "
+            f"accuracy >= 2x the unigram rate and per-position entropy s.d. >= 0.5 nats (issue 5). "
+            f"`first_exit_step`: first curve point (every {PLATEAU_COMMON['train.eval_steps']} steps, on "
+            f"{cfg.train.eval_rows} test rows) meeting it.\n\n")
+    runs.atomic_write_text(out.with_suffix(".md"), head + md_table(shown) + "\n")
+    runs.write_json(out.with_suffix(".json"), {"rows": rows, "curves": curves, "common": PLATEAU_COMMON})
+    paths = {"md": out.with_suffix(".md"), "json": out.with_suffix(".json")}
+    paths.update({f"curves_{k}": v for k, v in plot_plateau(curves, out.with_name("plateau-curves")).items()})
+    return ExperimentResult("plateau", shown, paths, {}, {"scores": df})
+
+
+def plot_plateau(curves: dict, stem: Path) -> dict:
+    """Held-out masked accuracy (left) and entropy s.d. (right) against step, one line per recipe, with the
+    unigram rate, twice it, and the 0.5-nat line: a student has left the plateau above both dashed lines."""
+    if not any(curves.values()):
+        return {}
+    fig = _figure(10, 3.6)
+    ax_acc, ax_sd = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    uni = None
+    for label, pts in curves.items():
+        if not pts:
+            continue
+        steps = [p["step"] for p in pts]
+        ax_acc.plot(steps, [p["heldout_accuracy"] for p in pts], marker=".", lw=1.2, label=label)
+        ax_sd.plot(steps, [p["entropy_sd"] for p in pts], marker=".", lw=1.2, label=label)
+        uni = pts[-1]["unigram_accuracy"]
+    if uni is not None:
+        ax_acc.axhline(uni, color="grey", ls=":", lw=1, label="unigram rate")
+        ax_acc.axhline(2 * uni, color="black", ls="--", lw=1, label="2 x unigram (criterion)")
+    ax_sd.axhline(0.5, color="black", ls="--", lw=1, label="0.5 nats (criterion)")
+    ax_acc.set(xlabel="optimizer step", ylabel="held-out masked accuracy", title="context learned?")
+    ax_sd.set(xlabel="optimizer step", ylabel="entropy s.d. over positions (nats)", title="entropies vary?")
+    ax_acc.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, stem)
+
+
 EXPERIMENTS = {"table1": table1, "table2": table2, "kd": kd, "mask-rate": mask_rate, "frozen": frozen,
-               "weights": weights, "corpus": corpus}
+               "weights": weights, "corpus": corpus, "plateau": plateau}
 
 
 def run(name: str, cfg: PretrainConfig, progress: bool = True, root=None, **kw) -> Path:
@@ -948,12 +1071,17 @@ def run(name: str, cfg: PretrainConfig, progress: bool = True, root=None, **kw) 
     if name not in EXPERIMENTS:
         raise ExperimentError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
     other = kw.pop("corpus", None)
+    recipes = kw.pop("recipes", None)
     if kw:
         raise ExperimentError(f"unexpected option(s) {', '.join(sorted(kw))} for experiment {name!r}")
     if other is not None and name != "corpus":
         raise ExperimentError(f"--corpus applies to the corpus experiment only, not {name!r}")
+    if recipes is not None and name != "plateau":
+        raise ExperimentError(f"--recipes applies to the plateau experiment only, not {name!r}")
     if name == "corpus":
         res = corpus(cfg, other, root=root, progress=progress)
+    elif name == "plateau":
+        res = plateau(cfg, root=root, progress=progress, recipes=recipes)
     else:
         res = EXPERIMENTS[name](cfg, root=root, progress=progress)
     return res.paths["md"]

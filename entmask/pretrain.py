@@ -206,23 +206,37 @@ class EpochCallback(TrainerCallback):
         self.run, self.probe, self.corpus, self.keep = run, probe, corpus, keep_epochs
         self.trainer: EntropyMaskingTrainer | None = None
 
+    def on_train_begin(self, args, state, control, model=None, **kw):
+        # Epoch 0 = the untrained student: the switch point of self-masking `cold`.
+        if state.global_step == 0 and self.keep:
+            self._record(state, model, epoch=0, source=self.trainer.entropy_source(0) if self.trainer else None)
+
     def on_epoch_end(self, args, state, control, model=None, **kw):
+        tr = self.trainer
+        if tr is None:
+            return
+        epoch = int(round(state.global_step / tr.steps_per_epoch))
+        self._record(state, model, epoch=epoch, source=tr.entropy_source(epoch - 1))
+        if self.keep and state.is_world_process_zero:
+            core = tr.accelerator.unwrap_model(model)
+            out = self.run / "epochs" / f"epoch-{epoch}"
+            core.save_pretrained(str(out))
+            self.corpus.tokenizer.save_pretrained(str(out))
+
+    def _record(self, state, model, epoch: int, source) -> None:
         tr = self.trainer
         if tr is None or not state.is_world_process_zero:
             return
-        epoch = int(round(state.global_step / tr.steps_per_epoch))
         core = tr.accelerator.unwrap_model(model)
+        was_training = core.training
         stats = student_entropy_stats(core, self.probe, self.corpus, tr.em.masking.include_unk,
                                       tr.em.train.entropy_chunk)
-        stats.update(epoch=epoch, step=state.global_step, source=tr.entropy_source(epoch - 1))
+        core.train(was_training)
+        stats.update(epoch=epoch, step=state.global_step, source=source)
         path = self.run / "logs" / "epochs.json"
         hist = runs.read_json(path) if path.exists() else []
         hist = [h for h in hist if h.get("epoch") != epoch] + [stats]
         runs.write_json(path, sorted(hist, key=lambda h: h["epoch"]))
-        if self.keep:
-            out = self.run / "epochs" / f"epoch-{epoch}"
-            core.save_pretrained(str(out))
-            self.corpus.tokenizer.save_pretrained(str(out))
 
 
 @torch.no_grad()

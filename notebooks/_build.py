@@ -405,9 +405,10 @@ notebooks.show_figures(t2, ["png", "curves_png"])
         md("""
 ## 2. The student's own entropy, epoch by epoch
 
-At each epoch end the trainer records the student's mean and spread (sd) of per-token entropy on fixed held-out
-rows (`metrics.json`, `epoch_entropy`), with the source the masks came from during that epoch. A spread near
-zero means self-masking is still picking near-arbitrary tokens.
+Before the first step (epoch 0) and at each epoch end the trainer records the student's mean and spread (sd) of
+per-token entropy on fixed held-out rows (`metrics.json`, `epoch_entropy`), with the source the masks came from
+during that epoch. A spread near zero means self-masking is still picking near-arbitrary tokens; the table above
+shows the spread at the switch to self-masking and at the end.
 """),
         code('''
 self_runs = exploration.runs_with_epochs(t2.runs)

@@ -47,7 +47,8 @@ def results(exp_root) -> dict:
     cfg = smoke_cfg()
     out = {}
     for name, fn in ex.EXPERIMENTS.items():
-        out[name] = fn(cfg, root=exp_root, progress=False)
+        if name != "plateau":  # the recipe search trains for thousands of steps; tested below at toy sizes
+            out[name] = fn(cfg, root=exp_root, progress=False)
     return out
 
 
@@ -112,6 +113,51 @@ def test_unknown_experiment_is_a_one_line_error():
         ex.run("table9", smoke_cfg())
     with pytest.raises(ExperimentError, match="corpus experiment only"):
         ex.run("table1", smoke_cfg(), corpus="bookcorpus")
+    with pytest.raises(ExperimentError, match="plateau experiment only"):
+        ex.run("table1", smoke_cfg(), recipes=["profile"])
+
+
+def test_self_switch_sd_reads_the_switch_epoch():
+    hist = {"epoch_entropy": [{"epoch": 0, "entropy_sd": 0.01}, {"epoch": 1, "entropy_sd": 0.3},
+                              {"epoch": 2, "entropy_sd": 0.9}]}
+    base = smoke_cfg()
+    cold = config.apply_overrides(base, {"masking.strategy": "high", "masking.source": "self"})
+    init = config.apply_overrides(cold, {"masking.self_start": "init"})
+    after = config.apply_overrides(base, {"masking.strategy": "high", "kd.mode": "after-init"})
+    assert ex.self_switch_sd(cold, hist) == (0.01, 0.9)
+    assert ex.self_switch_sd(init, hist) == (0.3, 0.9)
+    assert ex.self_switch_sd(after, hist) == (0.3, 0.9)
+    assert ex.self_switch_sd(config.apply_overrides(base, {"masking.strategy": "high"}), hist) == (None, None)
+    assert ex.self_switch_sd(cold, {}) == (None, None)
+
+
+def test_first_exit_needs_both_criteria():
+    pts = [{"step": 1, "heldout_accuracy": 0.0, "unigram_accuracy": 0.08, "entropy_sd": 0.0},
+           {"step": 250, "heldout_accuracy": 0.17, "unigram_accuracy": 0.08, "entropy_sd": 0.4},  # sd too low
+           {"step": 500, "heldout_accuracy": 0.15, "unigram_accuracy": 0.08, "entropy_sd": 1.2},  # acc too low
+           {"step": 750, "heldout_accuracy": 0.16, "unigram_accuracy": 0.08, "entropy_sd": 0.5}]
+    assert ex.first_exit(pts) == 750
+    assert ex.first_exit(pts[:3]) is None
+
+
+def test_plateau_search_writes_table_and_curves(exp_root, monkeypatch):
+    monkeypatch.setattr(ex, "PLATEAU_COMMON", {**ex.PLATEAU_COMMON, "data.max_articles": 8, "train.eval_steps": 4})
+    monkeypatch.setattr(ex, "RECIPES", {"short": ({"train.max_steps": 8}, "a short run"),
+                                        "mask40": ({"train.max_steps": 8, "masking.ratio": 0.4}, "more targets")})
+    res = ex.plateau(smoke_cfg(), root=exp_root, progress=False)
+    df = res.extra["scores"]
+    assert list(df["recipe"]) == ["short", "mask40"] and list(df["steps"]) == [8, 8]
+    assert list(df["mask_ratio"]) == [0.15, 0.4]
+    data = json.loads(res.paths["json"].read_text())
+    assert [p["step"] for p in data["curves"]["short"]] == [1, 4, 8]
+    for row in data["rows"]:
+        m = json.loads((Path(row["run"]) / "metrics.json").read_text())
+        assert row["heldout_accuracy"] == m["heldout_accuracy"] and row["left_plateau"] == m["left_plateau"]
+        assert row["first_exit_step"] == ex.first_exit(m["curve"])
+    assert res.paths["curves_png"].stat().st_size > 5000
+    assert "first_exit_step" in res.paths["md"].read_text()
+    with pytest.raises(ExperimentError, match="unknown recipe"):
+        ex.plateau_configs(smoke_cfg(), ["nope"])
 
 
 def test_plateau_note_only_when_a_student_is_on_it():

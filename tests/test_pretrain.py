@@ -72,7 +72,9 @@ def test_learning_curve_points(smoke_runs):
 
 def test_self_init_switches_at_configured_epoch(smoke_runs):
     m = metrics(smoke_runs["high-self-init"])
-    assert [e["source"] for e in m["epoch_entropy"]] == ["teacher", "self"]
+    # epoch 0 = the untrained student (recorded before the first step), then each epoch end
+    assert [(e["epoch"], e["source"]) for e in m["epoch_entropy"]] == [(0, "teacher"), (1, "teacher"), (2, "self")]
+    assert m["epoch_entropy"][0]["step"] == 0
     hist = json.loads((smoke_runs["high-self-init"] / "logs" / "log_history.json").read_text())
     spe = m["steps_per_epoch"]
     src = [(h["step"], h["self_source"]) for h in hist if "self_source" in h]
