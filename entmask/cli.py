@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", help="table1 | table2 | kd | mask-rate | frozen | weights | corpus | plateau")
     s.add_argument("--corpus", help="for `corpus`: another corpus by hub name (e.g. bookcorpus)")
     s.add_argument("--recipes", help="for `plateau`: comma-separated recipe labels (default: all of them)")
+    s.add_argument("--report-only", action="store_true",
+                   help="for `plateau`: train nothing, report the runs as they are (finished, stopped, not run)")
 
     s = sub.add_parser("reproduce", help="execute the numbered notebooks with papermill")
     _common(s)
@@ -243,6 +245,10 @@ def cmd_experiment(a) -> int:
     kwargs = {"corpus": a.corpus} if a.corpus else {}
     if a.recipes:
         kwargs["recipes"] = [r.strip() for r in a.recipes.split(",") if r.strip()]
+    if a.report_only:
+        if a.name != "plateau":
+            raise CLIError("--report-only applies to the plateau experiment only")
+        kwargs["train"] = False
     out = experiments.run(a.name, cfg, progress=not a.quiet, **kwargs)
     print(f"entmask: wrote {out}")
     return 0

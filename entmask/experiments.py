@@ -962,16 +962,19 @@ def corpus(cfg: PretrainConfig, corpus_name: str | None = None, *, root=None, pr
 
 
 # ---- the small-scale recipe search (issue 5: students that leave the unigram plateau on a CPU) -------------------
-_NO_DROPOUT = {"model.overrides.hidden_dropout_prob": 0.0, "model.overrides.attention_probs_dropout_prob": 0.0}
+_NO_DROPOUT = {"model.overrides.hidden_dropout_prob": 0, "model.overrides.attention_probs_dropout_prob": 0}
 # Every recipe: random masking on the whole offline corpus, a held-out curve point every 250 steps.
 PLATEAU_COMMON = {"data.max_articles": None, "masking.strategy": "random", "train.eval_steps": 250,
                   "train.save_steps": 500, "train.logging_steps": 50}
 # label -> (overrides on the profile, why it was tried). Order = the order they were measured.
 RECIPES: dict[str, tuple[dict, str]] = {
     "profile": ({"train.max_steps": 300}, "the profile's own recipe (tiny: lr 1e-3, beta2 0.98, dropout 0.1)"),
+    "no-dropout-2k": ({**_NO_DROPOUT, "train.max_steps": 2000}, "dropout off: a 2x128 model has nothing to regularise"),
     "no-dropout-mask40": ({**_NO_DROPOUT, "masking.ratio": 0.4, "train.max_steps": 2000},
-                          "no dropout, 40% masking: 2.7x the targets per step (Wettig et al. 2023)"),
-    "no-dropout": ({**_NO_DROPOUT, "train.max_steps": 4000}, "no dropout, 4,000 steps: does length alone do it?"),
+                          "and 40% masking: 2.7x the targets per step (Wettig et al. 2023)"),
+    "no-dropout-4k": ({**_NO_DROPOUT, "train.max_steps": 4000}, "dropout off, a 4,000-step schedule"),
+    "seq32": ({**_NO_DROPOUT, "data.seq_len": 32, "train.batch_size": 128, "train.max_steps": 3000},
+              "32-token rows, batch 128 (same tokens per step): 4x fewer positions to learn, local context"),
 }
 
 
@@ -997,38 +1000,50 @@ def first_exit(curve: list[dict]) -> int | None:
     return None
 
 
-def plateau(cfg: PretrainConfig, *, root=None, progress: bool = True, recipes=None) -> ExperimentResult:
+def plateau(cfg: PretrainConfig, *, root=None, progress: bool = True, recipes=None,
+            train: bool = True) -> ExperimentResult:
     """Pretrain (or find) every recipe of the search with random masking and held-out learning curves; write
     plateau.md/.json (steps, wall time, final held-out accuracy vs unigram, entropy spread, the first step that
-    left the plateau) and plateau-curves.png. No fine-tuning: the question is whether the student learns context."""
+    left the plateau) and plateau-curves.png. No fine-tuning: the question is whether the student learns context.
+
+    train=False trains nothing: it reports what exists, including runs still going or stopped early (from their
+    logs/curve.json, status 'stopped at step N'), so a search running in the background can be looked at."""
     import pandas as pd
 
-    from entmask.pretrain import pretrain
+    from entmask.pretrain import pretrain, run_folder
 
     rows, curves = [], {}
     specs = plateau_configs(cfg, recipes)
     for i, (label, c) in enumerate(specs, 1):
-        _say(progress, f"plateau: {label} ({i}/{len(specs)}, {c.name}-{c.short_hash()})")
-        run = pretrain(c, root=root, progress=progress)
-        m = runs.read_json(run / "metrics.json")
-        curves[label] = m.get("curve", [])
-        rows.append({"recipe": label, "why": RECIPES[label][1], "model": c.model.preset, "lr": c.train.lr,
-                     "batch": c.train.batch_size * c.train.grad_accum, "seq_len": c.data.seq_len,
-                     "mask_ratio": c.masking.ratio, "steps": m["steps"], "train_minutes": m["train_seconds"] / 60,
-                     "heldout_accuracy": m["heldout_accuracy"], "unigram_accuracy": m["unigram_accuracy"],
-                     "entropy_sd": m["entropy_sd"], "left_plateau": m["left_plateau"],
-                     "first_exit_step": first_exit(curves[label]), "run": str(run), "hash": c.short_hash()})
+        if train:
+            _say(progress, f"plateau: {label} ({i}/{len(specs)}, {c.name}-{c.short_hash()})")
+            run = pretrain(c, root=root, progress=progress)
+        else:
+            run = run_folder(c, "pretrain", root)
+        m = runs.read_json(run / "metrics.json") if (run / "metrics.json").exists() else None
+        partial = run / "logs" / "curve.json"
+        curve = m.get("curve", []) if m else (runs.read_json(partial) if partial.exists() else [])
+        curves[label] = curve
+        last = m or (curve[-1] if curve else {})
+        status = "finished" if m else (f"unfinished, at step {curve[-1]['step']}" if curve else "not run")
+        rows.append({"recipe": label, "why": RECIPES[label][1], "status": status, "model": c.model.preset,
+                     "lr": c.train.lr, "batch": c.train.batch_size * c.train.grad_accum, "seq_len": c.data.seq_len,
+                     "mask_ratio": c.masking.ratio, "steps": m["steps"] if m else last.get("step"),
+                     "train_minutes": m["train_seconds"] / 60 if m else None,
+                     "heldout_accuracy": last.get("heldout_accuracy"), "unigram_accuracy": last.get("unigram_accuracy"),
+                     "entropy_sd": last.get("entropy_sd"), "left_plateau": last.get("left_plateau"),
+                     "first_exit_step": first_exit(curve), "run": str(run), "hash": c.short_hash()})
     df = pd.DataFrame(rows)
     out = runs.results_dir(cfg.profile, root) / "plateau"
     shown = df.drop(columns=["run", "hash"]).copy()
     for k in ("heldout_accuracy", "unigram_accuracy"):
         shown[k] = shown[k].map(_pct)
-    shown["entropy_sd"] = shown["entropy_sd"].map(lambda x: f"{x:.2f}")
-    shown["train_minutes"] = shown["train_minutes"].map(lambda x: f"{x:.1f}")
+    shown["entropy_sd"] = shown["entropy_sd"].map(lambda x: "" if x is None or x != x else f"{x:.2f}")
+    shown["train_minutes"] = shown["train_minutes"].map(lambda x: "" if x is None or x != x else f"{x:.1f}")
     head = (f"# Plateau search ({cfg.profile} profile + recipe overrides)\n\nLeft the plateau = held-out masked "
             f"accuracy >= 2x the unigram rate and per-position entropy s.d. >= 0.5 nats (issue 5). "
             f"`first_exit_step`: first curve point (every {PLATEAU_COMMON['train.eval_steps']} steps, on "
-            f"{cfg.train.eval_rows} test rows) meeting it.\n\n")
+            f"{cfg.train.eval_rows} test rows) meeting it. An unfinished run (still going, or stopped) shows its last curve point.\n\n")
     runs.atomic_write_text(out.with_suffix(".md"), head + md_table(shown) + "\n")
     runs.write_json(out.with_suffix(".json"), {"rows": rows, "curves": curves, "common": PLATEAU_COMMON})
     paths = {"md": out.with_suffix(".md"), "json": out.with_suffix(".json")}
@@ -1072,6 +1087,7 @@ def run(name: str, cfg: PretrainConfig, progress: bool = True, root=None, **kw) 
         raise ExperimentError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
     other = kw.pop("corpus", None)
     recipes = kw.pop("recipes", None)
+    train = kw.pop("train", True)
     if kw:
         raise ExperimentError(f"unexpected option(s) {', '.join(sorted(kw))} for experiment {name!r}")
     if other is not None and name != "corpus":
@@ -1081,7 +1097,7 @@ def run(name: str, cfg: PretrainConfig, progress: bool = True, root=None, **kw) 
     if name == "corpus":
         res = corpus(cfg, other, root=root, progress=progress)
     elif name == "plateau":
-        res = plateau(cfg, root=root, progress=progress, recipes=recipes)
+        res = plateau(cfg, root=root, progress=progress, recipes=recipes, train=train)
     else:
         res = EXPERIMENTS[name](cfg, root=root, progress=progress)
     return res.paths["md"]

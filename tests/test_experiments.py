@@ -158,6 +158,11 @@ def test_plateau_search_writes_table_and_curves(exp_root, monkeypatch):
     assert "first_exit_step" in res.paths["md"].read_text()
     with pytest.raises(ExperimentError, match="unknown recipe"):
         ex.plateau_configs(smoke_cfg(), ["nope"])
+    # report-only: a recipe never run is listed as such, nothing is trained
+    monkeypatch.setitem(ex.RECIPES, "longer", ({"train.max_steps": 9}, "not run yet"))
+    rep = ex.plateau(smoke_cfg(), root=exp_root, progress=False, train=False).extra["scores"]
+    assert list(rep["status"]) == ["finished", "finished", "not run"]
+    assert rep["steps"].iloc[2] is None or rep["steps"].iloc[2] != rep["steps"].iloc[2]
 
 
 def test_plateau_note_only_when_a_student_is_on_it():
