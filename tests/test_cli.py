@@ -46,6 +46,23 @@ def test_bad_inputs_one_line_exit_2(capsys, session_runs, args, needle):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("profile", list(config.PROFILES))
+def test_profiles_fine_tune_within_the_pretraining_length(profile):
+    """Position embeddings beyond the pretraining rows were never trained: no profile fine-tunes on them."""
+    cfg = config.resolve(profile)
+    assert cfg.finetune.max_len <= cfg.data.seq_len
+
+
+def test_cpu_long_is_the_measured_recipe():
+    """cpu-long pretrains with the recipe that left the plateau in docs/small-scale.md (recipe `seq32`)."""
+    from entmask import experiments as ex
+
+    long, recipe = config.resolve("cpu-long"), dict(ex.plateau_configs(config.resolve("tiny"), ["seq32"]))["seq32"]
+    for key in ("model.preset", "model.overrides", "data.seq_len", "data.max_articles", "train.batch_size",
+                "train.lr", "train.adam_beta2", "train.warmup_ratio", "masking.ratio", "masking.policy"):
+        assert config.get_dotted(long, key) == config.get_dotted(recipe, key), key
+
+
 def test_offline_paper_profile_without_mirror(capsys, monkeypatch):
     monkeypatch.delenv("ENTMASK_DATA_DIR", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
