@@ -140,11 +140,12 @@ def test_first_exit_needs_both_criteria():
     assert ex.first_exit(pts[:3]) is None
 
 
-def test_plateau_search_writes_table_and_curves(exp_root, monkeypatch):
+def test_plateau_search_writes_table_and_curves(exp_root, tmp_path, monkeypatch):
+    """(Its own runs folder: the experiments' shared one is counted by test_runs_are_shared_across_experiments.)"""
     monkeypatch.setattr(ex, "PLATEAU_COMMON", {**ex.PLATEAU_COMMON, "data.max_articles": 8, "train.eval_steps": 4})
     monkeypatch.setattr(ex, "RECIPES", {"short": ({"train.max_steps": 8}, "a short run"),
                                         "mask40": ({"train.max_steps": 8, "masking.ratio": 0.4}, "more targets")})
-    res = ex.plateau(smoke_cfg(), root=exp_root, progress=False)
+    res = ex.plateau(smoke_cfg(), root=tmp_path, progress=False)
     df = res.extra["scores"]
     assert list(df["recipe"]) == ["short", "mask40"] and list(df["steps"]) == [8, 8]
     assert list(df["mask_ratio"]) == [0.15, 0.4]
@@ -160,7 +161,7 @@ def test_plateau_search_writes_table_and_curves(exp_root, monkeypatch):
         ex.plateau_configs(smoke_cfg(), ["nope"])
     # report-only: a recipe never run is listed as such, nothing is trained
     monkeypatch.setitem(ex.RECIPES, "longer", ({"train.max_steps": 9}, "not run yet"))
-    rep = ex.plateau(smoke_cfg(), root=exp_root, progress=False, train=False).extra["scores"]
+    rep = ex.plateau(smoke_cfg(), root=tmp_path, progress=False, train=False).extra["scores"]
     assert list(rep["status"]) == ["finished", "finished", "not run"]
     assert rep["steps"].iloc[2] is None or rep["steps"].iloc[2] != rep["steps"].iloc[2]
 
