@@ -227,11 +227,9 @@ class EpochCallback(TrainerCallback):
         tr = self.trainer
         if tr is None or not state.is_world_process_zero:
             return
-        core = tr.accelerator.unwrap_model(model)
-        was_training = core.training
+        core = tr.accelerator.unwrap_model(model)  # model_entropy restores train/eval mode itself
         stats = student_entropy_stats(core, self.probe, self.corpus, tr.em.masking.include_unk,
                                       tr.em.train.entropy_chunk)
-        core.train(was_training)
         stats.update(epoch=epoch, step=state.global_step, source=source)
         path = self.run / "logs" / "epochs.json"
         hist = runs.read_json(path) if path.exists() else []
