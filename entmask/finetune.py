@@ -21,7 +21,7 @@ Run folder `runs/<profile>/finetune/<task>/<name>-<hash>/`: config.json, entmask
 model/ (the fine-tuned classifier, safetensors), log_history.json, predictions.json and metrics.json, written
 last. Checkpoints (with optimizer, scheduler and RNG state) live in checkpoints/ during training, one per epoch,
 and are deleted after success; an interrupted run resumes from its last complete checkpoint and reaches the same
-metrics as an uninterrupted one (tests/test_hardening.py kills one with SIGKILL to show it).
+metrics as an uninterrupted one (tests/test_faults.py kills one with SIGKILL to show it).
 
 What it is not: no plotting and no statistics across runs (see `entmask.analysis`).
 """
@@ -427,7 +427,8 @@ def _train_and_report_inner(model_dir: Path, data: TaskData, cfg: FinetuneConfig
     train_seconds = time.perf_counter() - t0
     model = trainer.model
 
-    out: dict = {"resumed_from": Path(last).name if last else None, "status": "ok", "split": data.eval_split, "n_train": len(data.train), "n_eval": len(data.eval),
+    out: dict = {"resumed_from": Path(last).name if last else None, "status": "ok", "split": data.eval_split,
+                 "n_train": len(data.train), "n_eval": len(data.eval),
                  "n_stop": 0 if frozen else len(data.stop), "train_seconds": train_seconds, "bf16": bf16,
                  "stop_set": None if frozen else ("heldout-train-slice" if cfg.protocol == "heldout"
                                                   else data.eval_split)}
