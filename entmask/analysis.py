@@ -299,16 +299,22 @@ def _as_seed_list(preds) -> list[dict]:
     return list(preds) if isinstance(preds, (list, tuple)) else [preds]
 
 
-def bootstrap_total_delta(preds_model, preds_base, metric="paper", n: int = 1000, seed: int = 0) -> dict:
-    """Paired bootstrap CI of Total(model) - Total(base), Total = mean over tasks of metric x 100.
+def bootstrap_total_delta(preds_model, preds_base, metric="paper", n: int = 1000, seed: int = 0,
+                          groups: list | None = None, resample_seeds: bool = True) -> dict:
+    """Two-level paired bootstrap CI of Total(model) - Total(base), Total = mean over tasks of metric x 100.
 
     preds_model, preds_base: {task: (y_true, y_pred)} for one seed, or a list of such dicts, one per seed (the base
     may be a single dict shared by all seeds). Each task must hold the same examples in the same order in every
     dict. metric: "paper" (TASKS[task]["paper_metric"]), "glue", a dict task -> "accuracy" | "f1" | "mcc" or a
     callable(y_true, y_pred) -> fraction, or one of those names for all tasks.
 
-    Each resample draws examples with replacement within each task (the same draw for both models and all seeds),
-    recomputes each task's metric and the Total, averaged over seeds. Returns a dict: delta, lo, hi (95%
+    Each resample draws examples with replacement within each task (the same draw for both models and all seeds)
+    and recomputes each task's metric and the Total per seed; then (resample_seeds, the default) it draws the seeds
+    with replacement too, and averages the paired Total deltas over the drawn seeds. Seeds are the units that
+    were run more than once (pretraining x fine-tuning seeds); `groups` (one label per seed, e.g. the pretraining
+    seed) makes the seed draw hierarchical: groups with replacement, then seeds within each drawn group. So a CI
+    that excludes 0 says more than "the validation set was sampled": when seeds disagree (+10 and -10) it is wide.
+    With resample_seeds=False only examples are resampled (the old, seed-blind CI). Returns a dict: delta, lo, hi (95%
     percentile CI), total_model, total_base, per_task {task: {model, base, delta}}, seed_deltas (one Total delta
     per seed), t_interval ([lo, hi] of a t-interval over seed_deltas, only with >= 3 seeds, else None) and
     t_interval_note (why it is None), n_resamples, tasks.
@@ -385,7 +391,12 @@ def bootstrap_total_delta(preds_model, preds_base, metric="paper", n: int = 1000
             boot_model[:, s] += 100 * scores[s][1]
             boot_base[:, s] += 100 * scores[S + s][1]
     T = len(tasks)
-    boot_delta = (boot_model - boot_base).mean(axis=1) / T  # [n] Total delta averaged over seeds
+    per_seed = (boot_model - boot_base) / T  # [n, S] Total delta of each seed in each example resample
+    if resample_seeds and S > 1:
+        draws = _seed_draws(rng, n, S, groups)  # n arrays of seed indices drawn with replacement
+        boot_delta = np.array([per_seed[b, d].mean() for b, d in enumerate(draws)])  # [n]
+    else:
+        boot_delta = per_seed.mean(axis=1)  # [n] Total delta averaged over seeds
     seed_deltas = (obs_model - obs_base) / T  # [S]
     lo, hi = np.percentile(boot_delta, [2.5, 97.5])
     if S >= 3:
@@ -400,8 +411,30 @@ def bootstrap_total_delta(preds_model, preds_base, metric="paper", n: int = 1000
     return {"delta": float(seed_deltas.mean()), "lo": float(lo), "hi": float(hi),
             "total_model": float(obs_model.mean() / T), "total_base": float(obs_base.mean() / T),
             "per_task": per_task, "seed_deltas": seed_deltas.tolist(), "t_interval": t_interval,
-            "t_interval_note": note, "n_resamples": int(n), "tasks": tasks, "metrics": {
+            "t_interval_note": note, "n_resamples": int(n), "tasks": tasks,
+            "ci_kind": "seeds and examples" if resample_seeds and S > 1 else "examples", "metrics": {
                 t: (m if isinstance(m, str) else getattr(m, "__name__", "callable")) for t, m in metrics.items()}}
+
+
+def _seed_draws(rng, n: int, S: int, groups: list | None) -> list[np.ndarray]:
+    """n arrays of seed indices drawn with replacement: S of them flat, or (with `groups`) the groups first and
+    then, within each drawn group, as many of its members as it has."""
+    if groups is not None and len(groups) != S:
+        raise ValueError(f"groups has {len(groups)} labels for {S} seeds")
+    if groups is None or len(set(groups)) in (1, S):
+        return list(rng.integers(0, S, size=(n, S)))
+    members: dict = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    keys = list(members)
+    out = []
+    for _ in range(n):
+        drawn = []
+        for g in rng.integers(0, len(keys), size=len(keys)):
+            m = members[keys[g]]
+            drawn.extend(m[j] for j in rng.integers(0, len(m), size=len(m)))
+        out.append(np.asarray(drawn))
+    return out
 
 
 def predictions_of(run_dir) -> tuple[list[int], list[int]]:

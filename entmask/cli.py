@@ -34,7 +34,15 @@ def _expected_errors() -> tuple:
     from entmask.models import ModelError
     from entmask.runs import RunError
 
-    errs = [CLIError, ConfigError, DataError, ModelError, RunError, EntropyError, ValueError, FileNotFoundError]
+    from entmask.notebooks import NotebookError
+
+    errs = [CLIError, ConfigError, DataError, ModelError, RunError, EntropyError, NotebookError, ValueError, OSError]
+    try:
+        from safetensors import SafetensorError  # a failed weights write (a full disk) or read
+
+        errs.append(SafetensorError)
+    except ImportError:
+        pass
     try:
         from entmask.experiments import ExperimentError
 
@@ -52,6 +60,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="override any config field, e.g. --set train.lr=1e-3 (repeatable; see `entmask info`)")
     p.add_argument("--config", help="a config.json to start from instead of the profile")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a model or tokenizer folder / hub name to run its own Python code (off: refused)")
 
 
 def _masking_flags(p: argparse.ArgumentParser) -> None:
@@ -134,8 +144,10 @@ def resolve_from_args(a: argparse.Namespace):
         if v is not None:
             overrides[key] = v
     overrides.update(config.parse_set_args(a.set))
+    if getattr(a, "trust_remote_code", False):
+        overrides["trust_remote_code"] = True
     if a.config:
-        base = config.load_json(a.config)
+        base = config.load_json(a.config, strict=True)
         cfg = config.validate(config.apply_overrides(base, overrides))
     else:
         cfg = config.resolve(a.profile, overrides)
@@ -186,6 +198,8 @@ def cmd_reference(a) -> int:
 
 
 def _print_run(run: Path) -> None:
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun only rank 0 reports
     m = run / "metrics.json"
     if not m.exists():
         print(f"entmask: {run} (unfinished: rerun the same command to resume)")
@@ -211,7 +225,10 @@ def cmd_info(a) -> int:
         print("\n".join(config.all_keys(cfg)))
         return 0
     print(cfg.to_json())
-    print(f"# config hash: {cfg.short_hash()}  (run folder: runs/{cfg.profile}/pretrain/{cfg.name}-{cfg.short_hash()})")
+    from entmask.runs import safe_name
+
+    print(f"# config hash: {cfg.short_hash()}  (run folder: runs/{cfg.profile}/pretrain/{safe_name(cfg.name)}-"
+          f"{cfg.short_hash()})")
     print(f"# data: {cfg.data.corpus}/{cfg.data.corpus_config} {cfg.data.splits} from {data.data_source(cfg.data.data_dir)}")
     print(f"# tokenizer: {data.resolve_tokenizer_path(cfg.data.tokenizer, cfg.data.data_dir)}")
     print(f"# teacher: {cfg.teacher if cfg.uses_teacher() else '(not used)'}")
@@ -223,14 +240,21 @@ def cmd_info(a) -> int:
 def cmd_finetune(a) -> int:
     from entmask import finetune
 
+    if a.tasks is not None:
+        tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
+        if not tasks:
+            raise CLIError(f"--tasks {a.tasks!r} names no task; give a comma-separated list, e.g. --tasks cola,mrpc")
+        a.set = list(a.set) + [f"finetune.tasks={json.dumps(tasks)}"]
     cfg = resolve_from_args(a)
     model = Path(a.model)
+    if not model.exists():
+        raise CLIError(f"{a.model} does not exist; give a pretraining run folder (runs/<profile>/pretrain/...) or a "
+                       f"save_pretrained folder")
+    _refuse_unfinished_run(model)
     if (model / "model").is_dir():
         model = model / "model"
     if not (model / "config.json").exists():
         raise CLIError(f"{a.model} is neither a pretraining run folder nor a save_pretrained folder")
-    if a.tasks:
-        cfg.finetune.tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
     rows = finetune.finetune_all(model, cfg.finetune, profile=cfg.profile, name=model.parent.name,
                                  data_dir=cfg.data.data_dir, frozen=a.frozen, progress=not a.quiet)
     for r in rows:
@@ -238,13 +262,51 @@ def cmd_finetune(a) -> int:
     return 0
 
 
+def _refuse_unfinished_run(folder: Path) -> None:
+    """A pretraining run folder without metrics.json was interrupted: say so and how to resume, rather than
+    'not a model' (its checkpoints are kept for exactly that)."""
+    cfg_file = folder / "config.json"
+    metrics = folder / "metrics.json"
+    is_run = (folder / "entmask.json").exists() or (folder / "checkpoints").is_dir()
+    if metrics.exists():
+        try:
+            json.loads(metrics.read_text())
+            return
+        except (OSError, ValueError):
+            raise CLIError(f"{metrics} is corrupt, so this run may not have finished; rerun its pretraining "
+                           f"(`entmask pretrain --config {cfg_file}`) to check and redo it") from None
+    if not cfg_file.exists():
+        return
+    try:
+        d = json.loads(cfg_file.read_text())
+    except (OSError, ValueError):
+        if is_run:
+            raise CLIError(f"{folder} is an unfinished pretraining run whose config.json is unreadable; rerun "
+                           f"its pretraining command to rebuild it") from None
+        return
+    if not isinstance(d, dict) or "masking" not in d:
+        return  # a save_pretrained folder, not a run folder
+    here = folder.resolve()
+    ckpt = sorted((folder / "checkpoints").glob("checkpoint-*"), key=lambda c: int(c.name.split("-")[-1])
+                  if c.name.split("-")[-1].isdigit() else -1) if (folder / "checkpoints").is_dir() else []
+    where = f"its last checkpoint is {ckpt[-1].name}" if ckpt else "it has no checkpoint yet"
+    if here.parent.name == "pretrain" and len(here.parents) > 2:
+        how = f"`entmask pretrain --config {cfg_file} --runs-dir {here.parents[2]}`"
+    else:
+        how = (f"`entmask pretrain --config {cfg_file}` after moving the folder back under "
+               f"<runs>/{d.get('profile', '<profile>')}/pretrain/ (a run resumes only where it was made)")
+    raise CLIError(f"{folder} is an unfinished pretraining run ({where}); resume it with {how}, then fine-tune it")
+
+
 def cmd_experiment(a) -> int:
     from entmask import experiments
 
     cfg = resolve_from_args(a)
     kwargs = {"corpus": a.corpus} if a.corpus else {}
-    if a.recipes:
+    if a.recipes is not None:
         kwargs["recipes"] = [r.strip() for r in a.recipes.split(",") if r.strip()]
+        if not kwargs["recipes"]:
+            raise CLIError(f"--recipes {a.recipes!r} names no recipe; give a comma-separated list, e.g. seq32")
     if a.report_only:
         if a.name != "plateau":
             raise CLIError("--report-only applies to the plateau experiment only")
@@ -264,9 +326,42 @@ def cmd_reproduce(a) -> int:
 
 def cmd_bench(a) -> int:
     from entmask import bench
+    from entmask.models import PRESETS
+
+    if a.preset not in PRESETS:
+        raise CLIError(f"--preset {a.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
+    for flag, v, lo in (("--seq-len", a.seq_len, 8), ("--batch-size", a.batch_size, 1), ("--repeats", a.repeats, 1)):
+        if v < lo:
+            raise CLIError(f"{flag} {v} must be at least {lo}")
+    if a.seq_len > 512:
+        raise CLIError(f"--seq-len {a.seq_len} exceeds BERT's 512 positions; use at most 512")
+    if a.device is not None:
+        import torch
+
+        try:
+            dev = torch.device(a.device)
+        except RuntimeError:
+            raise CLIError(f"--device {a.device!r} is not a device; use cpu or cuda[:N]") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise CLIError(f"--device {a.device} asked for, but this machine has no CUDA GPU; use --device cpu")
+        if dev.type not in ("cpu", "cuda"):
+            raise CLIError(f"--device {a.device!r}: entmask bench runs on cpu or cuda")
 
     bench.main(preset=a.preset, seq_len=a.seq_len, batch_size=a.batch_size, repeats=a.repeats, device=a.device)
     return 0
+
+
+def _one_line(e: BaseException) -> str:
+    """The message of an expected error; an OS error names its file and what to check."""
+    if isinstance(e, OSError) and not type(e).__module__.startswith("entmask") and e.filename:
+        what = e.strerror or type(e).__name__
+        return (f"{e.filename}: {what}; check that the path exists, is the right kind (file or folder), is "
+                f"writable and that the disk has room (--runs-dir chooses where runs go)")
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if type(e).__name__ == "SafetensorError":
+        return (f"a weights file could not be written or read ({msg}); check that the disk has room, then rerun "
+                f"the same command (finished work is kept, the damaged file is rebuilt)")
+    return msg
 
 
 COMMANDS = {"pretrain": cmd_pretrain, "reference": cmd_reference, "info": cmd_info, "finetune": cmd_finetune,
@@ -298,8 +393,7 @@ def _main(argv: list[str] | None) -> int:
     except errors as e:
         if os.environ.get("ENTMASK_DEBUG"):
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"entmask: error: {msg}", file=sys.stderr)
+        print(f"entmask: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("entmask: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)

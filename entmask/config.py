@@ -12,12 +12,13 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-CONFIG_VERSION = 1  # bump when a field's meaning changes, so old run folders are recognised as foreign
+CONFIG_VERSION = 2  # bump when a field's meaning changes, so old run folders are recognised as foreign
 
 
 class ConfigError(ValueError):
@@ -38,14 +39,17 @@ class DataConfig:
     splits: list = field(default_factory=lambda: ["train", "validation", "test"])  # source splits, joined
     data_dir: str | None = None  # offline mirror (layout of ../shared/data); None = $ENTMASK_DATA_DIR or the hub
     tokenizer: str = "bert-base-uncased"  # the teacher's tokenizer; a folder, a hub name, or 'trained:<size>'
-    seq_len: int = 128  # packed sequence length including [CLS] and [SEP] (the paper's setting)
+    seq_len: int = 128  # packed row length incl. [CLS]/[SEP]; the paper does not state one (128: BERT's phase-1 length)
     test_fraction: float = 0.05  # the paper's 95/5 article-level split
     split_seed: int = 0  # fixed across runs so every run sees the same train/test articles
     max_articles: int | None = None  # subsample articles (smoke tests); None = all
     extra_text: list = field(default_factory=list)  # e.g. ["glue-train"]: GLUE training sentences added to train
+    # Content hash of the source files and the tokenizer, filled in by `validate` (never set by hand): a replaced
+    # mirror file gives a new corpus cache and new run hashes instead of silently reusing the old corpus.
+    fingerprint: str | None = None
 
     def cache_fields(self) -> dict:
-        """The fields that change the tokenized corpus (not where it was read from)."""
+        """The fields that change the tokenized corpus (not where it was read from; its content is `fingerprint`)."""
         d = dataclasses.asdict(self)
         d.pop("data_dir")
         return d
@@ -106,6 +110,10 @@ class ReferenceConfig:
     preset: str = "bert-tiny"  # architecture when init=scratch
     seed: int = 0  # adaptation seed
     warmup_ratio: float = 0.1  # warmup share of the adaptation
+    scheduler: str = "linear"  # learning-rate schedule of the adaptation (any transformers scheduler name)
+    eval_steps: int = 0  # early stopping: held-out loss every this many steps (0 = train all `steps`)
+    patience: int = 3  # stop after this many evaluations without a lower held-out loss; the best model is kept
+    stop_rows: int = 256  # train rows held back from adaptation to measure that loss (the test split stays unseen)
 
 
 @dataclass
@@ -127,6 +135,13 @@ class FinetuneConfig:
 
 
 @dataclass
+class ExperimentConfig:
+    # Pretraining seeds (train.seed) every experiment row is run with, seed-major (all rows at the first seed, then
+    # the next): the paper runs every experiment twice. None = the config's own train.seed only.
+    pretrain_seeds: list | None = None
+
+
+@dataclass
 class PretrainConfig:
     name: str = "random"  # human-readable run name (not hashed)
     profile: str = "tiny"  # the preset this config came from (not hashed)
@@ -138,13 +153,16 @@ class PretrainConfig:
     teacher: str = "reference"  # 'reference' (built by the reference stage) or a BertForMaskedLM folder/hub name
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)  # which runs an experiment makes
     version: int = CONFIG_VERSION  # config schema version, checked when a run folder is reused
+    # Off unless asked for: a folder or hub name whose config names custom code (auto_map) must never run it.
+    trust_remote_code: bool = False
 
     # Fields that never change a run's result, so they are left out of its hash.
     UNHASHED: typing.ClassVar[tuple] = (
         "name", "profile", "data.data_dir", "train.logging_steps", "train.save_steps", "train.save_total_limit",
         "train.eval_batch_size", "train.eval_steps", "train.eval_rows", "train.entropy_chunk",
-        "train.entropy_block_rows", "train.num_workers", "finetune",
+        "train.entropy_block_rows", "train.num_workers", "finetune", "trust_remote_code", "experiment",
     )
 
     # ---- derived views -------------------------------------------------------------------------------------
@@ -165,23 +183,66 @@ class PretrainConfig:
         d = self.to_dict()
         for key in self.UNHASHED:
             _pop_dotted(d, key)
+        _omit_defaults(d, self.OMIT_AT_DEFAULT)
         if not self.uses_teacher():
             d.pop("teacher")
             d.pop("reference")
+        for key in self.inert_fields():
+            _pop_dotted(d, key)
         return d
+
+    def inert_fields(self) -> list[str]:
+        """Fields that cannot change this run's result, given the others (e.g. kd.alpha without KD, the entropy
+        source of random masking): left out of the hash, so setting them does not retrain an identical run."""
+        m, kd = self.masking, self.kd
+        out = []
+        if kd.mode == "none":
+            out += ["kd.alpha", "kd.temperature"]
+        uses_entropy = m.strategy not in ("random", "bernoulli") and kd.mode != "kd-only"
+        teacher_phase = kd.mode == "after-init" or (uses_entropy and m.source == "self" and m.self_start == "init")
+        if not uses_entropy or kd.mode == "after-init":
+            out += ["masking.source", "masking.self_start"]
+        elif m.source == "teacher":
+            out += ["masking.self_start"]
+        if not teacher_phase:
+            out += ["masking.teacher_epochs"]
+        if m.num_tokens is not None:
+            out += ["masking.ratio"]
+        return out
 
     def short_hash(self) -> str:
         return stable_hash(self.hash_dict())
 
+    # Fields added after config version 2 whose default reproduces the behaviour from before they existed: left
+    # out of every hash while at that default, so adding a feature does not orphan finished runs (hours of CPU).
+    OMIT_AT_DEFAULT: typing.ClassVar[tuple] = ()
+
     def reference_hash_dict(self) -> dict:
         """What identifies the reference teacher: its recipe and the data it was adapted on."""
-        return {"reference": dataclasses.asdict(self.reference), "data": self.data.cache_fields(),
+        t = self.train  # the optimiser settings the adaptation inherits from the profile
+        out = {"reference": dataclasses.asdict(self.reference), "data": self.data.cache_fields(),
+                "train": {k: getattr(t, k) for k in ("weight_decay", "adam_beta2", "max_grad_norm", "precision",
+                                                     "grad_accum")},
                 "version": self.version}
+        _omit_defaults(out, self.OMIT_AT_DEFAULT)
+        return out
 
 
 def stable_hash(obj: Any, n: int = 10) -> str:
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:n]
+
+
+def _omit_defaults(d: dict, keys: tuple) -> None:
+    """Drop each dotted key of `keys` from `d` where its value equals the dataclass default."""
+    default = PretrainConfig().to_dict()
+    for key in keys:
+        try:
+            value, base = get_dotted(d, key), get_dotted(default, key)
+        except (KeyError, AttributeError):
+            continue
+        if value == base:
+            _pop_dotted(d, key)
 
 
 def _pop_dotted(d: dict, key: str) -> None:
@@ -203,36 +264,180 @@ CHOICES = {
 }
 
 
-def validate(cfg: PretrainConfig) -> PretrainConfig:
-    """Raise ConfigError (one line) on the first bad value; return cfg with strategy aliases resolved."""
+def _check(ok: bool, key: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} {rule}")
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# Numeric fields and their ranges: (key, predicate, rule shown to the user). Checked before any work starts.
+_RANGES: tuple = (
+    ("train.epochs", lambda v: _finite(v) and v > 0, "must be > 0, e.g. 25 (use train.max_steps to cap steps)"),
+    ("train.max_steps", lambda v: v == -1 or v > 0, "must be > 0, or -1 to train train.epochs epochs"),
+    ("train.lr", lambda v: _finite(v) and v > 0, "must be a finite number > 0, e.g. 1e-4"),
+    ("train.batch_size", lambda v: v >= 1, "must be >= 1"),
+    ("train.grad_accum", lambda v: v >= 1, "must be >= 1"),
+    ("train.warmup_ratio", lambda v: _finite(v) and 0 <= v < 1, "must be in [0, 1), e.g. 0.06"),
+    ("train.weight_decay", lambda v: _finite(v) and v >= 0, "must be a finite number >= 0"),
+    ("train.adam_beta2", lambda v: _finite(v) and 0 < v < 1, "must be in (0, 1), e.g. 0.999"),
+    ("train.max_grad_norm", lambda v: _finite(v) and v > 0, "must be a finite number > 0, e.g. 1.0"),
+    ("train.logging_steps", lambda v: v >= 1, "must be >= 1"),
+    ("train.save_steps", lambda v: v >= 1, "must be >= 1"),
+    ("train.save_total_limit", lambda v: v >= 1, "must be >= 1 (the newest checkpoint is what a resume needs)"),
+    ("train.eval_batch_size", lambda v: v >= 1, "must be >= 1"),
+    ("train.eval_steps", lambda v: v >= 0, "must be >= 0 (0 = evaluate only at the end)"),
+    ("train.eval_rows", lambda v: v >= 1, "must be >= 1"),
+    ("train.entropy_chunk", lambda v: v >= 1, "must be >= 1"),
+    ("train.entropy_block_rows", lambda v: v >= 1, "must be >= 1"),
+    ("train.num_workers", lambda v: v >= 0, "must be >= 0"),
+    ("masking.teacher_epochs", lambda v: v >= 0, "must be >= 0"),
+    ("data.test_fraction", lambda v: _finite(v) and 0 < v < 1, "must be in (0, 1), e.g. 0.05"),
+    ("data.max_articles", lambda v: v is None or v >= 2, "must be >= 2 (one train and one test article), or none"),
+    ("kd.temperature", lambda v: _finite(v) and v > 0, "must be a finite number > 0"),
+    ("reference.steps", lambda v: v >= 1, "must be >= 1"),
+    ("reference.lr", lambda v: _finite(v) and v > 0, "must be a finite number > 0, e.g. 1e-4"),
+    ("reference.batch_size", lambda v: v >= 1, "must be >= 1"),
+    ("reference.warmup_ratio", lambda v: _finite(v) and 0 <= v < 1, "must be in [0, 1)"),
+    ("reference.eval_steps", lambda v: v >= 0, "must be >= 0 (0 = no early stopping)"),
+    ("reference.patience", lambda v: v >= 1, "must be >= 1"),
+    ("reference.stop_rows", lambda v: v >= 0, "must be >= 0"),
+    ("finetune.epochs", lambda v: v >= 1, "must be >= 1"),
+    ("finetune.patience", lambda v: v >= 1, "must be >= 1"),
+    ("finetune.lr", lambda v: _finite(v) and v > 0, "must be a finite number > 0, e.g. 5e-5"),
+    ("finetune.batch_size", lambda v: v >= 1, "must be >= 1"),
+    ("finetune.max_len", lambda v: v >= 8, "must be >= 8 tokens"),
+    ("finetune.max_train", lambda v: v is None or v >= 2, "must be >= 2, or none for all"),
+    ("finetune.max_eval", lambda v: v is None or v >= 2, "must be >= 2, or none for all"),
+    ("finetune.heldout_fraction", lambda v: _finite(v) and 0 < v < 1, "must be in (0, 1), e.g. 0.1"),
+    ("finetune.frozen_epochs", lambda v: v >= 1, "must be >= 1"),
+    ("finetune.bootstrap", lambda v: v >= 0, "must be >= 0 (0 = no confidence intervals)"),
+)
+
+
+def bert_fields() -> list[str]:
+    """The fields a BertConfig accepts (what `model.overrides` may name)."""
+    import inspect
+
+    from transformers import BertConfig
+
+    names = set(inspect.signature(BertConfig.__init__).parameters) - {"self", "kwargs"}
+    names |= set(BertConfig().to_dict())
+    return sorted(n for n in names if not n.startswith("_"))
+
+
+def validate(cfg: PretrainConfig, fingerprint: bool = True) -> PretrainConfig:
+    """Raise ConfigError (one line) on the first bad value; return cfg with strategy aliases resolved and
+    `data.fingerprint` filled in from the source files (fingerprint=False skips that I/O, for pure checks)."""
     from entmask.masking import canonical_strategy  # local: masking imports torch
 
     for key, allowed in CHOICES.items():
         value = get_dotted(cfg, key)
         if value not in allowed:
             raise ConfigError(f"{key}={value!r} is not valid; choose one of {', '.join(allowed)}")
+    if cfg.profile not in PROFILES:
+        raise ConfigError(f"profile={cfg.profile!r} is not a profile (it names the runs folder); choose one of "
+                          f"{', '.join(PROFILES)}")
+    for key in ("train.seed", "reference.seed"):
+        _check(0 <= get_dotted(cfg, key) < 2 ** 32, key, get_dotted(cfg, key), "must be in [0, 2**32)")
+    for key, ok, rule in _RANGES:
+        value = get_dotted(cfg, key)
+        _check(ok(value), key, value, rule)
     cfg.masking.strategy = canonical_strategy(cfg.masking.strategy)
     m = cfg.masking
-    if not 0 < m.ratio <= 1:
-        raise ConfigError(f"masking.ratio={m.ratio} must be in (0, 1], e.g. 0.15")
+    _check(_finite(m.ratio) and 0 < m.ratio <= 1, "masking.ratio", m.ratio, "must be in (0, 1], e.g. 0.15")
     if m.num_tokens is not None and not 1 <= m.num_tokens <= cfg.data.seq_len - 2:
         raise ConfigError(f"masking.num_tokens={m.num_tokens} must be between 1 and the {cfg.data.seq_len - 2} "
                           f"maskable positions of data.seq_len={cfg.data.seq_len}")
     if cfg.data.seq_len < 8:
         raise ConfigError(f"data.seq_len={cfg.data.seq_len} is too short; use at least 8")
-    if not 0 < cfg.data.test_fraction < 1:
-        raise ConfigError(f"data.test_fraction={cfg.data.test_fraction} must be in (0, 1)")
-    if cfg.kd.mode != "none" and not 0 <= cfg.kd.alpha <= 1:
-        raise ConfigError(f"kd.alpha={cfg.kd.alpha} must be in [0, 1]")
-    if cfg.kd.temperature <= 0:
-        raise ConfigError(f"kd.temperature={cfg.kd.temperature} must be positive")
+    _check(bool(cfg.data.splits) and all(isinstance(x, str) and x for x in cfg.data.splits), "data.splits",
+           cfg.data.splits, "must name at least one split, e.g. validation,test")
+    bad_extra = [x for x in cfg.data.extra_text if x != "glue-train"]
+    if bad_extra:
+        raise ConfigError(f"data.extra_text has {bad_extra[0]!r}; the only extra text is glue-train")
+    _check(bool(cfg.data.tokenizer), "data.tokenizer", cfg.data.tokenizer, "must name a tokenizer folder or hub name")
+    if cfg.kd.mode != "none":
+        _check(_finite(cfg.kd.alpha) and 0 <= cfg.kd.alpha <= 1, "kd.alpha", cfg.kd.alpha, "must be in [0, 1]")
     if m.source == "self" and m.self_start == "init" and m.teacher_epochs < 1:
         raise ConfigError("masking.teacher_epochs must be >= 1 for self-masking init")
+    if cfg.kd.mode == "after-init" and m.teacher_epochs < 1:
+        raise ConfigError("kd.mode=after-init needs masking.teacher_epochs >= 1 (the teacher-masking epoch it "
+                          "transfers after); with 0 it would silently be cold self-masking")
     from entmask.models import PRESETS  # local: models imports transformers
 
     if cfg.model.preset not in PRESETS:
         raise ConfigError(f"model.preset={cfg.model.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
+    _check_overrides(cfg.model.overrides)
+    dims = {**PRESETS[cfg.model.preset], **{k: v for k, v in cfg.model.overrides.items()
+                                           if k in ("hidden_size", "num_attention_heads")}}
+    if dims["hidden_size"] % dims["num_attention_heads"]:
+        raise ConfigError(f"hidden_size {dims['hidden_size']} is not a multiple of num_attention_heads "
+                          f"{dims['num_attention_heads']}; change model.overrides.hidden_size or num_attention_heads")
+    positions = int(cfg.model.overrides.get("max_position_embeddings", 512))
+    if cfg.data.seq_len > positions:
+        raise ConfigError(f"data.seq_len={cfg.data.seq_len} exceeds the model's {positions} positions; use a "
+                          f"shorter length or --set model.overrides.max_position_embeddings={cfg.data.seq_len}")
+    if cfg.finetune.max_len > positions:
+        raise ConfigError(f"finetune.max_len={cfg.finetune.max_len} exceeds the model's {positions} positions; use "
+                          f"at most {positions}")
+    from entmask.data import TASKS  # local: data imports torch
+
+    ft = cfg.finetune
+    _check(isinstance(ft.tasks, list) and bool(ft.tasks), "finetune.tasks", ft.tasks,
+           f"is empty; name at least one of {', '.join(TASKS)}")
+    bad = [t for t in ft.tasks if t not in TASKS]
+    if bad:
+        raise ConfigError(f"finetune.tasks has unknown task {bad[0]!r}; choose from {', '.join(TASKS)}")
+    _check(bool(ft.seeds) and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2 ** 32
+                                  for x in ft.seeds) and len(set(ft.seeds)) == len(ft.seeds),
+           "finetune.seeds", ft.seeds, "must be a non-empty list of distinct integers in [0, 2**32), e.g. 0,1")
+    if len(set(ft.tasks)) != len(ft.tasks):
+        raise ConfigError(f"finetune.tasks={ft.tasks!r} names a task twice; list each once")
+    ps = cfg.experiment.pretrain_seeds
+    if ps is not None:
+        _check(bool(ps) and all(isinstance(x, int) and not isinstance(x, bool) for x in ps) and len(set(ps)) == len(ps),
+               "experiment.pretrain_seeds", ps, "must be a non-empty list of distinct integers, e.g. 0,1 (or none)")
+    _check_scheduler(cfg.train.scheduler, "train.scheduler")
+    _check_scheduler(cfg.reference.scheduler, "reference.scheduler")
+    if fingerprint:
+        from entmask.data import source_fingerprint
+
+        cfg.data.fingerprint = source_fingerprint(cfg.data)
     return cfg
+
+
+def _check_overrides(overrides: dict) -> None:
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"model.overrides={overrides!r} must be a JSON object of BertConfig fields")
+    valid = bert_fields()
+    for k, v in overrides.items():
+        if k not in valid:
+            raise ConfigError(f"model.overrides has unknown BertConfig field {k!r}; valid fields: {', '.join(valid)}")
+        if k in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
+                 "max_position_embeddings") and not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            raise ConfigError(f"model.overrides.{k}={v!r} must be an integer >= 1")
+        if k.endswith("dropout_prob") and not (_finite(v) and 0 <= v < 1):
+            raise ConfigError(f"model.overrides.{k}={v!r} must be in [0, 1)")
+        if k == "vocab_size":
+            raise ConfigError("model.overrides.vocab_size is set from the tokenizer; choose the vocabulary with "
+                              "data.tokenizer instead")
+        if k == "hidden_act":
+            from transformers.activations import ACT2FN
+
+            if v not in ACT2FN:
+                raise ConfigError(f"model.overrides.hidden_act={v!r} is unknown; choose one of {', '.join(sorted(ACT2FN))}")
+
+
+def _check_scheduler(name: str, key: str) -> None:
+    from transformers import SchedulerType
+
+    allowed = [s.value for s in SchedulerType]
+    if name not in allowed:
+        raise ConfigError(f"{key}={name!r} is not a transformers scheduler; choose one of "
+                          f"{', '.join(allowed)}")
 
 
 # ---- dotted access and overrides -----------------------------------------------------------------------------
@@ -336,23 +541,86 @@ def parse_set_args(items: list[str] | None) -> dict:
     return out
 
 
-def from_dict(d: dict) -> PretrainConfig:
-    def build(cls, data):
+def from_dict(d: dict, strict: bool = False, where: str = "config") -> PretrainConfig:
+    """A PretrainConfig from its JSON dict. strict (user-given files): every value coerced to its field's type,
+    unknown keys and non-objects refused, one line naming `where` and the key; lenient: values taken as written
+    (run folders this version wrote)."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where} holds a JSON {type(d).__name__}, not a config object; give a config.json written "
+                          f"by entmask (a run folder's config.json, or `entmask info > file`)")
+
+    def build(cls, data, prefix):
         kwargs = {}
         hints = typing.get_type_hints(cls)
+        names = {f.name for f in fields(cls)}
+        if strict:
+            unknown = sorted(set(data) - names)
+            if unknown:
+                raise ConfigError(f"{where}: unknown key {prefix + unknown[0]!r}; valid keys in "
+                                  f"{prefix.rstrip('.') or 'the top level'}: {', '.join(sorted(names))}")
         for f in fields(cls):
             if f.name not in data:
                 continue
             v = data[f.name]
             t = hints[f.name]
-            kwargs[f.name] = build(t, v) if dataclasses.is_dataclass(t) and isinstance(v, dict) else v
+            key = prefix + f.name
+            if dataclasses.is_dataclass(t):
+                if not isinstance(v, dict):
+                    if strict:
+                        raise ConfigError(f"{where}: {key} must be a JSON object, not {json.dumps(v)[:40]}")
+                    continue
+                kwargs[f.name] = build(t, v, key + ".")
+            else:
+                try:
+                    kwargs[f.name] = _coerce_json(v, t, key) if strict else v
+                except ConfigError as e:
+                    raise ConfigError(f"{where}: {e}") from None
         return cls(**kwargs)
 
-    return build(PretrainConfig, d)
+    cfg = build(PretrainConfig, d, "")
+    if strict and cfg.version != CONFIG_VERSION:
+        raise ConfigError(f"{where} is config version {cfg.version}, this entmask reads version {CONFIG_VERSION}; "
+                          f"start from `entmask info --profile ... > config.json` and copy your values over")
+    return cfg
 
 
-def load_json(path: str | Path) -> PretrainConfig:
-    return from_dict(json.loads(Path(path).read_text()))
+def _coerce_json(value: Any, typ: Any, key: str) -> Any:
+    """A JSON value checked against the field type: no strings for numbers, no fractions for integers."""
+    origin = typing.get_origin(typ)
+    args = [a for a in typing.get_args(typ) if a is not type(None)]
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None:
+            return None
+        typ = args[0]
+    if typ is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} must be true or false")
+    if typ in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}={value!r} must be {'an integer' if typ is int else 'a number'}")
+        if typ is int and value != int(value):
+            raise ConfigError(f"{key}={value!r} must be an integer")
+        return typ(value)
+    if typ is str and not isinstance(value, str):
+        raise ConfigError(f"{key}={value!r} must be a string")
+    base = typing.get_origin(typ) or typ
+    if base in (list, dict) and not isinstance(value, base):
+        raise ConfigError(f"{key}={value!r} must be a JSON {'list' if base is list else 'object'}")
+    return value
+
+
+def load_json(path: str | Path, strict: bool = False) -> PretrainConfig:
+    """A config from a JSON file; strict for files a user hands in (see from_dict)."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; give a config.json (e.g. a run folder's)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; give the config.json inside it") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid JSON ({str(e).splitlines()[0][:80]}); give a "
+                          f"config.json written by entmask") from None
+    return from_dict(d, strict=strict, where=f"config file {path}")
 
 
 # ---- profiles ------------------------------------------------------------------------------------------------
@@ -446,9 +714,10 @@ PROFILES: dict[str, dict] = {
         "finetune.max_train": 20000,
         "finetune.precision": "fp32",
     },
-    # Paper scale on a GPU: hub data (or a mirror with --data-dir).
-    # The teacher is the hub's pretrained BERT, as in the paper; offline, pass --teacher reference.
-    "bertlet": {"model.preset": "bertlet", "teacher": "google-bert/bert-base-uncased", "train.logging_steps": 200,
+    # Paper scale on a GPU: hub data (or a mirror with --data-dir). The teachers are "pretrained BERT models of the
+    # same dimensions" (paper §2.4): BERTlet's 4x512x8 is Turc et al.'s bert_uncased_L-4_H-512_A-8 (the same model
+    # serves KD); offline, pass --teacher reference or a local save_pretrained folder.
+    "bertlet": {"model.preset": "bertlet", "teacher": "google/bert_uncased_L-4_H-512_A-8", "train.logging_steps": 200,
                 "train.save_steps": 2000, "train.eval_batch_size": 256},
     "bert": {"model.preset": "bert", "teacher": "google-bert/bert-base-uncased", "train.logging_steps": 200,
              "train.save_steps": 2000, "train.eval_batch_size": 256},

@@ -36,6 +36,9 @@ def mirror_dir(data_dir: str | None = None) -> Path | None:
     if not d:
         return None
     p = Path(d).expanduser()
+    if p.exists() and not p.is_dir():
+        raise DataError(f"data dir {p} is a file, not a folder; point --data-dir or {ENV_DATA} at a mirror folder "
+                        f"laid out like ../shared/data")
     if not p.is_dir():
         raise DataError(f"data dir {p} does not exist; point --data-dir or {ENV_DATA} at a mirror laid out like "
                         f"../shared/data")
@@ -109,6 +112,58 @@ def load_split(dataset: str, config: str, split: str, data_dir: str | None = Non
     return load_hub_split(dataset, config, split)
 
 
+# ---- content fingerprints -------------------------------------------------------------------------------------
+_DIGESTS: dict = {}  # (path, size, mtime_ns, inode) -> sha256, so one process hashes each file once
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (memoised per process on its identity, recomputed when the file is replaced)."""
+    import hashlib
+
+    st = path.stat()
+    ident = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if ident not in _DIGESTS:
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+        except OSError as e:
+            raise DataError(f"cannot read {path} ({e.strerror}); check its permissions or restore it") from None
+        _DIGESTS[ident] = h.hexdigest()
+    return _DIGESTS[ident]
+
+
+def source_fingerprint(dc: DataConfig) -> str:
+    """A short hash of the *content* the corpus is built from: every source parquet file (and GLUE train files
+    for extra_text) and the tokenizer's files. Size and mtime are not enough (a copy keeps both); the bytes are.
+
+    From the hub (no mirror) the fingerprint is the dataset name and config: the datasets library keys its own
+    cache by content, but the run hash cannot see a new upstream revision before downloading it.
+    """
+    parts: dict = {"tokenizer": tokenizer_fingerprint(dc.tokenizer, dc.data_dir)}
+    root = mirror_dir(dc.data_dir)
+    if root is None:
+        parts["source"] = f"hub:{dc.corpus}/{dc.corpus_config}"
+    else:
+        folder = root / mirror_name(dc.corpus) / dc.corpus_config
+        parts["source"] = {s: file_digest(folder / f"{s}.parquet") if (folder / f"{s}.parquet").is_file() else None
+                           for s in dc.splits}
+        if "glue-train" in dc.extra_text:
+            parts["glue"] = {t: file_digest(root / "glue" / t / "train.parquet")
+                             for t in TASKS if (root / "glue" / t / "train.parquet").is_file()}
+    return stable_hash(parts, 12)
+
+
+def tokenizer_fingerprint(name: str, data_dir: str | None = None) -> str:
+    """The tokenizer's files (vocab, config) by content when it is a local folder, else its hub name."""
+    path = Path(resolve_tokenizer_path(name, data_dir))
+    if not path.is_dir():
+        return f"hub:{name}"
+    return stable_hash({f.name: file_digest(f) for f in sorted(path.iterdir()) if f.is_file()
+                        and not f.name.startswith(".")}, 12)
+
+
 def data_source(data_dir: str | None = None) -> str:
     root = mirror_dir(data_dir)
     return f"mirror {root}" if root else ("hub (offline mode!)" if hub_offline() else "hub")
@@ -137,7 +192,7 @@ def resolve_tokenizer_path(name: str, data_dir: str | None = None) -> str:
     return name
 
 
-def load_tokenizer(name: str = "bert-base-uncased", data_dir: str | None = None):
+def load_tokenizer(name: str = "bert-base-uncased", data_dir: str | None = None, trust_remote_code: bool = False):
     """The tokenizer by folder, mirror or hub name.
 
     Always through AutoTokenizer.from_pretrained: in transformers 5, BertTokenizer(vocab_file=...) silently maps
@@ -153,8 +208,11 @@ def load_tokenizer(name: str = "bert-base-uncased", data_dir: str | None = None)
     if not Path(path).is_dir() and not hub_reachable():
         raise DataError(f"tokenizer {name!r} is not a local folder (looked in {looked}) and the hub is unreachable; "
                         f"set --data-dir or {ENV_DATA} to a mirror with models/{mirror_name(name)}-vocab")
+    if Path(path).is_dir():
+        _check_tokenizer_folder(Path(path), trust_remote_code)
     try:
-        tok = AutoTokenizer.from_pretrained(path)
+        # trust_remote_code=False explicitly: never a [y/N] prompt on stdin, never code from a folder.
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except Exception as e:  # noqa: BLE001
         raise DataError(f"tokenizer {name!r} not found (looked in {looked} and the hub: "
                         f"{str(e).splitlines()[0][:80] if str(e) else type(e).__name__}); set {ENV_MODELS} or "
@@ -164,6 +222,26 @@ def load_tokenizer(name: str = "bert-base-uncased", data_dir: str | None = None)
         raise DataError(f"tokenizer {path} maps ordinary words to [UNK]; load it from a folder with "
                         f"AutoTokenizer (vocab.txt + tokenizer_config.json)")
     return tok
+
+
+def _check_tokenizer_folder(folder: Path, trust_remote_code: bool) -> None:
+    """A tokenizer folder whose tokenizer_config.json or config.json names custom code is refused in one line."""
+    import json
+
+    for name in ("tokenizer_config.json", "config.json"):
+        f = folder / name
+        if not f.is_file():
+            continue
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DataError(f"tokenizer file {f} is unreadable or not JSON ({type(e).__name__}); restore it") from None
+        if isinstance(d, dict) and "auto_map" in d and not trust_remote_code:
+            raise DataError(f"tokenizer folder {folder}: {name} asks to run custom code (auto_map); entmask never "
+                            f"executes code from a folder unless you pass --trust-remote-code")
+        if name == "config.json" and isinstance(d, dict) and d.get("model_type") not in (None, "bert"):
+            raise DataError(f"{f} has model_type {d.get('model_type')!r}; entmask loads BERT tokenizers and models "
+                            f"only (model_type 'bert')")
 
 
 # ---- WikiText ------------------------------------------------------------------------------------------------
@@ -250,24 +328,34 @@ class Corpus:
         return list(self.tokenizer.all_special_ids)
 
 
-def corpus_key(dc: DataConfig, tokenizer_path: str) -> str:
-    return stable_hash({"data": dc.cache_fields(), "tokenizer": tokenizer_path, "v": 1})
+def corpus_key(dc: DataConfig) -> str:
+    """The cache key of a tokenized corpus: its data fields and the content fingerprint of sources + tokenizer."""
+    d = dc.cache_fields()
+    d["fingerprint"] = d.get("fingerprint") or source_fingerprint(dc)
+    return stable_hash({"data": d, "v": 2})
 
 
-def prepare_corpus(dc: DataConfig, root: str | Path | None = None, progress: bool = True) -> Corpus:
-    """Load, clean, split by article, tokenize and pack the corpus, or reuse the cached result."""
+def prepare_corpus(dc: DataConfig, root: str | Path | None = None, progress: bool = True,
+                   force: bool = False, trust_remote_code: bool = False) -> Corpus:
+    """Load, clean, split by article, tokenize and pack the corpus, or reuse the cached result (keyed by the
+    content of its sources; `force` rebuilds it)."""
     from safetensors.torch import load_file
 
     if mirror_dir(dc.data_dir) is None and not hub_reachable():
         raise DataError(f"corpus {dc.corpus}/{dc.corpus_config}: the Hugging Face hub is unreachable from here and "
                         f"no mirror is set; point --data-dir or {ENV_DATA} at a mirror such as ../shared/data "
                         f"(offline, use --profile tiny: the mirror has wikitext-2-v1 validation+test only)")
-    tok = load_tokenizer(dc.tokenizer, dc.data_dir)
-    tok_path = resolve_tokenizer_path(dc.tokenizer, dc.data_dir)
-    key = corpus_key(dc, Path(tok_path).name if Path(tok_path).is_dir() else tok_path)
+    tok = load_tokenizer(dc.tokenizer, dc.data_dir, trust_remote_code)
+    if dc.fingerprint and dc.fingerprint != source_fingerprint(dc):
+        raise DataError(f"the corpus sources changed since this config was resolved (fingerprint {dc.fingerprint}, "
+                        f"now {source_fingerprint(dc)}); resolve the config again (rerun the command)")
+    key = corpus_key(dc)
     d = runs.cache_dir(root) / "corpus" / key
     done = d / "stats.json"  # written last: its presence marks a complete cache
     with runs.locked(d / "build"):
+        if force and done.exists():
+            print(f"entmask: --force: rebuilding the corpus cache {d}")
+            done.unlink()
         if done.exists():
             try:
                 t = load_file(str(d / "packed.safetensors"))
@@ -327,6 +415,7 @@ def _build_corpus(dc: DataConfig, tok, d: Path, key: str, progress: bool) -> Cor
 
     packed = {}
     stats: dict = {"articles_train": len(train_articles), "articles_test": len(test_articles),
+                   "fingerprint": dc.fingerprint or source_fingerprint(dc),
                    "seq_len": dc.seq_len, "source": f"{dc.corpus}/{dc.corpus_config}:{'+'.join(dc.splits)}",
                    "extra_text": list(dc.extra_text)}
     for name, arts in (("train", train_articles), ("test", test_articles)):

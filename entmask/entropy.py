@@ -113,29 +113,48 @@ def cache_path(corpus_dir: Path, split: str, tkey: str) -> Path:
 STATS = {"passes": 0}  # teacher forward passes done in this process (tests assert the cache is hit)
 
 
+def ids_digest(input_ids: torch.Tensor) -> str:
+    """sha256 of a token-id tensor's bytes: what an entropy cache was computed on, checked when it is reused."""
+    return hashlib.sha256(input_ids.contiguous().cpu().numpy().tobytes()).hexdigest()[:16]
+
+
 def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, input_ids: torch.Tensor,
                       device: str | torch.device = "cpu", batch_size: int = 64, chunk_size: int = 1024,
-                      progress: bool = True, block_rows: int = 2048) -> torch.Tensor:
+                      progress: bool = True, block_rows: int = 2048, force: bool = False) -> torch.Tensor:
     """Per-token teacher entropy of every packed sequence of a split, computed once and cached. [N, T] float32.
 
     The cache file lives beside the tokenized corpus (so a new length or corpus is a new cache) and is keyed by
-    the teacher's weights (so a changed teacher is a new cache). It is written atomically with a completion
-    marker in its metadata; a partial or corrupt file is rebuilt. The pass itself is resumable: every
-    `block_rows` rows are saved (atomically) in `<cache>.partial-<block_rows>/`, so a pass killed after hours
-    restarts at its last finished block; the blocks are deleted once the cache file is written.
+    the teacher's weights (so a changed teacher is a new cache). Its metadata records the corpus folder, the
+    teacher key and a digest of the token ids it was computed on; a cache whose record differs (or whose shape
+    does, or that does not parse) is rebuilt, never trusted on its shape alone. `force` rebuilds it. The pass is
+    resumable: every `block_rows` rows are saved (atomically) in `<cache>.partial-<block_rows>/`, so a pass killed
+    after hours restarts at its last finished block; the blocks are deleted once the cache file is written.
     """
+    from safetensors import safe_open
     from safetensors.torch import load_file, save
 
-    path = cache_path(corpus_dir, split, teacher_key(teacher_dir))
+    tkey = teacher_key(teacher_dir)
+    path = cache_path(corpus_dir, split, tkey)
+    want = {"corpus": Path(corpus_dir).name, "teacher_key": tkey, "ids_digest": ids_digest(input_ids),
+            "split": split}
     with runs.locked(path):
+        if force and path.exists():
+            print(f"entmask: --force: rebuilding the teacher entropy cache {path.name}")
+            path.unlink()
         if path.exists():
             try:
+                with safe_open(str(path), "pt") as fh:
+                    meta = fh.metadata() or {}
                 ent = load_file(str(path))["entropy"]
-                if ent.shape == input_ids.shape:
+                stale = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
+                if ent.shape == input_ids.shape and not stale:
                     return ent
+                why = (f"built for {', '.join(f'{k}={a}' for k, (a, _) in stale.items())}" if stale
+                       else f"shape {tuple(ent.shape)}, not {tuple(input_ids.shape)}")
+                print(f"entmask: teacher entropy cache {path.name} does not match this corpus/teacher ({why}); "
+                      f"rebuilding it")
             except Exception:  # noqa: BLE001 - any damage (truncated, foreign) means rebuild
-                pass
-            print(f"entmask: teacher entropy cache {path} is incomplete or corrupt; rebuilding it")
+                print(f"entmask: teacher entropy cache {path} is incomplete or corrupt; rebuilding it")
         from entmask.models import load_teacher
 
         model = load_teacher(teacher_dir, device=device)
@@ -143,7 +162,9 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
         amp = torch.bfloat16 if _bf16_ok(dev) else None
         n, width = input_ids.shape
         block_rows = max(batch_size, block_rows - block_rows % batch_size)  # whole batches per block
-        parts = path.parent / f"{path.name}.partial-{block_rows}"
+        parts = path.parent / f"{path.name}.partial-{block_rows}-{want['ids_digest']}"
+        if force:
+            shutil.rmtree(parts, ignore_errors=True)
         parts.mkdir(exist_ok=True)
         out = torch.empty(input_ids.shape, dtype=torch.float32)  # [N, T]
         t0 = time.perf_counter()
@@ -177,7 +198,7 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
         secs = time.perf_counter() - t0
         meta = {"tokens": str(input_ids.numel()), "seconds": f"{secs:.2f}",
                 "tokens_per_s": f"{input_ids.numel() / max(secs, 1e-9):.0f}", "complete": "1",
-                "precision": "bf16" if amp else "fp32", "resumed_rows": str(resumed)}
+                "precision": "bf16" if amp else "fp32", "resumed_rows": str(resumed), **want}
         runs.failpoint("entropy-write")
         runs.atomic_write_bytes(path, save({"entropy": out}, metadata=meta))
         shutil.rmtree(parts, ignore_errors=True)

@@ -19,6 +19,7 @@ claims: a table of students still on the unigram plateau says so in its header, 
 """
 from __future__ import annotations
 
+import copy
 import io
 import math
 import time
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from entmask import runs
+from entmask import paper, runs
 from entmask.config import PretrainConfig, apply_overrides, validate
 
 
@@ -55,52 +56,27 @@ PAPER_NA = "n/a"  # a paper value not available offline
 
 
 # ---- the paper's published numbers ---------------------------------------------------------------------------
-# Srinivasagan, Hartung & Georges, "Entropy-aware Masking for Masked Language Modeling", *SEM 2026 (arXiv
-# 2605.28526). Table 1 = teacher-masking, Table 2 = self-masking; cells in TASK_ORDER (paper metric x 100:
-# accuracy, F1 for MRPC), then the paper's printed Total. The full tables could not be read offline (the stored
-# copies of the paper end before its tables), so only the values recorded in this project's issue tracker are
-# kept; every other cell is None and is shown as "n/a" (paper value not available offline), never guessed.
-# `recomputed` is the mean of the row as recomputed in the issue tracker from the full published row (the paper
-# prints 16 Totals, 4 of which are not the mean of their row).
-PAPER_SOURCE = ("Srinivasagan, Hartung & Georges, Entropy-aware Masking for Masked Language Modeling, *SEM 2026 "
-                "(arXiv:2605.28526)")
+# Carried as data in entmask.paper (Tables 1-2 as printed, prose-only figures); shaped here for the tables.
+PAPER_SOURCE = paper.SOURCE
 PAPER_NAMES = {"baseline": "random", "teacher-high": "max", "teacher-low": "min", "teacher-mid": "mid",
                "teacher-marginal": "marg", "teacher-alternating": "alt", "self-high-cold": "max,cold",
                "self-high-init": "max,init"}
-_NONE7 = (None,) * 7
 
 
-def _paper_row(cells=_NONE7, total=None, recomputed=None) -> dict:
+def _paper_row(cells, total=None, recomputed=None) -> dict:
     return {"cells": tuple(cells), "total": total, "recomputed": recomputed}
 
 
+_ORDER = ("baseline", "teacher-high", "teacher-low", "teacher-mid", "teacher-marginal", "teacher-alternating",
+          "self-high-cold", "self-high-init")
 PAPER: dict = {
-    # Majority class on each reported split (QNLI and QQP: not recorded); CoLA and MRPC equal finetune.majority_row.
-    "majority": _paper_row((69.13, 81.22, None, None, 52.71, 50.92, 35.22)),
-    "table1": {
-        ("BERTlet", "baseline"): _paper_row(total=70.93),
-        ("BERTlet", "teacher-high"): _paper_row(),
-        ("BERTlet", "teacher-low"): _paper_row(),
-        ("BERTlet", "teacher-mid"): _paper_row(),
-        # Recomputed means above the baseline's 70.93, contrary to the paper's §3.1 text.
-        ("BERTlet", "teacher-marginal"): _paper_row(recomputed=71.77),
-        ("BERTlet", "teacher-alternating"): _paper_row(recomputed=71.86),
-        ("BERT", "baseline"): _paper_row(),
-        ("BERT", "teacher-high"): _paper_row(),
-        ("BERT", "teacher-low"): _paper_row(),
-        ("BERT", "teacher-mid"): _paper_row(),
-        ("BERT", "teacher-marginal"): _paper_row(),
-        ("BERT", "teacher-alternating"): _paper_row(),
-    },
-    "table2": {
-        ("BERTlet", "self-high-cold"): _paper_row(),
-        ("BERTlet", "self-high-init"): _paper_row(),
-        ("BERT", "self-high-cold"): _paper_row((None, None, 49.46, None, None, None, None)),
-        ("BERT", "self-high-init"): _paper_row(),
-    },
+    "majority": _paper_row(paper.MAJORITY),
+    **{f"table{n}": {(r["model"], r["label"]): _paper_row(r["cells"], r["total"], r["recomputed"])
+                     for r in sorted(paper.table(n), key=lambda r: (r["model"] != "BERTlet", _ORDER.index(r["label"])))}
+       for n in (1, 2)},
 }
 PAPER_TOTALS = 16  # Totals printed in Tables 1 and 2
-PAPER_TOTALS_NOT_ROW_MEAN = 4  # of them, not the mean of their row (issue tracker)
+PAPER_TOTALS_NOT_ROW_MEAN = len(paper.totals_not_row_mean())  # 4: BERTlet marg, alt, mid and max,cold
 
 
 # ---- the runs ------------------------------------------------------------------------------------------------
@@ -238,7 +214,8 @@ class _Run:
     cfg: PretrainConfig
     run_dir: Path | None = None
     metrics: dict = field(default_factory=dict)
-    ft: list = field(default_factory=list)  # finetune_all rows
+    ft: list = field(default_factory=list)  # finetune_all rows (with pretrain_seed), all seeds
+    seed_runs: list = field(default_factory=list)  # one {pretrain_seed, run_dir, metrics} per pretraining seed
     error: str | None = None  # set when the run could not be had (a corpus unavailable here)
 
 
@@ -247,31 +224,67 @@ def _say(progress: bool, msg: str) -> None:
         print(f"entmask experiment: {msg}", flush=True)
 
 
+def pretrain_seeds(cfg: PretrainConfig) -> list[int]:
+    """The pretraining seeds an experiment runs every row with (experiment.pretrain_seeds, else train.seed)."""
+    ps = cfg.experiment.pretrain_seeds
+    return list(ps) if ps else [cfg.train.seed]
+
+
 def _pretrain_and_finetune(name: str, specs, root, progress: bool, frozen: bool = False,
                            tolerate_data_errors: bool = False) -> list[_Run]:
+    """Pretrain and fine-tune every row at every pretraining seed, seed-major: all rows at the first seed, then
+    all at the next, so what has finished is always a whole table. One _Run per row holds all its seeds; its
+    fine-tuning rows carry `pretrain_seed`, and the statistics treat (pretrain seed, fine-tuning seed) as a unit."""
     from entmask.data import DataError
     from entmask.finetune import finetune_all
     from entmask.pretrain import pretrain
 
-    out = []
-    for i, (label, c) in enumerate(specs, 1):
-        r = _Run(label, c)
-        _say(progress, f"{name}: pretraining {label} ({i}/{len(specs)}, {c.name}-{c.short_hash()})")
-        try:
-            r.run_dir = pretrain(c, root=root, progress=progress)
-        except DataError as e:
-            if not tolerate_data_errors:
-                raise
-            r.error = str(e).strip().splitlines()[0]  # e.g. the other corpus is not in the mirror / hub offline
-            out.append(r)
-            continue
-        r.metrics = runs.read_json(r.run_dir / "metrics.json")
-        _say(progress, f"{name}: fine-tuning {label}{' (frozen)' if frozen else ''} on "
-                       f"{', '.join(c.finetune.tasks)} x seeds {c.finetune.seeds}")
-        r.ft = finetune_all(r.run_dir / "model", c.finetune, profile=c.profile, name=r.run_dir.name,
-                            data_dir=c.data.data_dir, root=root, frozen=frozen, progress=progress)
-        out.append(r)
+    seeds = pretrain_seeds(specs[0][1]) if specs else []
+    out = {label: _Run(label, c) for label, c in specs}
+    n = len(specs) * len(seeds)
+    for k, seed in enumerate(seeds):
+        for i, (label, c) in enumerate(specs):
+            r = out[label]
+            if r.error is not None:
+                continue
+            cs = copy.deepcopy(c)
+            cs.train.seed = seed
+            _say(progress, f"{name}: pretraining {label} seed {seed} ({k * len(specs) + i + 1}/{n}, "
+                           f"{cs.name}-{cs.short_hash()})")
+            try:
+                run_dir = pretrain(cs, root=root, progress=progress)
+            except DataError as e:
+                if not tolerate_data_errors:
+                    raise
+                r.error = str(e).strip().splitlines()[0]  # e.g. the other corpus is not in the mirror / hub offline
+                continue
+            metrics = runs.read_json(run_dir / "metrics.json")
+            if r.run_dir is None:  # the first seed's run stands for the row in figures that show one run
+                r.run_dir, r.metrics, r.cfg = run_dir, metrics, cs
+            r.seed_runs.append({"pretrain_seed": seed, "run_dir": run_dir, "metrics": metrics})
+            _say(progress, f"{name}: fine-tuning {label} seed {seed}{' (frozen)' if frozen else ''} on "
+                           f"{', '.join(c.finetune.tasks)} x seeds {c.finetune.seeds}")
+            ft = finetune_all(run_dir / "model", c.finetune, profile=c.profile, name=run_dir.name,
+                              data_dir=c.data.data_dir, root=root, frozen=frozen, progress=progress)
+            r.ft.extend({**f, "pretrain_seed": seed} for f in ft)
+    return list(out.values())
+
+
+def _seed_mean_metrics(r: _Run) -> dict:
+    """The row's pretraining metrics averaged over its pretraining seeds (left_plateau: all of them left)."""
+    ms = [sr["metrics"] for sr in r.seed_runs] or [r.metrics]
+    out = dict(ms[0])
+    for k in ("heldout_accuracy", "unigram_accuracy", "heldout_loss", "train_seconds"):
+        vals = [x.get(k) for x in ms if isinstance(x.get(k), (int, float))]
+        out[k] = float(np.mean(vals)) if vals else None
+    lps = [x.get("left_plateau") for x in ms]
+    out["left_plateau"] = None if any(v is None for v in lps) else all(lps)
     return out
+
+
+def _unit(f: dict) -> tuple:
+    """The unit of seed statistics: (pretraining seed, fine-tuning seed)."""
+    return (f.get("pretrain_seed", 0), f["seed"])
 
 
 def _task_rows(r: _Run, task: str) -> list[dict]:
@@ -297,19 +310,21 @@ def _seed_totals(r: _Run, tasks: list[str]) -> list[float]:
     by_seed: dict = {}
     for f in r.ft:
         if f.get("task") in tasks and f.get("status") == "ok":
-            by_seed.setdefault(f["seed"], {})[f["task"]] = f["paper_score"]
+            by_seed.setdefault(_unit(f), {})[f["task"]] = f["paper_score"]
     return [float(np.mean([d[t] for t in tasks])) for s, d in sorted(by_seed.items()) if len(d) == len(tasks)]
 
 
-def _preds(r: _Run, tasks: list[str]) -> list[dict]:
-    """[{task: (y_true, y_pred)}] per seed, from each fine-tuning run's predictions.json."""
+def _preds(r: _Run, tasks: list[str]) -> tuple[list[dict], list]:
+    """([{task: (y_true, y_pred)}] per (pretraining, fine-tuning) seed unit, from each fine-tuning run's
+    predictions.json; the pretraining seed of each unit, the bootstrap's groups)."""
     from entmask.analysis import predictions_of
 
     by_seed: dict = {}
     for f in r.ft:
         if f.get("task") in tasks and f.get("status") == "ok":
-            by_seed.setdefault(f["seed"], {})[f["task"]] = predictions_of(f["run_dir"])
-    return [by_seed[s] for s in sorted(by_seed)]
+            by_seed.setdefault(_unit(f), {})[f["task"]] = predictions_of(f["run_dir"])
+    keys = sorted(by_seed)
+    return [by_seed[k] for k in keys], [k[0] for k in keys]
 
 
 def _majority(cfg: PretrainConfig) -> tuple[dict, str]:
@@ -423,12 +438,14 @@ def _build(name: str, cfg: PretrainConfig, rs: list[_Run], *, paper_key: str | N
             base_label = None if r.label == "baseline" else "baseline"
         base = by_label.get(base_label) if base_label else None
         d["Δ Total"] = "(reference)" if base_label is None and r.error is None else ""
-        d["95% CI (bootstrap)"], d["seed t-interval"] = "", ""
+        d["95% CI (bootstrap)"], d["seed t-interval"], d["per-seed Δ"] = "", "", ""
         if base is not None and cov and r.error is None and base.error is None:
-            b = bootstrap_total_delta(_preds(r, cov), _preds(base, cov), metric="paper", n=fc.bootstrap, seed=0)
+            (pm, groups), (pb, _) = _preds(r, cov), _preds(base, cov)
+            b = bootstrap_total_delta(pm, pb, metric="paper", n=fc.bootstrap, seed=0, groups=groups)
             who = "" if base_label == "baseline" else f" vs {texts[base_label]}"
             d["Δ Total"] = f"{b['delta']:+.2f}{who}"
             d["95% CI (bootstrap)"] = f"[{b['lo']:+.2f}, {b['hi']:+.2f}]"
+            d["per-seed Δ"] = ", ".join(f"{x:+.2f}" for x in b["seed_deltas"])
             d["seed t-interval"] = (f"[{b['t_interval'][0]:+.2f}, {b['t_interval'][1]:+.2f}]" if b["t_interval"]
                                     else "")
             n.update(delta_base=base_label, delta=b["delta"], delta_lo=b["lo"], delta_hi=b["hi"],
@@ -436,7 +453,7 @@ def _build(name: str, cfg: PretrainConfig, rs: list[_Run], *, paper_key: str | N
             boots.append({"label": r.label, "base": base_label, **{k: b[k] for k in (
                 "delta", "lo", "hi", "total_model", "total_base", "seed_deltas", "t_interval", "t_interval_note",
                 "n_resamples")}, "per_task": b["per_task"]})
-        m = r.metrics
+        m = _seed_mean_metrics(r)
         lp = m.get("left_plateau")
         d["plateau"] = "" if r.error else ("left" if lp else "ON PLATEAU" if lp is False else "?")
         d["held-out acc"] = _pct(m.get("heldout_accuracy"))
@@ -477,6 +494,14 @@ def _build(name: str, cfg: PretrainConfig, rs: list[_Run], *, paper_key: str | N
                        for lab in ("baseline", "teacher-high")] + entries
         for (pmodel, label), pr, where in entries:
             paper_rows.append((pmodel, f"{texts[label]} [{PAPER_NAMES[label]}]{where}", pr))
+    for pr in paper.PROSE.get(name, []) if name != "weights" else []:
+        # Prose-only figures: the paper's words (and its Total where it gives one), beside our rows.
+        txt = {"model": pr["model"], "strategy": f"{pr['what']} (§{pr['section']})", "source": "paper"}
+        d = {**txt, **{TASK_LABEL[t]: "" for t in TASK_ORDER}, "Total": fmt_cell(pr["total"]) if pr["total"] else
+             pr["text"]}
+        disp.append(d)
+        nums.append({**txt, "label": f"paper:{pr['model']}:{pr['what']}", "Total": pr["total"] or math.nan,
+                     "paper_text": pr["text"]})
     for pmodel, strat, pr in paper_rows:
         d = {"model": pmodel, "strategy": strat, "source": "paper"}
         n = {"label": f"paper:{pmodel}:{strat}", "model": pmodel, "strategy": strat, "source": "paper"}
@@ -493,7 +518,7 @@ def _build(name: str, cfg: PretrainConfig, rs: list[_Run], *, paper_key: str | N
         nums.append(n)
 
     cols = (["model", "strategy", "source"] + [TASK_LABEL[t] for t in TASK_ORDER] +
-            ["Total", "row mean (recomputed)", "Δ Total", "95% CI (bootstrap)", "seed t-interval", "plateau",
+            ["Total", "row mean (recomputed)", "Δ Total", "95% CI (bootstrap)", "per-seed Δ", "seed t-interval", "plateau",
              "held-out acc", "unigram acc", "self entropy s.d. (switch → end)", "run"])
     table = pd.DataFrame(disp).reindex(columns=cols).fillna("")
     scores = pd.DataFrame(nums)
@@ -507,11 +532,12 @@ def _notes(name, cfg, rs, cov, tasks_req, maj, maj_note, paper_key) -> list[str]
     absent = [t for t in TASK_ORDER if t in tasks_req and maj.get(t) is None]  # no data here at all
     unscored = [t for t in TASK_ORDER if t in tasks_req and t not in cov and t not in absent]
     not_run = [t for t in TASK_ORDER if t not in tasks_req]
-    seeds = len(fc.seeds)
+    ps = pretrain_seeds(cfg)
+    seeds = len(fc.seeds) * len(ps)
     notes = [
         f"Cells: the paper's metric x 100 (accuracy; F1 for MRPC) on the validation split, mean ± sd over "
-        f"{seeds} fine-tuning seed(s) {list(fc.seeds)}" + (" (sd needs >= 2 seeds, so none is shown)" if seeds < 2
-                                                            else "") + f"; protocol {fc.protocol!r}"
+        f"{seeds} run(s): pretraining seed(s) {ps} x fine-tuning seed(s) {list(fc.seeds)}"
+        + (" (sd needs >= 2 runs, so none is shown)" if seeds < 2 else "") + f"; protocol {fc.protocol!r}"
         + (f", train subsampled to {fc.max_train}" if fc.max_train else "")
         + (f", evaluation subsampled to {fc.max_eval}" if fc.max_eval else "") + ".",
         f"Total = mean of the available tasks: {', '.join(TASK_LABEL[t] for t in cov) or 'none'} "
@@ -528,13 +554,15 @@ def _notes(name, cfg, rs, cov, tasks_req, maj, maj_note, paper_key) -> list[str]
     for en in eval_notes:
         notes.append(f"Offline data: {en} (its score is not comparable with the paper's full QNLI).")
     if name in DELTA_BASE:
-        notes.append("Δ Total: Total minus that of the same strategy at 15% masking, with a 95% paired-bootstrap CI "
-                     "over validation examples (analysis.bootstrap_total_delta); a t-interval over seeds is shown "
-                     "with >= 3 seeds.")
+        notes.append("Δ Total: Total minus that of the same strategy at 15% masking, with a 95% two-level "
+                     "paired-bootstrap CI over seeds and validation examples (analysis.bootstrap_total_delta); "
+                     "a t-interval over seeds is shown with >= 3 seeds.")
     else:
-        notes.append("Δ Total: Total minus the random-masking baseline's, with a 95% paired-bootstrap CI over "
-                     "validation examples (analysis.bootstrap_total_delta); a t-interval over seeds is shown with "
-                     ">= 3 seeds. A CI that contains 0 is no evidence of a difference.")
+        notes.append("Δ Total: Total minus the random-masking baseline's, with a 95% two-level paired-bootstrap CI "
+                     "that resamples seeds (pretraining seeds, then fine-tuning seeds) as well as validation examples "
+                     "(analysis.bootstrap_total_delta), so seed-to-seed disagreement widens it; per-seed Δ lists the "
+                     "delta of each (pretraining, fine-tuning) seed pair; a t-interval over seeds is shown with >= 3 "
+                     "seeds. A CI that contains 0 is no evidence of a difference.")
     notes.append("plateau: whether pretraining left the unigram plateau (held-out masked accuracy >= 2x the "
                  "unigram rate and varied entropies); held-out acc / unigram acc are the measured rates. "
                  "self entropy s.d.: the spread of the student's own entropies over positions where masking switches "
@@ -542,15 +570,16 @@ def _notes(name, cfg, rs, cov, tasks_req, maj, maj_note, paper_key) -> list[str]
                  "self-masking picks arbitrary tokens.")
     if paper_key:
         notes.append(
-            f"Rows marked 'paper' are the published numbers ({PAPER_SOURCE}), strategy names in brackets as the "
-            f"paper writes them. {PAPER_NA} = paper value not available offline: the full tables could not be "
-            f"read here, so only the cells recorded in the project's issue tracker are shown, none invented. "
-            f"'Total' is the paper's printed Total; 'row mean (recomputed)' is the mean of its row (from the issue "
-            f"tracker where the row itself is not available). {PAPER_TOTALS_NOT_ROW_MEAN} of the paper's "
-            f"{PAPER_TOTALS} printed Totals are not the mean of their row; BERTlet's recomputed marg (71.77) and "
-            f"alt (71.86) lie above its random baseline (70.93), contrary to the paper's §3.1 text.")
+            f"Rows marked 'paper' are the published numbers ({PAPER_SOURCE}, entmask/paper.py), strategy names in "
+            f"brackets as the paper writes them; the paper's majority-class row is {paper.MAJORITY_NOTE}. "
+            f"'Total' is the paper's printed Total; 'row mean (recomputed)' is the mean of its seven cells. "
+            f"{PAPER_TOTALS_NOT_ROW_MEAN} of the paper's {PAPER_TOTALS} printed Totals are not the mean of their "
+            f"row (BERTlet " + ", ".join(f"{PAPER_NAMES[lab]} {t:.2f} printed vs {m:.2f}"
+                                          for _, lab, t, m in paper.totals_not_row_mean()) + "); by the recomputed "
+            f"means BERTlet's marg and alt lie above its random baseline (70.93), contrary to the paper's §3.1 text.")
     else:
-        notes.append("The paper's numbers for this experiment are not available offline; no paper rows are shown.")
+        for pr in paper.PROSE.get(name, []):
+            notes.append(f"Paper §{pr['section']} ({pr['model']}, {pr['what']}): {pr['text']}.")
     return notes
 
 

@@ -264,12 +264,14 @@ def finetune_hash_dict(cfg: FinetuneConfig, task: str, seed: int, frozen: bool, 
             "version": CONFIG_VERSION, "finetune_version": FINETUNE_VERSION}
 
 
-def _check_model_dir(model_dir: Path) -> None:
-    from entmask.models import ModelError
+def _check_model_dir(model_dir: Path, trust_remote_code: bool = False) -> None:
+    from entmask.models import ModelError, check_folder_config, check_safetensors
 
     if not (model_dir / "config.json").exists() or not list(model_dir.glob("*.safetensors")):
         raise ModelError(f"{model_dir} is not a saved model (needs config.json and *.safetensors); give the "
                          f"model/ folder of a pretraining run, written by save_pretrained")
+    check_folder_config(model_dir, "finetune", trust_remote_code)
+    check_safetensors(model_dir, "finetune")
 
 
 def _resolve_bf16(precision: str) -> bool:
@@ -381,7 +383,8 @@ def _train_and_report_inner(model_dir: Path, data: TaskData, cfg: FinetuneConfig
 
     set_seed(seed)  # the classifier's (and pooler's) initialisation, before the model is built
     model, info = BertForSequenceClassification.from_pretrained(str(model_dir), num_labels=num_labels,
-                                                                output_loading_info=True, use_safetensors=True)
+                                                                output_loading_info=True, use_safetensors=True,
+                                                                trust_remote_code=False)
     fresh = sorted(info.get("missing_keys", []))
     if any(not k.startswith(("classifier.", "bert.pooler.")) for k in fresh):
         bad = [k for k in fresh if not k.startswith(("classifier.", "bert.pooler."))]

@@ -109,9 +109,15 @@ def _uniform(shape, generator: torch.Generator | None, device) -> torch.Tensor:
 
 def candidate_mask(input_ids: torch.Tensor, special_ids: list[int] | torch.Tensor, unk_id: int | None = None,
                    include_unk: bool = False) -> torch.Tensor:
-    """True where a token may be masked: not special ([CLS], [SEP], [PAD], ...), and not [UNK] unless asked. [B, T]"""
-    special = torch.as_tensor(list(special_ids), device=input_ids.device)
-    cand = ~torch.isin(input_ids, special)
+    """True where a token may be masked: not special ([CLS], [SEP], [PAD], ...), and not [UNK] unless asked. [B, T]
+
+    A tokenizer lists [UNK] among its special ids, so `include_unk` takes it out of the special set explicitly
+    (otherwise the flag would have no effect).
+    """
+    special = [int(i) for i in (special_ids.tolist() if torch.is_tensor(special_ids) else special_ids)]
+    if unk_id is not None:
+        special = [i for i in special if i != unk_id]
+    cand = ~torch.isin(input_ids, torch.as_tensor(special, dtype=input_ids.dtype, device=input_ids.device))
     if not include_unk and unk_id is not None:
         cand &= input_ids != unk_id
     return cand

@@ -66,20 +66,62 @@ def _sparse_class():
             loss = F.cross_entropy(logits.float(), target) if target.numel() else logits.sum() * 0.0
             return MaskedLMOutput(loss=loss, logits=logits)
 
-        def save_pretrained(self, *args, **kwargs):
-            self.config.architectures = ["BertForMaskedLM"]
-            return super().save_pretrained(*args, **kwargs)
+        def save_pretrained(self, save_directory, *args, **kwargs):
+            # transformers writes architectures=[type(self).__name__] while saving; a standard name lets hub tools
+            # and pipeline("fill-mask") see a plain BertForMaskedLM (the weights are identical).
+            out = super().save_pretrained(save_directory, *args, **kwargs)
+            _standard_architecture(Path(save_directory) / "config.json")
+            return out
 
     return SparseBertForMaskedLM
 
 
+def check_folder_config(folder: str | Path, role: str, trust_remote_code: bool = False) -> None:
+    """Refuse, in one line and before transformers sees it, a model folder whose config.json is unreadable, is not
+    a BERT, or names custom code (`auto_map`): transformers would otherwise ask "run the custom code? [y/N]" on
+    stdin, and a `y` would execute a .py file that came with the data."""
+    import json
+
+    f = Path(folder) / "config.json"
+    if not f.is_file():
+        return  # a hub name, or a folder without config: the loader's own check says so
+    try:
+        cfg = json.loads(f.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"{role}: {f} is unreadable or not JSON ({type(e).__name__}); restore the file or write "
+                         f"the folder again with save_pretrained") from None
+    if not isinstance(cfg, dict):
+        raise ModelError(f"{role}: {f} is not a model config (a JSON object); write it with save_pretrained")
+    if "auto_map" in cfg and not trust_remote_code:
+        raise ModelError(f"{role}: {f} asks to run custom code (auto_map); entmask never executes code from a "
+                         f"model folder unless you pass --trust-remote-code")
+    if cfg.get("model_type") != "bert":
+        raise ModelError(f"{role}: {f} has model_type {cfg.get('model_type')!r}; entmask trains and loads BERT "
+                         f"masked LMs only (model_type 'bert')")
+
+
+def _standard_architecture(config_file: Path) -> None:
+    import json
+
+    if not config_file.is_file():
+        return
+    d = json.loads(config_file.read_text())
+    if d.get("architectures") != ["BertForMaskedLM"]:
+        d["architectures"] = ["BertForMaskedLM"]
+        from entmask.runs import atomic_write_text
+
+        atomic_write_text(config_file, json.dumps(d, indent=2, sort_keys=True) + "\n")
+
+
 def build_model(preset: str, vocab_size: int, overrides: dict | None = None, init_from: str | None = None,
-                seed: int = 0):
+                seed: int = 0, trust_remote_code: bool = False):
     """A randomly initialised masked LM of the preset (seeded), or one loaded from `init_from`."""
     if init_from:
-        load_masked_lm(init_from, expect_vocab=vocab_size, role="model.init_from")  # checks, one-line errors
+        load_masked_lm(init_from, expect_vocab=vocab_size, role="model.init_from",
+                       trust_remote_code=trust_remote_code)  # checks, one-line errors
         _quiet_transformers()
-        return _sparse_class().from_pretrained(str(init_from), use_safetensors=True)
+        return _sparse_class().from_pretrained(str(init_from), use_safetensors=True,
+                                               trust_remote_code=trust_remote_code)
     torch.manual_seed(seed)
     return _sparse_class()(bert_config(preset, vocab_size, overrides))
 
@@ -119,6 +161,9 @@ def load_masked_lm(name_or_path: str | Path, expect_vocab: int | None = None, ro
 
     _quiet_transformers()
     p = Path(str(name_or_path)).expanduser()
+    if p.is_file():
+        raise ModelError(f"{role} {str(name_or_path)!r} is a file; give the save_pretrained folder that holds "
+                         f"config.json and the .safetensors weights")
     if not p.is_dir():
         if str(name_or_path).startswith(("/", ".", "~")) or p.suffix:
             raise ModelError(f"{role} folder {str(name_or_path)!r} does not exist; give a save_pretrained folder, "
@@ -129,17 +174,25 @@ def load_masked_lm(name_or_path: str | Path, expect_vocab: int | None = None, ro
     if p.is_dir() and not list(p.glob("*.safetensors")):
         raise ModelError(f"{role} folder {str(name_or_path)!r} has no .safetensors weights; entmask never unpickles "
                          f"weights (a pickle can run code): convert it with save_pretrained(safe_serialization=True)")
+    if p.is_dir():
+        check_folder_config(p, role, trust_remote_code)
+        check_safetensors(p, role)
+    name, revision = split_revision(str(name_or_path)) if not p.is_dir() else (str(name_or_path), None)
     try:
         # use_safetensors: never fall back to pickled .bin weights, from a folder or from the hub.
-        model, info = AutoModelForMaskedLM.from_pretrained(str(name_or_path), output_loading_info=True,
+        model, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True, revision=revision,
                                                            trust_remote_code=trust_remote_code, use_safetensors=True)
     except OSError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{role} {str(name_or_path)!r} could not be loaded ({first[:160]}); give a folder written "
-                         f"by save_pretrained or a hub name reachable from here") from None
-    except ValueError as e:
-        raise ModelError(f"{role} {str(name_or_path)!r} is not a masked LM this version can load "
-                         f"({str(e).splitlines()[0][:160]})") from None
+        hint = ("; if the hub repo has only pickled weights, name a revision with safetensors (NAME@refs/pr/1) or "
+                "convert it once with save_pretrained(safe_serialization=True) and pass that folder"
+                if "safetensors" in first.lower() else "")
+        raise ModelError(f"{role} {str(name_or_path)!r} could not be loaded ({first[:160]}){hint}; give a folder "
+                         f"written by save_pretrained or a hub name reachable from here") from None
+    except (ValueError, KeyError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{role} {str(name_or_path)!r} is not a masked LM this version can load ({first}); "
+                         f"write it again with save_pretrained") from None
     missing = [k for k in info.get("missing_keys", []) if not k.endswith("decoder.weight")]  # tied to embeddings
     if missing:
         raise ModelError(f"{role} {str(name_or_path)!r} is not a masked LM: {len(missing)} weights are newly "
@@ -151,9 +204,35 @@ def load_masked_lm(name_or_path: str | Path, expect_vocab: int | None = None, ro
     return model.to(device)
 
 
-def load_teacher(name_or_path: str | Path, device: str | torch.device = "cpu", expect_vocab: int | None = None):
+def check_safetensors(folder: Path, role: str) -> None:
+    """Every weights file of a folder must parse as safetensors: a truncated or damaged file is named in one line
+    (transformers would raise a long traceback from deep inside the loader)."""
+    from safetensors import safe_open
+
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(f), "pt") as fh:
+                list(fh.keys())
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for every kind of damage
+            raise ModelError(f"{role}: weights file {f} is damaged ({str(e).splitlines()[0][:80] if str(e) else 'unreadable'}); "
+                             f"rebuild it (for a run: rerun with --force; for the reference: entmask reference --force)"
+                             ) from None
+
+
+def split_revision(name: str) -> tuple[str, str | None]:
+    """'org/model@refs/pr/1' -> ('org/model', 'refs/pr/1'): a hub revision, e.g. the safetensors conversion of a
+    repository whose main branch has pickled weights only."""
+    if "@" in name and not Path(name).exists():
+        base, rev = name.split("@", 1)
+        return base, rev or None
+    return name, None
+
+
+def load_teacher(name_or_path: str | Path, device: str | torch.device = "cpu", expect_vocab: int | None = None,
+                 trust_remote_code: bool = False):
     """The teacher in eval mode, frozen."""
-    model = load_masked_lm(name_or_path, expect_vocab=expect_vocab, role="teacher", device=device)
+    model = load_masked_lm(name_or_path, expect_vocab=expect_vocab, role="teacher", device=device,
+                           trust_remote_code=trust_remote_code)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -178,8 +257,25 @@ def reference_start(init: str, vocab_size: int, preset: str = "bert-tiny", seed:
     if init == "scratch":
         return build_model(preset, vocab_size, seed=seed)
     src = minilm_dir() if init == "minilm" else init
+    if not Path(str(src)).is_dir():
+        from entmask.data import hub_reachable
+
+        if str(src).startswith(("/", ".", "~")) or Path(str(src)).is_file():
+            raise ModelError(f"reference.init {init!r} is not a folder; give minilm, scratch, a BERT encoder folder "
+                             f"written by save_pretrained, or a hub name")
+        if not hub_reachable():
+            raise ModelError(f"reference.init {init!r} is not a local folder and the hub is unreachable; use minilm "
+                             f"(packaged), scratch, or a local encoder folder")
+    if Path(str(src)).is_dir():
+        check_folder_config(src, "reference.init")
+        check_safetensors(Path(str(src)), "reference.init")
     torch.manual_seed(seed)  # the fresh head's init
-    model = _sparse_class().from_pretrained(str(src), use_safetensors=True)
+    try:
+        model = _sparse_class().from_pretrained(str(src), use_safetensors=True, trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise ModelError(f"reference.init {init!r} could not be loaded ({first}); give a BERT encoder folder written "
+                         f"by save_pretrained, minilm or scratch") from None
     if model.config.vocab_size != vocab_size:
         raise ModelError(f"reference.init {init!r} has a vocabulary of {model.config.vocab_size} but the tokenizer "
                          f"has {vocab_size}; use its tokenizer (--set data.tokenizer=...)")

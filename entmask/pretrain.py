@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import os
 import shutil
@@ -26,7 +27,7 @@ from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from entmask import runs
-from entmask.config import PretrainConfig
+from entmask.config import ConfigError, PretrainConfig
 from entmask.data import Corpus, prepare_corpus, unigram_baseline
 from entmask.entropy import _bf16_ok, check_finite, model_entropy, teacher_entropies
 from entmask.masking import apply_mask, candidate_mask, needs_entropy, select_mask
@@ -314,18 +315,51 @@ class CurveCallback(TrainerCallback):
 
 
 # ---- teacher -------------------------------------------------------------------------------------------------
-def resolve_teacher(cfg: PretrainConfig, root=None, progress: bool = True) -> Path:
+def resolve_teacher(cfg: PretrainConfig, root=None, progress: bool = True, force: bool = False) -> Path:
     """A local folder holding the teacher: the reference run's model, or a given folder / hub model."""
     if cfg.teacher == "reference":
-        return build_reference(cfg, root=root, progress=progress) / "model"
+        if runs.world_size() > 1:
+            return _reference_in_child(cfg, root, progress, force) / "model"
+        return build_reference(cfg, root=root, progress=progress, force=force) / "model"
     p = Path(cfg.teacher).expanduser()
     if p.is_dir():
         return p
     local = runs.cache_dir(root) / "teachers" / runs.safe_name(cfg.teacher)
     if not (local / "config.json").exists():
-        model = load_teacher(cfg.teacher)  # a hub name: check it, then keep a local copy keyed by its weights
-        model.save_pretrained(str(local))
+        # A hub name: check it, then keep a local copy (written atomically: a folder renamed into place).
+        model = load_teacher(cfg.teacher, trust_remote_code=cfg.trust_remote_code)
+        tmp = local.with_name(f".{local.name}.{os.getpid()}.tmp")
+        model.save_pretrained(str(tmp))
+        os.replace(tmp, local)
     return local
+
+
+def _reference_in_child(cfg: PretrainConfig, root, progress: bool, force: bool) -> Path:
+    """Under torchrun, rank 0 builds the reference in a child process that is not part of the process group (an
+    in-process Trainer would try to train it with DDP across ranks that are waiting at a barrier, and the teacher
+    would depend on the launch). The child is `entmask reference` with the same config; the other ranks wait."""
+    import subprocess
+    import sys
+    import tempfile
+
+    run = run_folder(cfg, "reference", root)
+    if runs.is_finished(run) and not force:
+        return run
+    dist_vars = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "MASTER_ADDR",
+                 "MASTER_PORT", "TORCHELASTIC_RUN_ID", "GROUP_WORLD_SIZE", "ROLE_WORLD_SIZE")
+    env = {k: v for k, v in os.environ.items() if k not in dist_vars and not k.startswith("TORCHELASTIC_")}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(cfg.to_json())
+    cmd = [sys.executable, "-m", "entmask", "reference", "--config", f.name,
+           "--runs-dir", str(runs.runs_root(root))] + (["--force"] if force else []) + ([] if progress else ["--quiet"])
+    try:
+        done = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL)
+    finally:
+        os.unlink(f.name)
+    if done.returncode != 0 or not runs.is_finished(run):
+        raise runs.RunError(f"building the reference teacher in {run} failed (exit {done.returncode}); run "
+                            f"`entmask reference --profile {cfg.profile}` alone to see why")
+    return run
 
 
 def check_maskable(corpus: Corpus, include_unk: bool) -> None:
@@ -342,9 +376,9 @@ def check_maskable(corpus: Corpus, include_unk: bool) -> None:
                             f"text (data.tokenizer), or masking.include_unk=true")
 
 
-def check_teacher(teacher_dir: Path, corpus: Corpus) -> None:
+def check_teacher(teacher_dir: Path, corpus: Corpus, trust_remote_code: bool = False) -> None:
     """Fail early, in one line, if the teacher is not a complete masked LM of the tokenizer's vocabulary."""
-    load_teacher(teacher_dir, expect_vocab=len(corpus.tokenizer))
+    load_teacher(teacher_dir, expect_vocab=len(corpus.tokenizer), trust_remote_code=trust_remote_code)
 
 
 # ---- the runs ------------------------------------------------------------------------------------------------
@@ -375,14 +409,19 @@ def _has_tensorboard() -> bool:
     return True
 
 
-def _steps_per_epoch(n_rows: int, batch: int, accum: int) -> int:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return max(1, math.ceil(n_rows / (batch * world)) // accum)
+def _steps_per_epoch(n_rows: int, batch: int, accum: int, world: int | None = None) -> int:
+    """Optimizer updates per epoch by the Trainer's own rule (Trainer.set_initial_training_values): the last,
+    partial accumulation window of an epoch is an update too. [Rounding down instead made 1,100 rows at batch 128
+    with accumulation 4 two updates per epoch where the Trainer does three, so teacher phases ended early.]"""
+    world = int(os.environ.get("WORLD_SIZE", "1")) if world is None else world
+    batches = math.ceil(n_rows / (batch * world))  # len(dataloader) per rank (drop_last is off)
+    return max(batches // accum + int(batches % accum > 0), 1)
 
 
 def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teacher_dir: Path | None,
                  max_steps: int = -1, epochs: float | None = None, lr: float | None = None, batch: int | None = None,
-                 warmup_ratio: float | None = None, progress: bool = True, stop_after: int | None = None):
+                 warmup_ratio: float | None = None, progress: bool = True, stop_after: int | None = None,
+                 extra_callbacks: list | None = None):
     """The EntropyMaskingTrainer for `cfg` (teacher entropies loaded or computed once, teacher for KD loaded)."""
     t = cfg.train
     epochs, lr = t.epochs if epochs is None else epochs, t.lr if lr is None else lr
@@ -403,11 +442,13 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
     cb = EpochCallback(run, corpus.test_ids[:PROBE_ROWS], corpus, keep_epochs)
     curve = CurveCallback(run, corpus, cfg)
     callbacks = [cb, curve, FailpointCallback("pretrain-step")] + ([_StopAt(stop_after)] if stop_after is not None
-                                                                   else [])
+                                                                   else []) + list(extra_callbacks or [])
     trainer = EntropyMaskingTrainer(model=model, args=args, train_dataset=PackedDataset(corpus.train_ids, ent),
                                     data_collator=collate, em=cfg, corpus=corpus, steps_per_epoch=spe,
                                     teacher=teacher, callbacks=callbacks)
     cb.trainer = curve.trainer = trainer
+    for extra in extra_callbacks or []:
+        extra.trainer = trainer
     return trainer
 
 
@@ -517,26 +558,54 @@ def reference_hash(cfg: PretrainConfig) -> str:
 
 def pretrain(cfg: PretrainConfig, root=None, force: bool = False, progress: bool = True,
              stop_after: int | None = None) -> Path:
-    """Find or run the pretraining run of `cfg`; returns its folder (metrics.json + model/ inside)."""
+    """Find or run the pretraining run of `cfg`; returns its folder (metrics.json + model/ inside).
+
+    Under torchrun every rank calls this. Rank 0 decides (finished? forced?) and the decision is broadcast; rank 0
+    alone builds the reference teacher, the corpus cache and the teacher-entropy cache while the others wait at a
+    barrier and then read them; all ranks train; rank 0 evaluates and writes; all meet at a final barrier.
+    """
+    distributed = runs.init_distributed()
+    try:
+        return _pretrain(cfg, root, force, progress, stop_after)
+    finally:
+        if distributed:
+            runs.finish_distributed()
+
+
+def _pretrain(cfg: PretrainConfig, root, force: bool, progress: bool, stop_after: int | None) -> Path:
     run = run_folder(cfg, "pretrain", root)
     with (runs.locked(run) if rank() == 0 else contextlib.nullcontext()), transformers_bars(progress):
-        if runs.is_finished(run) and not force:
+        finished = runs.broadcast(runs.is_finished(run) and not force)
+        if finished:
             runs.check_version(run)
             return run
         if force and run.exists() and rank() == 0:
             shutil.rmtree(run)
-        # The teacher first: a bad --teacher fails in one line before any corpus work.
-        teacher_dir = resolve_teacher(cfg, root, progress) if cfg.uses_teacher() else None
-        corpus = prepare_corpus(cfg.data, root, progress)
-        check_maskable(corpus, cfg.masking.include_unk)
-        if teacher_dir is not None:
-            check_teacher(teacher_dir, corpus)
+        runs.barrier()  # nobody looks at the folder before rank 0 has cleared it
+
+        def prepare():
+            # The teacher first: a bad --teacher fails in one line before any corpus work.
+            tdir = resolve_teacher(cfg, root, progress, force=False) if cfg.uses_teacher() else None
+            corpus = prepare_corpus(cfg.data, root, progress, force=force and rank() == 0,
+                                    trust_remote_code=cfg.trust_remote_code)
+            check_maskable(corpus, cfg.masking.include_unk)
+            if tdir is not None:
+                check_teacher(tdir, corpus, cfg.trust_remote_code)
+                if needs_entropy(cfg.masking.strategy) and cfg.kd.mode != "kd-only":
+                    t = cfg.train
+                    teacher_entropies(tdir, corpus.dir, "train", corpus.train_ids,
+                                      device="cuda" if torch.cuda.is_available() else "cpu",
+                                      batch_size=t.eval_batch_size, chunk_size=t.entropy_chunk, progress=progress,
+                                      block_rows=t.entropy_block_rows, force=force and rank() == 0)
+            return tdir, corpus
+
+        teacher_dir, corpus = runs.main_first(prepare, what="the teacher, corpus and entropy caches")
         if rank() == 0:
             run.mkdir(parents=True, exist_ok=True)
             runs.atomic_write_text(run / "config.json", cfg.to_json() + "\n")
             runs.write_meta(run)
         model = build_model(cfg.model.preset, len(corpus.tokenizer), cfg.model.overrides, cfg.model.init_from,
-                            seed=cfg.train.seed)
+                            seed=cfg.train.seed, trust_remote_code=cfg.trust_remote_code)
         t = cfg.train
         trainer, result, secs, last, spe = _train(
             cfg, run, model, corpus, teacher_dir=teacher_dir, max_steps=t.max_steps, epochs=t.epochs, lr=t.lr,
@@ -558,33 +627,101 @@ def reference_config(cfg: PretrainConfig) -> PretrainConfig:
     ref.masking.strategy, ref.masking.policy, ref.masking.ratio, ref.masking.num_tokens = "random", r.policy, 0.15, None
     ref.kd.mode = "none"
     ref.train.seed = r.seed
+    ref.train.scheduler = r.scheduler
     return ref
+
+
+class ReferenceStopper(TrainerCallback):
+    """Early stopping of the reference adaptation on held-out MLM loss (the corpus is small: a teacher adapted too
+    long memorises it). Every `reference.eval_steps` steps the loss on `reference.stop_rows` train rows held back
+    from adaptation is measured (the test split, on which teacher and students are reported, stays unseen);
+    the best model is saved to best/ (atomically) and training stops after `reference.patience` evaluations
+    without improvement. The record in logs/stop.json survives a kill, so a resumed build keeps its best."""
+
+    def __init__(self, run: Path, stop_corpus: Corpus, cfg: PretrainConfig):
+        self.run, self.stop_corpus, self.cfg = run, stop_corpus, cfg
+        self.trainer = None
+        self.path = run / "logs" / "stop.json"
+        self.state = runs.read_json(self.path) if self.path.exists() else {"best_loss": None, "best_step": None,
+                                                                           "bad": 0, "points": []}
+
+    def on_step_end(self, args, state, control, model=None, **kw):
+        r = self.cfg.reference
+        if not r.eval_steps or state.global_step % r.eval_steps:
+            return
+        if any(p["step"] == state.global_step for p in self.state["points"]):
+            return  # evaluated before a kill and a resume
+        core = self.trainer.accelerator.unwrap_model(model)
+        ev = heldout_eval(core, self.stop_corpus, self.cfg.train.eval_batch_size, self.cfg.train.entropy_chunk)
+        loss = ev["heldout_loss"]
+        st = self.state
+        st["points"].append({"step": state.global_step, "loss": loss, "accuracy": ev["heldout_accuracy"]})
+        if st["best_loss"] is None or loss < st["best_loss"]:
+            st.update(best_loss=loss, best_step=state.global_step, bad=0)
+            tmp = self.run / ".best.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            core.save_pretrained(str(tmp))
+            shutil.rmtree(self.run / "best", ignore_errors=True)
+            os.replace(tmp, self.run / "best")
+        else:
+            st["bad"] += 1
+            if st["bad"] >= r.patience:
+                st["stopped_at"] = state.global_step
+                control.should_training_stop = True
+        runs.write_json(self.path, st)
+
+    def restore_best(self, model) -> dict:
+        """Load the best weights into `model` (when an evaluation ran), and return the stopping record."""
+        best = self.run / "best"
+        if self.state["best_step"] is not None and best.is_dir():
+            from safetensors.torch import load_file
+
+            state = {}
+            for f in sorted(best.glob("*.safetensors")):
+                state.update(load_file(str(f)))
+            model.load_state_dict(state, strict=False)
+            model.tie_weights()
+        return self.state
 
 
 def build_reference(cfg: PretrainConfig, root=None, force: bool = False, progress: bool = True) -> Path:
     """Find or build the offline teacher: an encoder adapted with MLM (80/10/10) on the train split."""
     run = run_folder(cfg, "reference", root)
-    with (runs.locked(run) if rank() == 0 else contextlib.nullcontext()), transformers_bars(progress):
+    with runs.locked(run), transformers_bars(progress):
         if runs.is_finished(run) and not force:
             runs.check_version(run)
             return run
         if force and run.exists():
             shutil.rmtree(run)
-        corpus = prepare_corpus(cfg.data, root, progress)
+        corpus = prepare_corpus(cfg.data, root, progress, trust_remote_code=cfg.trust_remote_code)
         check_maskable(corpus, include_unk=False)
         r = cfg.reference
         ref = reference_config(cfg)
+        model = reference_start(r.init, len(corpus.tokenizer), r.preset, r.seed)  # a bad init fails before any folder
         run.mkdir(parents=True, exist_ok=True)
         runs.write_json(run / "config.json", cfg.reference_hash_dict())
         runs.write_meta(run)
-        model = reference_start(r.init, len(corpus.tokenizer), r.preset, r.seed)
-        print(f"entmask: building the reference teacher ({r.init}, {r.steps} steps of batch {r.batch_size}) "
-              f"in {run}")
-        trainer, result, secs, last, spe = _train(ref, run, model, corpus, teacher_dir=None, max_steps=r.steps,
+        stopper = None
+        train_corpus = corpus
+        if r.eval_steps > 0 and r.stop_rows > 0:
+            if corpus.train_ids.shape[0] < 2 * r.stop_rows:
+                raise ConfigError(f"reference.stop_rows={r.stop_rows} is more than half of the {corpus.train_ids.shape[0]} "
+                                  f"train rows; lower it or set reference.eval_steps=0")
+            train_corpus = dataclasses.replace(corpus, train_ids=corpus.train_ids[:-r.stop_rows])  # [N - S, T]
+            stop_corpus = dataclasses.replace(corpus, test_ids=corpus.train_ids[-r.stop_rows:])  # [S, T]
+            stopper = ReferenceStopper(run, stop_corpus, ref)
+        print(f"entmask: building the reference teacher ({r.init}, up to {r.steps} steps of batch {r.batch_size}, "
+              f"lr {r.lr}{f', early stopping every {r.eval_steps} steps' if stopper else ''}) in {run}")
+        trainer, result, secs, last, spe = _train(ref, run, model, train_corpus, teacher_dir=None, max_steps=r.steps,
                                                   epochs=1, lr=r.lr, batch=r.batch_size,
-                                                  warmup_ratio=r.warmup_ratio, progress=progress)
-        m = _finish(ref, run, trainer, result, secs, last, corpus, {"reference": vars(r).copy(),
-                                                                    "kind": "reference"})
+                                                  warmup_ratio=r.warmup_ratio, progress=progress,
+                                                  extra_callbacks=[stopper] if stopper else [])
+        extra = {"reference": vars(r).copy(), "kind": "reference"}
+        if stopper is not None:
+            record = stopper.restore_best(trainer.accelerator.unwrap_model(trainer.model))
+            extra["early_stopping"] = record
+            shutil.rmtree(run / "best", ignore_errors=True)  # the final model/ is the best one
+        m = _finish(ref, run, trainer, result, secs, last, corpus, extra)
         print(f"entmask: reference held-out masked accuracy {m['heldout_accuracy']:.3f} (unigram "
               f"{m['unigram_accuracy']:.3f}), unmasked-view entropy {m['entropy_mean']:.2f} ± "
               f"{m['entropy_sd']:.2f} nats")

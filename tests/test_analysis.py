@@ -208,6 +208,53 @@ def test_bootstrap_total_seed_intervals():
     assert three["t_interval_note"] is None
 
 
+def _shifted(base: dict, k: int) -> dict:
+    """base's predictions with k more right (k > 0) or k more wrong (k < 0) examples in every task."""
+    out = {}
+    for t, (y, p) in base.items():
+        q = p.copy()
+        if k > 0:
+            wrong = np.flatnonzero(q != y)[:k]
+            q[wrong] = y[wrong]
+        else:
+            right = np.flatnonzero(q == y)[:-k]
+            q[right] = 1 - y[right]
+        out[t] = (y, q)
+    return out
+
+
+def test_two_level_bootstrap_widens_when_seeds_disagree():
+    """Two seeds, one +10 points and one -10: the mean delta is ~0, and resampling seeds makes the CI span both
+    (about [-10, +10]); the example-only CI is narrow around 0 and would hide that the seeds disagree."""
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, size=400)
+    base = {"rte": (y, np.where(rng.random(400) < 0.7, y, 1 - y))}
+    up, down = _shifted(base, 40), _shifted(base, -40)  # 40 of 400 examples = 10 points each way
+    both = bootstrap_total_delta([up, down], [base, base], metric="accuracy", n=2000, seed=0)
+    assert both["seed_deltas"] == pytest.approx([10.0, -10.0])
+    assert both["delta"] == pytest.approx(0.0, abs=1e-9) and both["ci_kind"] == "seeds and examples"
+    assert both["lo"] < -8 and both["hi"] > 8  # wide: the seeds disagree
+    flat = bootstrap_total_delta([up, down], [base, base], metric="accuracy", n=2000, seed=0, resample_seeds=False)
+    assert flat["hi"] - flat["lo"] < 8 and flat["ci_kind"] == "examples"  # example noise alone: narrow
+    # seeds that agree (+10 and +10) keep a CI that excludes 0
+    agree = bootstrap_total_delta([up, _shifted(base, 40)], [base, base], metric="accuracy", n=2000, seed=0)
+    assert agree["lo"] > 0
+
+
+def test_two_level_bootstrap_groups_by_pretraining_seed():
+    """With groups, whole pretraining seeds are drawn first: two pretraining seeds (+10, -10), two fine-tuning
+    seeds each, give the same wide CI as two flat seeds; one group behaves as a flat draw."""
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 2, size=400)
+    base = {"rte": (y, np.where(rng.random(400) < 0.7, y, 1 - y))}
+    up, down = _shifted(base, 40), _shifted(base, -40)
+    r = bootstrap_total_delta([up, up, down, down], [base] * 4, metric="accuracy", n=1000, seed=1,
+                              groups=[0, 0, 1, 1])
+    assert r["lo"] < -8 and r["hi"] > 8
+    with pytest.raises(ValueError, match="groups has 3 labels for 4 seeds"):
+        bootstrap_total_delta([up, up, down, down], [base] * 4, metric="accuracy", n=10, groups=[0, 0, 1])
+
+
 def test_bootstrap_total_refuses_unpaired():
     rng = np.random.default_rng(4)
     a, b = _fixed_preds(rng), _fixed_preds(rng)  # different gold labels: not the same examples

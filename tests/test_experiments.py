@@ -267,15 +267,36 @@ def test_paper_reference_rows(results):
     marg = paper[(paper["model"] == "BERTlet") & paper["strategy"].str.contains(r"\[marg\]")].iloc[0]
     alt = paper[(paper["model"] == "BERTlet") & paper["strategy"].str.contains(r"\[alt\]")].iloc[0]
     assert marg["row mean (recomputed)"] == "71.77" and alt["row mean (recomputed)"] == "71.86"
-    assert marg["CoLA"] == "n/a"  # not available offline: never invented
+    assert marg["CoLA"] == "69.03" and marg["Total"] == "64.17"  # printed Total, not the row mean
+    assert maj["QNLI"] == "50.54" and maj["QQP"] == "63.18"  # implied by the collapsed BERT mid row
     assert len(paper) == 13  # majority + 2 models x 6 strategies
+    assert not (paper[[c for c in paper.columns if c in ("CoLA", "MRPC", "QNLI", "QQP", "RTE", "SST-2", "MNLI",
+                                                          "Total")]] == "n/a").any().any()
     t2 = results["table2"].table
     cold = t2[(t2["source"] == "paper") & (t2["model"] == "BERT") & t2["strategy"].str.contains("max,cold")].iloc[0]
-    assert cold["QNLI"] == "49.46"
+    assert cold["QNLI"] == "49.46" and cold["Total"] == "57.41" and cold["row mean (recomputed)"] == "57.41"
     md = results["table1"].paths["md"].read_text()
-    assert "paper value not available offline" in md and "arXiv:2605.28526" in md
-    assert "paper" not in set(results["kd"].table["source"])
-    assert "not available offline" in results["kd"].paths["md"].read_text()
+    assert "not available offline" not in md and "arXiv:2605.28526" in md and "printed vs" in md
+    kd = results["kd"].table
+    kd_paper = kd[kd["source"] == "paper"]
+    assert set(kd_paper["Total"]) == {"77.19", "76.04", "below both (no number given)"}
+    assert "Paper §3.6" in results["kd"].paths["md"].read_text()
+
+
+def test_paper_numbers_carried_as_data():
+    """The published tables are in the package (not read from ../shared): 16 rows, 4 printed Totals that are not
+    their row mean, and the prose-only figures every experiment shows."""
+    from entmask import paper
+
+    assert len(paper.table(1)) == 12 and len(paper.table(2)) == 4
+    assert {(m, lab) for m, lab, _, _ in paper.totals_not_row_mean()} == {
+        ("BERTlet", "teacher-marginal"), ("BERTlet", "teacher-alternating"), ("BERTlet", "teacher-mid"),
+        ("BERTlet", "self-high-cold")}
+    assert paper.row(2, "BERTlet", "self-high-init")["recomputed"] == 75.15
+    assert [p["total"] for p in paper.PROSE["kd"]] == [77.19, 76.04, None]
+    assert [p["total"] for p in paper.PROSE["corpus"]] == [77.09, 71.66]
+    assert [p["total"] for p in paper.PROSE["weights"]] == [7077.23, 167.33]
+    assert "3%" in paper.PROSE["frozen"][0]["text"]
 
 
 @pytest.mark.slow

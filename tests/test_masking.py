@@ -136,3 +136,15 @@ def test_bert_policy_80_10_10():
     assert abs(rand.sum().item() / n - 0.1) < 0.01
     assert (inp[rand] > 103).all()  # random replacements are never special tokens
     assert (lab == 5000).all()
+
+
+def test_include_unk_with_the_real_tokenizer(tokenizer):
+    """[UNK] is among the BERT tokenizer's special ids; include_unk must still make it a candidate."""
+    unk = tokenizer.unk_token_id
+    assert unk in tokenizer.all_special_ids
+    ids = torch.tensor([[tokenizer.cls_token_id, 2003, unk, 1996, unk, tokenizer.sep_token_id]])
+    special = list(tokenizer.all_special_ids)
+    off = candidate_mask(ids, special, unk, include_unk=False)
+    on = candidate_mask(ids, special, unk, include_unk=True)
+    assert off.tolist() == [[False, True, False, True, False, False]]
+    assert on.tolist() == [[False, True, True, True, True, False]]

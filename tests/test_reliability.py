@@ -1,0 +1,345 @@
+"""Reliability II: no code from data, caches and runs keyed by content, every bad value refused in one line,
+an unfinished run named as such. (The torchrun ranks test lives in test_pretrain.py.)"""
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from entmask import config, data, entropy, pretrain
+from entmask.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.strip() and "it/s]" not in ln and "examples/s]" not in ln]
+    return code, out, lines
+
+
+def one_line_error(capsys, *args) -> str:
+    code, out, lines = run_cli(capsys, *args)
+    assert code == 2, (out, lines)
+    assert len(lines) == 1 and lines[0].startswith("entmask: error: "), lines
+    return lines[0]
+
+
+# ---- 1. nothing executes code from a folder ------------------------------------------------------------------
+def planted_folder(tmp_path: Path, marker: Path) -> Path:
+    """A folder that, given the chance, runs `evil.py` (it creates `marker`): config with an unknown model_type and
+    an auto_map, tokenizer config with an auto_map, real-looking weights."""
+    d = tmp_path / "planted"
+    d.mkdir()
+    code = f"open({str(marker)!r}, 'w').write('pwned')\n" \
+           "from transformers import PretrainedConfig\nclass EvilConfig(PretrainedConfig):\n    model_type = 'evil'\n"
+    (d / "evil.py").write_text(code)
+    auto = {"AutoConfig": "evil.EvilConfig", "AutoModelForMaskedLM": "evil.EvilModel",
+            "AutoModelForSequenceClassification": "evil.EvilModel", "AutoTokenizer": ["evil.EvilTok", None]}
+    (d / "config.json").write_text(json.dumps({"model_type": "evil", "auto_map": auto, "vocab_size": 10}))
+    (d / "tokenizer_config.json").write_text(json.dumps({"auto_map": {"AutoTokenizer": ["evil.EvilTok", None]}}))
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(d / "model.safetensors"))
+    return d
+
+
+@pytest.mark.parametrize("how", ["finetune", "teacher", "tokenizer", "init_from"])
+def test_planted_custom_code_never_runs(tmp_path, session_runs, how):
+    """`echo y |` on stdin: no prompt is shown, nothing is read from stdin, evil.py never runs; one line, exit 2."""
+    marker = tmp_path / "PWNED"
+    d = planted_folder(tmp_path, marker)
+    base = [sys.executable, "-m", "entmask"]
+    cmd = {"finetune": ["finetune", str(d), "--profile", "smoke", "--tasks", "rte"],
+           "teacher": ["pretrain", "--profile", "smoke", "--strategy", "high", "--teacher", str(d)],
+           "tokenizer": ["pretrain", "--profile", "smoke", "--set", f"data.tokenizer={d}"],
+           "init_from": ["pretrain", "--profile", "smoke", "--set", f"model.init_from={d}"]}[how]
+    env = dict(os.environ, ENTMASK_RUNS_DIR=str(tmp_path / "runs"))
+    out = subprocess.run(base + cmd + ["--quiet"], input="y\ny\n", capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert not marker.exists(), "planted code ran"
+    assert "[y/N]" not in out.stdout + out.stderr and "custom code" not in out.stdout
+    err = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("entmask: error: "), out.stderr
+    assert ("auto_map" in err[0] or "model_type 'evil'" in err[0]), err[0]
+
+
+def test_tokenizer_loader_passes_trust_remote_code_false(tmp_path):
+    marker = tmp_path / "PWNED"
+    d = planted_folder(tmp_path, marker)
+    with pytest.raises(data.DataError, match="auto_map"):
+        data.load_tokenizer(str(d))
+    assert not marker.exists()
+
+
+# ---- 2. caches and runs keyed by content ---------------------------------------------------------------------
+@pytest.fixture()
+def own_mirror(tmp_path, mirror):
+    """A writable copy of the mirror's WikiText and vocabulary, to replace files in."""
+    m = tmp_path / "mirror" / "data"
+    shutil.copytree(mirror / "wikitext", m / "wikitext")
+    shutil.copytree(mirror.parent / "models", m.parent / "models")
+    return m
+
+
+def test_replaced_mirror_file_gives_new_corpus_and_run_hash(own_mirror, tmp_path):
+    over = {"data.data_dir": str(own_mirror), "data.max_articles": 8}
+    a = config.resolve("smoke", over)
+    ca = data.prepare_corpus(a.data, tmp_path / "runs", progress=False)
+    f = own_mirror / "wikitext" / "wikitext-2-v1" / "validation.parquet"
+    df = pd.read_parquet(f)
+    df["text"] = df["text"].str.replace(" the ", " a ", regex=False)  # same size class, same shape, new content
+    os.chmod(f, 0o644)
+    df.to_parquet(f)
+    b = config.resolve("smoke", over)
+    assert b.data.fingerprint != a.data.fingerprint and b.short_hash() != a.short_hash()
+    cb = data.prepare_corpus(b.data, tmp_path / "runs", progress=False)
+    assert cb.key != ca.key and cb.dir != ca.dir
+    assert not torch.equal(cb.train_ids, ca.train_ids) or not torch.equal(cb.test_ids, ca.test_ids)
+    # a config resolved before the change is refused, not trained on the new corpus under the old hash
+    with pytest.raises(data.DataError, match="sources changed since this config was resolved"):
+        data.prepare_corpus(a.data, tmp_path / "runs", progress=False)
+
+
+def test_tokenizer_content_is_part_of_the_key(own_mirror):
+    over = {"data.data_dir": str(own_mirror)}
+    a = config.resolve("smoke", over).data.fingerprint
+    vocab = own_mirror.parent / "models" / "bert-base-uncased-vocab" / "vocab.txt"
+    os.chmod(vocab, 0o644)
+    vocab.write_text(vocab.read_text().replace("\nthe\n", "\nthe\n", 1) + "")  # same bytes: same key
+    assert config.resolve("smoke", over).data.fingerprint == a
+    lines = vocab.read_text().splitlines()
+    lines[2000], lines[2001] = lines[2001], lines[2000]  # a different vocabulary, same size
+    vocab.write_text("\n".join(lines) + "\n")
+    assert config.resolve("smoke", over).data.fingerprint != a
+
+
+def test_force_rebuilds_the_corpus_cache(session_runs, capsys):
+    cfg = config.resolve("smoke", {"data.max_articles": 6})
+    c = data.prepare_corpus(cfg.data, session_runs, progress=False)
+    stamp = (c.dir / "stats.json").stat().st_mtime_ns
+    data.prepare_corpus(cfg.data, session_runs, progress=False)
+    assert (c.dir / "stats.json").stat().st_mtime_ns == stamp  # reused
+    again = data.prepare_corpus(cfg.data, session_runs, progress=False, force=True)
+    assert "rebuilding the corpus cache" in capsys.readouterr().out
+    assert (c.dir / "stats.json").stat().st_mtime_ns != stamp and torch.equal(again.train_ids, c.train_ids)
+
+
+def test_entropy_cache_checks_what_it_was_built_for(session_runs, tmp_path, capsys):
+    cfg = config.resolve("smoke", {"masking.strategy": "high"})
+    tdir = pretrain.resolve_teacher(cfg, progress=False)
+    ids = torch.randint(1000, 2000, (4, 16))
+    ent = entropy.teacher_entropies(tdir, tmp_path, "train", ids, progress=False)
+    n = entropy.STATS["passes"]
+    assert torch.equal(entropy.teacher_entropies(tdir, tmp_path, "train", ids, progress=False), ent)
+    assert entropy.STATS["passes"] == n  # reused
+    other = ids.clone()
+    other[0, 3] += 1  # same shape, different token ids
+    capsys.readouterr()
+    ent2 = entropy.teacher_entropies(tdir, tmp_path, "train", other, progress=False)
+    assert entropy.STATS["passes"] == n + 1 and "does not match this corpus/teacher" in capsys.readouterr().out
+    assert not torch.equal(ent2[0], ent[0]) and torch.equal(ent2[1:], ent[1:])
+    entropy.teacher_entropies(tdir, tmp_path, "train", other, progress=False, force=True)
+    assert entropy.STATS["passes"] == n + 2
+
+
+# ---- 4. every bad value refused before any work ------------------------------------------------------------
+@pytest.mark.parametrize("over,needle", [
+    ({"train.epochs": 0}, "train.epochs=0.0 must be > 0"),
+    ({"train.max_steps": 0}, "train.max_steps=0 must be > 0, or -1"),
+    ({"train.batch_size": 0}, "train.batch_size=0 must be >= 1"),
+    ({"train.grad_accum": 0}, "train.grad_accum=0 must be >= 1"),
+    ({"train.lr": "nan"}, "train.lr=nan must be a finite number > 0"),
+    ({"train.lr": "-1e-3"}, "train.lr=-0.001 must be a finite number > 0"),
+    ({"train.lr": "inf"}, "train.lr=inf must be a finite number > 0"),
+    ({"train.warmup_ratio": 1.5}, "train.warmup_ratio=1.5 must be in [0, 1)"),
+    ({"train.adam_beta2": 1}, "train.adam_beta2=1.0 must be in (0, 1)"),
+    ({"train.scheduler": "wobbly"}, "train.scheduler='wobbly' is not a transformers scheduler"),
+    ({"data.seq_len": 1024}, "data.seq_len=1024 exceeds the model's 512 positions"),
+    ({"data.seq_len": 4}, "data.seq_len=4 is too short"),
+    ({"data.splits": "[]"}, "data.splits=[] must name at least one split"),
+    ({"data.max_articles": 1}, "data.max_articles=1 must be >= 2"),
+    ({"model.overrides": '{"hiden_size": 64}'}, "unknown BertConfig field 'hiden_size'; valid fields: "),
+    ({"model.overrides.hidden_dropout_prob": 1.5}, "model.overrides.hidden_dropout_prob=1.5 must be in [0, 1)"),
+    ({"finetune.tasks": "[]"}, "finetune.tasks=[] is empty"),
+    ({"finetune.tasks": "cola,glue9"}, "finetune.tasks has unknown task 'glue9'"),
+    ({"finetune.max_len": 600}, "finetune.max_len=600 exceeds the model's 512 positions"),
+    ({"finetune.seeds": "[]"}, "finetune.seeds=[] must be a non-empty list of distinct integers"),
+    ({"finetune.seeds": "[-1]"}, "finetune.seeds=[-1] must be a non-empty list of distinct integers in [0, 2**32)"),
+    ({"train.seed": -1}, "train.seed=-1 must be in [0, 2**32)"),
+    ({"finetune.tasks": "rte,rte"}, "names a task twice"),
+    ({"profile": "../../escaped"}, "is not a profile"),
+    ({"model.overrides.vocab_size": 1}, "model.overrides.vocab_size is set from the tokenizer"),
+    ({"model.overrides.hidden_act": "bogus"}, "model.overrides.hidden_act='bogus' is unknown"),
+    ({"model.overrides.hidden_size": 33}, "hidden_size 33 is not a multiple of num_attention_heads"),
+    ({"data.extra_text": "bogus"}, "the only extra text is glue-train"),
+    ({"finetune.heldout_fraction": 0}, "finetune.heldout_fraction=0.0 must be in (0, 1)"),
+    ({"reference.steps": 0}, "reference.steps=0 must be >= 1"),
+    ({"kd.mode": "after-init", "masking.teacher_epochs": 0}, "kd.mode=after-init needs masking.teacher_epochs >= 1"),
+    ({"kd.temperature": 0}, "kd.temperature=0.0 must be a finite number > 0"),
+    ({"masking.ratio": "nan"}, "masking.ratio=nan must be in (0, 1]"),
+])
+def test_bad_values_refused(over, needle):
+    with pytest.raises(config.ConfigError) as e:
+        config.resolve("smoke", over)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_misspelled_override_lists_valid_fields():
+    with pytest.raises(config.ConfigError) as e:
+        config.resolve("smoke", {"model.overrides.hidden_dropout": 0.0})
+    assert "hidden_dropout_prob" in str(e.value)  # the list to pick the right name from
+
+
+def test_epochs_zero_writes_nothing(capsys, session_runs, tmp_path):
+    line = one_line_error(capsys, "pretrain", "--profile", "smoke", "--runs-dir", str(tmp_path),
+                          "--set", "train.epochs=0")
+    assert "train.epochs=0.0 must be > 0" in line
+    assert not (tmp_path / "smoke").exists()
+
+
+# ---- files: one line naming the file and the fix -------------------------------------------------------------
+def test_damaged_teacher_weights_one_line(capsys, session_runs, tmp_path):
+    cfg = config.resolve("smoke", {"masking.strategy": "high"})
+    tdir = pretrain.resolve_teacher(cfg, progress=False)
+    bad = tmp_path / "teacher"
+    shutil.copytree(tdir, bad)
+    w = bad / "model.safetensors"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])  # truncated, as by a full disk
+    line = one_line_error(capsys, "pretrain", "--profile", "smoke", "--strategy", "high", "--teacher", str(bad),
+                          "--runs-dir", str(tmp_path / "runs"))
+    assert str(w) in line and "damaged" in line
+
+
+def test_runs_dir_that_is_a_file_one_line(capsys, session_runs, tmp_path):
+    f = tmp_path / "not-a-folder"
+    f.write_text("x")
+    line = one_line_error(capsys, "pretrain", "--profile", "smoke", "--runs-dir", str(f))
+    assert str(f) in line
+
+
+def test_empty_task_list_refused(capsys, session_runs, tmp_path):
+    line = one_line_error(capsys, "finetune", str(tmp_path), "--profile", "smoke", "--tasks", ",")
+    assert "names no task" in line
+
+
+# ---- 5. an unfinished run given to finetune -----------------------------------------------------------------
+def test_unfinished_run_names_itself_and_how_to_resume(capsys, session_runs, tmp_path):
+    cfg = config.resolve("smoke", {"train.max_steps": 12, "train.save_steps": 4}, name="cut")
+    run = pretrain.pretrain(cfg, root=tmp_path, progress=False, stop_after=4)
+    assert not (run / "metrics.json").exists()
+    line = one_line_error(capsys, "finetune", str(run), "--profile", "smoke", "--tasks", "rte")
+    assert "unfinished pretraining run" in line and "checkpoint-4" in line
+    assert f"entmask pretrain --config {run / 'config.json'} --runs-dir {tmp_path.resolve()}" in line
+    # and the command it names does resume it
+    assert main(["pretrain", "--config", str(run / "config.json"), "--runs-dir", str(tmp_path), "--quiet"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["resumed_from"] == "checkpoint-4"
+
+
+@pytest.mark.parametrize("base,inert", [
+    ({}, {"kd.alpha": 0.9, "kd.temperature": 3.0, "masking.source": "self", "masking.self_start": "init",
+          "masking.teacher_epochs": 7}),
+    ({"masking.strategy": "high"}, {"masking.self_start": "init", "masking.teacher_epochs": 3, "kd.alpha": 0.2}),
+    ({"masking.strategy": "high", "masking.source": "self"}, {"masking.teacher_epochs": 4}),
+    ({"masking.num_tokens": 1}, {"masking.ratio": 0.4}),
+    ({"masking.strategy": "high", "kd.mode": "after-init"}, {"masking.source": "self", "masking.self_start": "init"}),
+])
+def test_options_that_change_nothing_do_not_change_the_hash(base, inert):
+    a = config.resolve("smoke", base)
+    b = config.resolve("smoke", {**base, **inert})
+    assert a.short_hash() == b.short_hash()
+
+
+@pytest.mark.parametrize("base,live", [
+    ({"masking.strategy": "high", "masking.source": "self", "masking.self_start": "init"},
+     {"masking.teacher_epochs": 2}),
+    ({"kd.mode": "kd-only"}, {"kd.alpha": 0.3}),
+    ({"masking.strategy": "high", "kd.mode": "after-init"}, {"masking.teacher_epochs": 2}),
+    ({}, {"masking.ratio": 0.4}),
+])
+def test_options_that_matter_change_the_hash(base, live):
+    assert config.resolve("smoke", base).short_hash() != config.resolve("smoke", {**base, **live}).short_hash()
+
+
+# ---- config files handed in with --config -----------------------------------------------------------------
+@pytest.mark.parametrize("content,needle", [
+    ("", "is not valid JSON"),
+    ('{"train": {"lr": ', "is not valid JSON"),
+    ("[1, 2, 3]", "holds a JSON list, not a config object"),
+    ('"hello"', "holds a JSON str, not a config object"),
+    ("null", "holds a JSON NoneType, not a config object"),
+    ('{"train": {"batch_size": "16"}}', "train.batch_size='16' must be an integer"),
+    ('{"train": {"batch_size": true}}', "train.batch_size=True must be an integer"),
+    ('{"train": {"batch_size": 16.5}}', "train.batch_size=16.5 must be an integer"),
+    ('{"train": {"max_steps": null}}', "train.max_steps=None must be an integer"),
+    ('{"masking": "high"}', "masking must be a JSON object"),
+    ('{"train": {"learning_rate": 5}}', "unknown key 'train.learning_rate'"),
+    ('{"finetune": {"tasks": "cola"}}', "finetune.tasks='cola' must be a JSON list"),
+    ('{"version": 1}', "is config version 1"),
+])
+def test_bad_config_files_one_line(capsys, tmp_path, content, needle):
+    f = tmp_path / "config.json"
+    f.write_bytes(content.encode())
+    line = one_line_error(capsys, "info", "--config", str(f))
+    assert needle in line and str(f) in line
+
+
+def test_config_file_round_trip_still_works(capsys, tmp_path):
+    cfg = config.resolve("smoke", {"masking.strategy": "low", "train.lr": 3e-3})
+    f = tmp_path / "config.json"
+    f.write_text(cfg.to_json())
+    assert main(["info", "--config", str(f)]) == 0
+    assert f"# config hash: {cfg.short_hash()}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["bench", "--seq-len", "0"], "--seq-len 0 must be at least 8"),
+    (["bench", "--batch-size", "-1"], "--batch-size -1 must be at least 1"),
+    (["bench", "--repeats", "0"], "--repeats 0 must be at least 1"),
+    (["bench", "--preset", "nope"], "--preset 'nope' is unknown"),
+    (["bench", "--seq-len", "100000"], "exceeds BERT's 512 positions"),
+    (["bench", "--device", "banana"], "is not a device"),
+    (["bench", "--device", "cuda"], "has no CUDA GPU"),
+    (["reproduce", "--profile", "smoke", "--only", "99"], "unknown notebook '99'"),
+    (["experiment", "plateau", "--profile", "smoke", "--recipes", ",", "--report-only"], "names no recipe"),
+    (["pretrain", "--profile", "smoke", "--data-dir", "/etc/hostname"], "is a file, not a folder"),
+    (["pretrain", "--profile", "smoke", "--strategy", "high", "--teacher", "/etc/hostname"], "is a file"),
+    (["reference", "--profile", "smoke", "--set", "reference.init=nobody/nothing"], "hub is unreachable"),
+])
+def test_more_bad_inputs_one_line(capsys, session_runs, tmp_path, args, needle):
+    line = one_line_error(capsys, *args, *(["--runs-dir", str(tmp_path)] if args[0] != "bench" else []))
+    assert needle in line
+    assert not [p for p in tmp_path.rglob("reference-*") if p.is_dir()]  # a bad reference.init leaves no folder
+
+
+def test_finetune_refuses_a_run_with_corrupt_metrics(capsys, session_runs, tmp_path):
+    cfg = config.resolve("smoke", {"train.max_steps": 2}, name="broken")
+    run = pretrain.pretrain(cfg, root=tmp_path, progress=False)
+    (run / "metrics.json").write_text('{"heldout')
+    line = one_line_error(capsys, "finetune", str(run), "--profile", "smoke", "--tasks", "rte")
+    assert "metrics.json is corrupt" in line
+
+
+def test_waiting_for_a_lock_says_so(tmp_path, capsys):
+    from filelock import FileLock
+
+    from entmask import runs
+
+    target = tmp_path / "run"
+    holder = FileLock(str(target) + ".lock")
+    holder.acquire()
+    try:
+        with pytest.raises(runs.RunError, match="is locked by another entmask process"):
+            with runs.locked(target, timeout=0.2):
+                pass
+        assert "waiting for" in capsys.readouterr().out
+    finally:
+        holder.release()
