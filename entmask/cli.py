@@ -231,10 +231,27 @@ def cmd_info(a) -> int:
           f"{cfg.short_hash()})")
     print(f"# data: {cfg.data.corpus}/{cfg.data.corpus_config} {cfg.data.splits} from {data.data_source(cfg.data.data_dir)}")
     print(f"# tokenizer: {data.resolve_tokenizer_path(cfg.data.tokenizer, cfg.data.data_dir)}")
-    print(f"# teacher: {cfg.teacher if cfg.uses_teacher() else '(not used)'}")
+    print(f"# teacher: {_teacher_info(cfg)}")
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
     print(f"# device: {dev}; runs dir: {runs.runs_root().resolve()}")
     return 0
+
+
+def _teacher_info(cfg) -> str:
+    """Which teacher this config would use, and how strong it is when it is a built reference."""
+    from entmask import pretrain
+
+    used = "" if cfg.uses_teacher() else " (not used by this run)"
+    if cfg.teacher != "reference":
+        return f"{cfg.teacher}{used}"
+    r = cfg.reference
+    run = pretrain.run_folder(cfg, "reference")
+    recipe = (f"reference from {r.init}, up to {r.steps} steps of batch {r.batch_size} at lr {r.lr}"
+              + (f", early stopping every {r.eval_steps} steps" if r.eval_steps else ""))
+    m = pretrain.teacher_metrics(run / "model")
+    state = (f"built: held-out masked accuracy {m['heldout_accuracy']:.1%}, loss {m['heldout_loss']:.2f}"
+             if m else "not built yet (built automatically on first use, or `entmask reference`)")
+    return f"{recipe}{used}; {run}: {state}"
 
 
 def cmd_finetune(a) -> int:

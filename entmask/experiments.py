@@ -814,6 +814,42 @@ def plot_weights(deltas, stem: Path) -> dict:
     return _save(fig, stem)
 
 
+# ---- the teacher beside its students ------------------------------------------------------------------------
+def teacher_strength_of(rs: list[_Run]) -> dict | None:
+    """The teacher's held-out masked accuracy and loss (same test split and masking as the students'), the random
+    student's, and their ratio: teacher-masking tests the paper's idea only if the teacher knows clearly more."""
+    from entmask.pretrain import teacher_metrics
+
+    tdirs = [sr["metrics"].get("teacher") for r in rs for sr in r.seed_runs if sr["metrics"].get("teacher")]
+    if not tdirs:
+        return None
+    tm = teacher_metrics(tdirs[0])
+    base = next((r for r in rs if r.label == "baseline" and r.error is None and r.seed_runs), None)
+    out = {"teacher": tdirs[0], "teacher_heldout_accuracy": tm.get("heldout_accuracy"),
+           "teacher_heldout_loss": tm.get("heldout_loss")}
+    if base is not None:
+        bm = _seed_mean_metrics(base)
+        out.update(student_heldout_accuracy=bm.get("heldout_accuracy"), student_heldout_loss=bm.get("heldout_loss"))
+        if out["teacher_heldout_accuracy"] and out["student_heldout_accuracy"]:
+            out["ratio"] = out["teacher_heldout_accuracy"] / out["student_heldout_accuracy"]
+    return out
+
+
+def teacher_line(rs: list[_Run]) -> str | None:
+    t = teacher_strength_of(rs)
+    if t is None:
+        return None
+    if t.get("teacher_heldout_accuracy") is None:
+        return f"Teacher `{t['teacher']}`: its held-out accuracy was not measured (not an entmask reference)."
+    s = (f"Teacher: held-out masked accuracy {_pct(t['teacher_heldout_accuracy'])}, loss "
+         f"{t['teacher_heldout_loss']:.2f}")
+    if t.get("ratio"):
+        s += (f"; random student {_pct(t['student_heldout_accuracy'])}, loss {t['student_heldout_loss']:.2f}: "
+              f"the teacher is {t['ratio']:.2f}x its student" + (" (weaker than 1.25x: its entropies barely know more "
+                                                               "than the student's own)" if t["ratio"] < 1.25 else ""))
+    return s + "."
+
+
 # ---- writing -------------------------------------------------------------------------------------------------
 def _write(name: str, cfg: PretrainConfig, root, rs, table, scores, notes, header_extra: list[str],
            sections: list[tuple[str, object]], extra: dict, seconds: float, figures: dict) -> dict:
@@ -827,6 +863,9 @@ def _write(name: str, cfg: PretrainConfig, root, rs, table, scores, notes, heade
              f"{len(rs)} pretraining run(s), written by entmask.experiments in {seconds:.0f} s.", ""]
     if plateau:
         lines += ["> " + plateau, ""]
+    strength = teacher_line(rs)
+    if strength:
+        lines += ["> " + strength, ""]
     for h in header_extra:
         lines += ["> " + h, ""]
     lines += [md_table(table), ""]
@@ -843,7 +882,8 @@ def _write(name: str, cfg: PretrainConfig, root, rs, table, scores, notes, heade
     runs.write_json(paths["json"], {
         "experiment": name, "title": TITLES[name], "profile": cfg.profile, "model": cfg.model.preset,
         "seconds": seconds, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "git_commit": runs.git_commit(),
-        "tasks": list(cfg.finetune.tasks), "seeds": list(cfg.finetune.seeds),
+        "tasks": list(cfg.finetune.tasks), "seeds": list(cfg.finetune.seeds), "pretrain_seeds": pretrain_seeds(cfg),
+        "teacher": teacher_strength_of(rs),
         "runs": {r.label: {"name": r.cfg.name, "hash": r.cfg.short_hash(), "dir": r.run_dir, "error": r.error,
                            "left_plateau": r.metrics.get("left_plateau"),
                            "heldout_accuracy": r.metrics.get("heldout_accuracy"),

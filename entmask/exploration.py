@@ -448,3 +448,52 @@ def self_mask_overlaps(runs: Mapping[str, Path], view: EntropyView, **kw):
 
 
 __all__ += ["self_mask_overlaps"]
+
+
+# ---- does the teacher's entropy rank what it does not know? -----------------------------------------------------
+def teacher_check(cfg, max_rows: int | None = 512, seed: int = 0, root=None, progress: bool = True,
+                  teacher_dir=None) -> dict:
+    """The teacher's strength and the quality of its entropies on the held-out (test) split.
+
+    Returns its held-out masked accuracy/loss (the reference run's metrics, same masking as every student's) and
+    `entropy.entropy_rank_check` over `max_rows` seeded test rows: Spearman between each position's
+    unmasked-view entropy (what the strategies rank) and the teacher's own loss there when masked. Cached as
+    logs/entropy_check-<rows>-<seed>.json in the reference run folder (a reference's check is computed once).
+    """
+    from entmask import runs
+    from entmask.data import prepare_corpus
+    from entmask.entropy import entropy_rank_check
+    from entmask.models import load_teacher
+    from entmask.pretrain import resolve_teacher, teacher_metrics
+
+    corpus = prepare_corpus(cfg.data, root, progress)
+    tdir = Path(teacher_dir) if teacher_dir else resolve_teacher(cfg, root, progress)
+    cache = tdir.parent / "logs" / f"entropy_check-{max_rows}-{seed}.npz" if tdir.name == "model" else None
+    rows = sample_rows(corpus.test_ids.shape[0], max_rows, seed)
+    ids = corpus.test_ids[rows]
+    tok = corpus.tokenizer
+    cand = candidate_mask(ids, corpus.special_ids, tok.unk_token_id)
+    if cache is not None and cache.exists():
+        z = np.load(cache)
+        arrays = {k: z[k] for k in ("unmasked", "masked_loss", "masked_entropy")}
+        summary = runs.read_json(cache.with_suffix(".json"))
+    else:
+        from entmask.models import transformers_bars
+
+        with transformers_bars(progress):
+            model = load_teacher(tdir)
+        r = entropy_rank_check(model, ids, cand, tok.mask_token_id, seed=seed, chunk_size=cfg.train.entropy_chunk)
+        arrays = {k: r.pop(k) for k in ("unmasked", "masked_loss", "masked_entropy")}
+        summary = r
+        if cache is not None:
+            import io
+
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **arrays)
+            runs.atomic_write_bytes(cache, buf.getvalue())
+            runs.write_json(cache.with_suffix(".json"), summary)
+    m = teacher_metrics(tdir)
+    return {"teacher": str(tdir), "heldout_accuracy": m.get("heldout_accuracy"), "heldout_loss": m.get("heldout_loss"),
+            "unigram_accuracy": m.get("unigram_accuracy"), "recipe": m.get("reference"),
+            "early_stopping": {k: v for k, v in (m.get("early_stopping") or {}).items() if k != "points"},
+            "rows": len(rows), **summary, **arrays}

@@ -334,6 +334,17 @@ def resolve_teacher(cfg: PretrainConfig, root=None, progress: bool = True, force
     return local
 
 
+def teacher_metrics(teacher_dir) -> dict:
+    """An entmask reference teacher's metrics.json (held-out accuracy/loss on the students' test split), or {}."""
+    m = Path(str(teacher_dir)).parent / "metrics.json"
+    if Path(str(teacher_dir)).name == "model" and m.exists():
+        try:
+            return runs.read_json(m)
+        except runs.RunError:
+            return {}
+    return {}
+
+
 def _reference_in_child(cfg: PretrainConfig, root, progress: bool, force: bool) -> Path:
     """Under torchrun, rank 0 builds the reference in a child process that is not part of the process group (an
     in-process Trainer would try to train it with DDP across ranks that are waiting at a barrier, and the teacher

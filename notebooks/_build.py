@@ -123,7 +123,8 @@ sample_rows = 256  # rows of the training split analysed (seeded sample)
 ratio = 0.15  # masking ratio for the strategy comparison (the paper's 15%)
 n_extreme = 12  # tokens in the highest/lowest-entropy lists
 context_window = 6  # wordpieces of context either side
-position_bin = 8  # positions per bin in the entropy-by-position plot''',
+position_bin = 8  # positions per bin in the entropy-by-position plot
+check_rows = 256  # held-out rows for the teacher's entropy-vs-masked-loss check''',
     "",
     [
         md("""
@@ -149,6 +150,38 @@ ax.axvline(math.log(len(view.tokenizer)), color="#C44E52", ls="--", lw=1, label=
 ax.set(xlabel="teacher entropy (nats)", ylabel="tokens", title="Teacher entropy of every maskable token")
 ax.legend()
 notebooks.save_figure(fig, "00_entropy_histogram", cfg)
+plt.show()
+'''),
+        md("""
+### 1b. Is the teacher stronger than its students, and do its entropies rank what it does not know?
+
+Teacher-masking tests the paper's idea only if the teacher knows clearly more than the student it masks for (the
+paper pairs BERT-base with BERTlet). Its held-out masked accuracy is measured exactly as every student's (same test
+rows, same fixed random 15% masking). And high-entropy masking assumes that a position the teacher is unsure about
+*unmasked* is one it would get wrong *masked*: the Spearman correlation below, over held-out positions, between the
+unmasked-view entropy and the teacher's own loss at that position when it is masked (every position masked once, in
+ceil(1/0.15) = 7 disjoint passes), says how far that holds.
+"""),
+        code('''
+check = exploration.teacher_check(cfg, max_rows=check_rows, progress=progress)
+acc = check["heldout_accuracy"]
+print(f"teacher {check['teacher']}")
+if acc is not None:
+    print(f"held-out masked accuracy {acc:.1%}, loss {check['heldout_loss']:.2f} "
+          f"(unigram rate {check['unigram_accuracy']:.1%})")
+print(f"{check['positions']:,} held-out positions: Spearman(unmasked entropy, masked loss) "
+      f"{check['spearman_entropy_vs_masked_loss']:+.3f}; Spearman(unmasked, masked entropy) "
+      f"{check['spearman_entropy_vs_masked_entropy']:+.3f}; top-15% overlap {check['top15_overlap_entropy_vs_loss']:.2f} "
+      f"(chance 0.15)")
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+axes[0].hexbin(check["unmasked"], check["masked_loss"], gridsize=40, bins="log", cmap="viridis")
+axes[0].set(xlabel="unmasked-view entropy (nats)", ylabel="loss when masked (nats)",
+            title=f"Spearman {check['spearman_entropy_vs_masked_loss']:+.2f}")
+axes[1].hexbin(check["unmasked"], check["masked_entropy"], gridsize=40, bins="log", cmap="viridis")
+axes[1].set(xlabel="unmasked-view entropy (nats)", ylabel="masked-view entropy (nats)",
+            title=f"Spearman {check['spearman_entropy_vs_masked_entropy']:+.2f}")
+fig.tight_layout()
+notebooks.save_figure(fig, "00_teacher_entropy_vs_masked_loss", cfg)
 plt.show()
 '''),
         md("""

@@ -68,3 +68,49 @@ def test_model_entropy_equals_dense_and_restores_mode():
     with torch.no_grad():
         dense = token_entropy(m(input_ids=ids).logits)
     assert torch.allclose(h, dense, atol=1e-5)
+
+
+def test_masked_view_scores_every_candidate_once_in_its_own_pass():
+    """ceil(1/ratio) disjoint passes cover every candidate exactly once; each position's loss is the model's loss
+    there with exactly its pass's positions masked (recomputed by hand for one position)."""
+    import math
+
+    from entmask.entropy import masked_view
+    from entmask.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("bert-micro", 50).eval()
+    ids = torch.randint(5, 50, (3, 12))
+    cand = torch.ones_like(ids, dtype=torch.bool)
+    cand[:, 0] = cand[:, -1] = False  # [CLS]/[SEP] are never scored
+    out = masked_view(model, ids, cand, mask_id=4, ratio=0.25, seed=3)
+    assert torch.isfinite(out["loss"][cand]).all() and torch.isnan(out["loss"][~cand]).all()
+    assert torch.isfinite(out["entropy"][cand]).all() and (out["entropy"][cand] <= math.log(50) + 1e-4).all()
+    # recompute row 1, position 5 by hand: the same group draw, only that group masked
+    group = torch.randint(0, 4, ids.shape, generator=torch.Generator().manual_seed(3))
+    sel = cand[1] & (group[1] == group[1, 5])
+    masked = ids[1:2].masked_fill(sel[None], 4)
+    with torch.no_grad():
+        logits = model(input_ids=masked).logits[0, 5]
+    expect = torch.nn.functional.cross_entropy(logits[None], ids[1, 5:6])
+    assert out["loss"][1, 5] == pytest.approx(float(expect), abs=1e-5)
+
+
+def test_entropy_rank_check_counts_candidates_only_and_matches_scipy():
+    """The check scores candidate positions only, and its correlations are scipy's on the arrays it returns."""
+    from scipy import stats
+
+    from entmask.entropy import entropy_rank_check, model_entropy
+    from entmask.models import build_model
+
+    torch.manual_seed(1)
+    model = build_model("bert-micro", 40, {"num_hidden_layers": 1}).eval()
+    ids = torch.randint(5, 40, (4, 10))
+    cand = torch.ones_like(ids, dtype=torch.bool)
+    cand[:, :2] = False
+    r = entropy_rank_check(model, ids, cand, mask_id=4, ratio=0.5)
+    assert r["positions"] == 32
+    assert torch.allclose(torch.as_tensor(r["unmasked"]), model_entropy(model, ids)[cand], atol=1e-5)
+    assert r["spearman_entropy_vs_masked_loss"] == pytest.approx(
+        stats.spearmanr(r["unmasked"], r["masked_loss"]).statistic)
+    assert 0 <= r["top15_overlap_entropy_vs_loss"] <= 1
