@@ -8,7 +8,7 @@ export ENTMASK_DATA_DIR
 PROFILE ?= tiny
 PYTEST_ARGS ?=
 
-.PHONY: setup reproduce test test-fast kernel lab bench clean-runs
+.PHONY: setup reproduce test test-fast kernel lab bench clean-runs matrix-cpu-long
 
 $(BIN)/entmask: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,15 @@ kernel: setup
 
 lab: kernel
 	$(BIN)/jupyter lab notebooks/
+
+## The cpu-long results matrix (hours of CPU; run it in the background with nice): Tables 1 and 2, seed-major,
+## so every finished stage is a whole table. Rerunning resumes (finished runs are found by hash).
+matrix-cpu-long: setup
+	for seeds in '[0]' '[0,1]'; do \
+	  for t in table1 table2; do \
+	    $(BIN)/entmask experiment $$t --profile cpu-long --quiet --set "experiment.pretrain_seeds=$$seeds" || exit 1; \
+	  done; \
+	done
 
 bench: setup
 	$(BIN)/entmask bench --preset bertlet --seq-len 128

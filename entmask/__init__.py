@@ -6,3 +6,4 @@ fine-tuning (`finetune`), analysis (`analysis`), experiments (`experiments`), wi
 (`runs`) and the command line (`cli`). Import submodules directly; this package import stays light.
 """
 __version__ = "0.1.0"
+CONFIG_VERSION = 2  # bump when a config field's meaning changes, so old run folders are recognised as foreign

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from entmask import __version__
+from entmask.config import default_name  # noqa: F401 - one naming rule, re-exported for callers of the CLI
 
 
 class CLIError(Exception):
@@ -153,23 +154,6 @@ def resolve_from_args(a: argparse.Namespace):
         cfg = config.resolve(a.profile, overrides)
     cfg.name = getattr(a, "name", None) or default_name(cfg)
     return cfg
-
-
-def default_name(cfg) -> str:
-    m = cfg.masking
-    if cfg.kd.mode != "none":
-        return f"kd-{cfg.kd.mode}"
-    if m.strategy in ("random", "bernoulli"):
-        name = m.strategy
-    elif m.source == "self":
-        name = f"{m.strategy}-self-{m.self_start}"
-    else:
-        name = f"{m.strategy}-teacher"
-    if m.num_tokens is not None:
-        name += f"-n{m.num_tokens}"
-    elif m.ratio != 0.15:
-        name += f"-r{int(round(m.ratio * 100))}"
-    return name
 
 
 def _setup_env(a) -> None:

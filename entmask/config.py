@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 import typing
@@ -18,7 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-CONFIG_VERSION = 2  # bump when a field's meaning changes, so old run folders are recognised as foreign
+from entmask import CONFIG_VERSION  # noqa: E402 - the bottom of the import graph (runs reads it too)
+from entmask.runs import stable_hash  # noqa: E402,F401 - re-exported: config.stable_hash is public
 
 
 class ConfigError(ValueError):
@@ -226,11 +226,6 @@ class PretrainConfig:
                 "version": self.version}
         _omit_defaults(out, self.OMIT_AT_DEFAULT)
         return out
-
-
-def stable_hash(obj: Any, n: int = 10) -> str:
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:n]
 
 
 def _omit_defaults(d: dict, keys: tuple) -> None:
@@ -710,7 +705,10 @@ PROFILES: dict[str, dict] = {
         "finetune.lr": 2e-4,
         "finetune.batch_size": 32,
         "finetune.max_len": 32,  # no longer than pretraining rows: later positions were never trained
-        "finetune.seeds": [0, 1, 2],
+        # The paper's 2 seeds: 2 pretraining seeds (the student's init and masks vary too), one fine-tuning seed
+        # each; seed-major, so a finished seed is a whole table (the matrix is hours of CPU).
+        "experiment.pretrain_seeds": [0, 1],
+        "finetune.seeds": [0],
         "finetune.max_train": 20000,
         "finetune.precision": "fp32",
     },
@@ -734,6 +732,24 @@ def resolve(profile: str = "tiny", overrides: dict | None = None, name: str | No
     if name:
         cfg.name = name
     return validate(cfg)
+
+
+def default_name(cfg: PretrainConfig) -> str:
+    """The run name the CLI and the experiments give a config (strategy, source, start, KD, ratio)."""
+    m = cfg.masking
+    if cfg.kd.mode != "none":
+        return f"kd-{cfg.kd.mode}"
+    if m.strategy in ("random", "bernoulli"):
+        name = m.strategy
+    elif m.source == "self":
+        name = f"{m.strategy}-self-{m.self_start}"
+    else:
+        name = f"{m.strategy}-teacher"
+    if m.num_tokens is not None:
+        name += f"-n{m.num_tokens}"
+    elif m.ratio != 0.15:
+        name += f"-r{int(round(m.ratio * 100))}"
+    return name
 
 
 def all_keys(cfg: PretrainConfig | None = None) -> list[str]:

@@ -19,7 +19,9 @@ from pathlib import Path
 import torch
 
 from entmask import runs
-from entmask.config import DataConfig, stable_hash
+from entmask.runs import stable_hash
+
+# DataConfig (entmask.config) is only named in annotations: data sits below config in the import graph.
 
 ENV_DATA = "ENTMASK_DATA_DIR"
 ENV_MODELS = "ENTMASK_MODELS_DIR"
@@ -200,9 +202,9 @@ def load_tokenizer(name: str = "bert-base-uncased", data_dir: str | None = None,
     """
     from transformers import AutoTokenizer
 
-    from entmask.models import _quiet_transformers
+    from transformers.utils import logging as hf_logging
 
-    _quiet_transformers()
+    hf_logging.set_verbosity_error()  # no "tokenizer class mismatch" chatter on every load
     path = resolve_tokenizer_path(name, data_dir)
     looked = ", ".join(str(d) for d in _models_dirs(data_dir)) or "no mirror"
     if not Path(path).is_dir() and not hub_reachable():

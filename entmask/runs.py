@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from filelock import FileLock, Timeout
 
-from entmask import __version__
+from entmask import CONFIG_VERSION, __version__
 
 ENV_RUNS = "ENTMASK_RUNS_DIR"
 
@@ -208,9 +208,15 @@ def check_version(run: Path) -> None:
 
 
 def _config_version() -> int:
-    from entmask.config import CONFIG_VERSION
-
     return CONFIG_VERSION
+
+
+def stable_hash(obj: Any, n: int = 10) -> str:
+    """A short sha256 of a JSON-able object (sorted keys): config hashes, cache keys."""
+    import hashlib
+
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:n]
 
 
 def write_meta(run: Path) -> None:

@@ -98,8 +98,8 @@ def test_matrix_other_experiments_share_configs():
         ("high", 0.15, 1), ("low", 0.15, 1)}
     assert mr["high-r15"].short_hash() == t1["teacher-high"].short_hash()
     assert mr["high-r40"].name == "high-teacher-r40" and mr["low-n1"].name == "low-teacher-n1"
-    for name in ("frozen", "weights"):
-        assert [label for label, _ in ex.matrix(name, cfg)] == ["baseline", "teacher-high"]
+    assert [label for label, _ in ex.matrix("frozen", cfg)] == ["baseline", "teacher-high"]
+    assert [label for label, _ in ex.matrix("weights", cfg)] == ["baseline", "teacher-high", "self-high-init"]
     co = dict(ex.matrix("corpus", cfg, corpus="someone/books:plain:train+validation"))
     assert co["baseline"].data.corpus == "someone/books" and co["baseline"].data.corpus_config == "plain"
     assert co["baseline"].data.splits == ["train", "validation"]
@@ -375,7 +375,7 @@ def test_weight_movement(results):
 
     res = results["weights"]
     mv = res.extra["movement"]
-    assert set(zip(mv["label"], mv["task"])) == {(l, t) for l in ("baseline", "teacher-high")
+    assert set(zip(mv["label"], mv["task"])) == {(l, t) for l in ("baseline", "teacher-high", "self-high-init")
                                                  for t in ("cola", "mrpc")}
     assert mv["most_moved"].isin(COMPONENTS).all() and (mv["encoder_rel_change"] > 0).all()
     assert (mv["n_train"] == 43).all()  # 48 subsampled, 10% carved off for early stopping
@@ -383,6 +383,18 @@ def test_weight_movement(results):
     md = res.paths["md"].read_text()
     assert "Most-moved component" in md and "n/a (fewer than 3 distinct training-set sizes)" in md
     assert set(res.extra["deltas"]["component"]) <= set(COMPONENTS) - {"classifier", "pooler"}
+    # the paper's view: the final layer's FFN is one cell per run and task, with both measures
+    view = res.extra["layer_component"]
+    final = view[(view["component"] == "final FFN") & (view["strategy"] == "high (self, init)")]
+    assert len(final) == 1 and final["layer"].iloc[0] == "1"  # bert-micro has layers 0 and 1
+    for col in ("CoLA rel %", "CoLA elem %", "MRPC rel %", "MRPC elem %"):
+        assert final[col].iloc[0] > 0
+    d = res.extra["deltas"]
+    ffn = d[(d["label"] == "self-high-init") & (d["task"] == "cola") & (d["layer"] == 1)
+            & d["component"].isin(["ffn_in", "ffn_out"])]
+    expect = 100 * math.sqrt((ffn["delta_norm"] ** 2).sum() / (ffn["ref_norm"] ** 2).sum())
+    assert final["CoLA rel %"].iloc[0] == pytest.approx(expect, abs=1e-3)
+    assert "Trust `rel`" in md and "7077.23" in md
 
 
 @pytest.mark.slow
