@@ -1013,8 +1013,8 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
 def _finetune_frame(rs: list[_Run]):
     import pandas as pd
 
-    keys = ("task", "seed", "status", "frozen", "paper_score", "glue_score", "collapsed", "majority_paper_score",
-            "n_train", "n_eval", "epochs_run", "eval_note", "run_dir")
+    keys = ("task", "pretrain_seed", "seed", "status", "frozen", "paper_score", "glue_score", "collapsed",
+            "majority_paper_score", "n_train", "n_eval", "epochs_run", "eval_note", "run_dir")
     return pd.DataFrame([{"label": r.label, **{k: f.get(k) for k in keys}} for r in rs for f in r.ft],
                         columns=["label", *keys])
 

@@ -432,3 +432,24 @@ def test_cli_experiment_reuses_the_runs(results, exp_root, capsys, monkeypatch):
     assert cli.main(["experiment", "nope", "--profile", "smoke", "--runs-dir", str(exp_root)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown experiment 'nope'" in err
+
+
+@pytest.mark.slow
+def test_pretraining_seeds_seed_major_and_two_level_ci(exp_root, capsys):
+    """experiment.pretrain_seeds=[0, 1]: every row at seed 0 before any row at seed 1 (a finished seed is a whole
+    table), seed 0 reused from the one-seed results, each row's cells averaged over both pretraining seeds, and one
+    per-seed delta per (pretraining, fine-tuning) seed pair."""
+    cfg = config.resolve("smoke", {**OVERRIDES, "finetune.tasks": ["mrpc"], "experiment.pretrain_seeds": [0, 1]})
+    res = ex.frozen(cfg, root=exp_root, progress=True)
+    said = [ln for ln in capsys.readouterr().out.splitlines() if ": pretraining " in ln]
+    order = [(ln.split("pretraining ")[1].split(" seed ")[0], ln.split(" seed ")[1].split(" ")[0]) for ln in said]
+    assert order == [("baseline", "0"), ("teacher-high", "0"), ("baseline", "1"), ("teacher-high", "1")]
+    assert set(res.extra["finetune"]["pretrain_seed"]) == {0, 1}
+    hi = ours(res)[ours(res)["strategy"] == "high (teacher)"].iloc[0]
+    assert len(hi["per-seed Δ"].split(", ")) == 2
+    runs_dirs = {p.name for p in (exp_root / "smoke" / "pretrain").iterdir() if p.is_dir()}
+    c1 = dict(ex.matrix("frozen", cfg))["baseline"]
+    c1.train.seed = 1
+    assert any(d.endswith(c1.short_hash()) for d in runs_dirs)  # the seed-1 run exists under its own hash
+    md = res.paths["md"].read_text()
+    assert "pretraining seed(s) [0, 1]" in md and "two-level" in md
