@@ -37,8 +37,9 @@ test-fast: setup
 kernel: setup
 	$(BIN)/python -m ipykernel install --user --name entmask --display-name "Python (entmask)"
 
+# As root (containers, lab machines) JupyterLab refuses to start without --allow-root.
 lab: kernel
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 ## The cpu-long results matrix (hours of CPU; run it in the background with nice): Tables 1 and 2, seed-major,
 ## so every finished stage is a whole table. Rerunning resumes (finished runs are found by hash).

@@ -754,7 +754,9 @@ NOTEBOOKS = {
 
 def build(name: str, cells: list) -> nbformat.NotebookNode:
     nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    # The kernel `make kernel` / `make lab` installs for .venv, so JupyterLab opens on entmask's environment;
+    # papermill and `entmask reproduce` pass their own kernel name, so they run with whatever kernel they are given.
+    nb.metadata["kernelspec"] = {"name": "entmask", "display_name": "Python (entmask)", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     for i, c in enumerate(nb.cells):
         c["id"] = f"{name[:2]}-{i:02d}"  # stable ids: regenerating gives the same file
