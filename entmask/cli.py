@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("experiment", help="run one of the paper's experiments and write its table")
     _common(s)
-    s.add_argument("name", help="table1 | table2 | kd | mask-rate | frozen | weights | corpus | plateau")
+    s.add_argument("name", help="table1 | table2 | kd | mask-rate | frozen | weights | corpus | plateau | verdicts "
+                                "(the paper's claims judged on finished table1/table2 results)")
     s.add_argument("--corpus", help="for `corpus`: another corpus by hub name (e.g. bookcorpus)")
     s.add_argument("--recipes", help="for `plateau`: comma-separated recipe labels (default: all of them)")
     s.add_argument("--report-only", action="store_true",

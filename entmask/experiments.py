@@ -1196,8 +1196,111 @@ def plot_plateau(curves: dict, stem: Path) -> dict:
     return _save(fig, stem)
 
 
+# ---- the paper's claims, judged by GLUE on the runs that finished ----------------------------------------------
+# (id, the paper's words, section, results file, model row, reference row, expected sign of Total(model) − Total(ref))
+CLAIMS: tuple = (
+    ("high>random", "high-entropy teacher masking improves over random masking (2-3 points)", "3.1", "table1",
+     "teacher-high", "baseline", +1),
+    ("low>random", "low-entropy masking also improves over random", "3.1", "table1", "teacher-low", "baseline", +1),
+    ("high>low", "... but not as much as high-entropy masking", "3.1", "table1", "teacher-high", "teacher-low", +1),
+    ("marg<random", "marginal masking hurts the smaller model (BERTlet)", "3.1", "table1", "teacher-marginal",
+     "baseline", -1),
+    ("alt<random", "alternating masking hurts the smaller model (BERTlet)", "3.1", "table1", "teacher-alternating",
+     "baseline", -1),
+    ("mid<random", "mid-entropy masking deteriorates strongly", "3.1", "table1", "teacher-mid", "baseline", -1),
+    ("cold<random", "self-masking from a cold start deteriorates", "3.2", "table2", "self-high-cold", "baseline", -1),
+    ("init>random", "self-masking after a teacher epoch improves over the baseline (BERTlet +4)", "3.2", "table2",
+     "self-high-init", "baseline", +1),
+    ("init>high", "... and by about 1 point over teacher-masked high entropy", "3.2", "table2", "self-high-init",
+     "teacher-high", +1),
+)
+
+
+def judge(delta: float, lo: float, hi: float, expected: int, plateau: bool = False, n_units: int = 2) -> tuple:
+    """(verdict, why) of one claim from the two-level bootstrap CI of Δ = Total(model) − Total(reference)."""
+    if plateau:
+        return "unresolved", "a student on the unigram plateau: its GLUE scores test nothing"
+    if n_units < 2:
+        return "unresolved", "one seed only: the CI cannot include seed noise"
+    if lo > 0 or hi < 0:
+        sign = 1 if lo > 0 else -1
+        ok = sign == expected
+        return ("supported" if ok else "contradicted"), (f"Δ {delta:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}] excludes 0 "
+                                                         f"{'in the claimed direction' if ok else 'in the other direction'}")
+    return "unresolved", f"Δ {delta:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}] contains 0"
+
+
+def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
+    """Each of the paper's §3.1-3.2 claims marked supported, contradicted or unresolved from the finished Table 1
+    and Table 2 results of this profile (GLUE Totals; two-level bootstrap over seeds and examples between the two
+    rows a claim compares). Trains nothing: run `entmask experiment table1` / `table2` first."""
+    import pandas as pd
+
+    from entmask.analysis import bootstrap_total_delta, predictions_of
+
+    out_dir = runs.results_dir(cfg.profile, root)
+    loaded = {}
+    for name in ("table1", "table2"):
+        f = out_dir / f"{name}.json"
+        if f.exists():
+            loaded[name] = runs.read_json(f)
+    if not loaded:
+        raise ExperimentError(f"no Table 1 or Table 2 results in {out_dir}; run `entmask experiment table1 --profile "
+                              f"{cfg.profile}` (and table2) first")
+    rows = []
+    for cid, words, sec, table, model, ref, sign in CLAIMS:
+        row = {"claim": cid, "paper (§)": f"{words} (§{sec})", "compares": f"{RUN_SPECS[model][1]} vs {RUN_SPECS[ref][1]}"}
+        d = loaded.get(table)
+        if d is None:
+            rows.append({**row, "verdict": "unresolved", "why": f"{table} has not been run"})
+            continue
+        ft = pd.DataFrame(d["extra"].get("finetune", []))
+        tasks = [t for t in TASK_ORDER if t in d["tasks"]]
+        units = {}
+        for label in (model, ref):
+            g = ft[(ft["label"] == label) & (ft["status"] == "ok")] if len(ft) else ft
+            by = {}
+            for f in g.to_dict("records"):
+                by.setdefault((f.get("pretrain_seed") or 0, f["seed"]), {})[f["task"]] = f["run_dir"]
+            units[label] = by
+        common = sorted(set(units[model]) & set(units[ref]))
+        cov = [t for t in tasks if common and all(t in units[model][k] and t in units[ref][k] for k in common)]
+        if not common or not cov:
+            rows.append({**row, "verdict": "unresolved", "why": "the rows have no finished fine-tuning in common"})
+            continue
+        pm = [{t: predictions_of(units[model][k][t]) for t in cov} for k in common]
+        pb = [{t: predictions_of(units[ref][k][t]) for t in cov} for k in common]
+        b = bootstrap_total_delta(pm, pb, metric="paper", n=cfg.finetune.bootstrap or 1000, seed=0,
+                                  groups=[k[0] for k in common])
+        info = d["runs"]
+        plateau = any(info.get(x, {}).get("left_plateau") is False for x in (model, ref))
+        verdict, why = judge(b["delta"], b["lo"], b["hi"], sign, plateau, len(common))
+        rows.append({**row, "Δ Total": round(b["delta"], 2), "95% CI": f"[{b['lo']:+.2f}, {b['hi']:+.2f}]",
+                     "per-seed Δ": ", ".join(f"{x:+.2f}" for x in b["seed_deltas"]), "seeds": len(common),
+                     "tasks": ", ".join(TASK_LABEL[t] for t in cov), "verdict": verdict, "why": why})
+    table = pd.DataFrame(rows)
+    lines = [f"# The paper's claims at profile `{cfg.profile}`", "",
+             "Judged by GLUE Totals (the paper's metric x 100, mean over the tasks both rows finished), with a "
+             "two-level paired bootstrap over seeds and validation examples. Supported / contradicted: the 95% CI "
+             "of Δ excludes 0 in / against the claimed direction; unresolved: it contains 0, a row is on the "
+             "unigram plateau, or a row has not finished. Held-out MLM loss is not used: a strategy-masked student "
+             "is tested on random masks it never trained on.", "", md_table(table), ""]
+    teacher = next((d.get("teacher") for d in loaded.values() if d.get("teacher")), None)
+    if teacher and teacher.get("ratio"):
+        lines += [f"Teacher: held-out accuracy {_pct(teacher['teacher_heldout_accuracy'])} vs random student "
+                  f"{_pct(teacher['student_heldout_accuracy'])} ({teacher['ratio']:.2f}x).", ""]
+    stem = out_dir / "verdicts"
+    paths = {"md": stem.with_suffix(".md"), "json": stem.with_suffix(".json"), "csv": stem.with_suffix(".csv")}
+    runs.atomic_write_text(paths["md"], "\n".join(lines))
+    runs.atomic_write_text(paths["csv"], table.to_csv(index=False))
+    runs.write_json(paths["json"], {"profile": cfg.profile, "claims": rows, "teacher": teacher,
+                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "git_commit": runs.git_commit()})
+    _say(progress, f"verdicts: wrote {paths['md']}")
+    return ExperimentResult(name="verdicts", table=table, paths=paths)
+
+
 EXPERIMENTS = {"table1": table1, "table2": table2, "kd": kd, "mask-rate": mask_rate, "frozen": frozen,
-               "weights": weights, "corpus": corpus, "plateau": plateau}
+               "weights": weights, "corpus": corpus, "plateau": plateau, "verdicts": verdicts}
 
 
 def run(name: str, cfg: PretrainConfig, progress: bool = True, root=None, **kw) -> Path:

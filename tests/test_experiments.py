@@ -453,3 +453,28 @@ def test_pretraining_seeds_seed_major_and_two_level_ci(exp_root, capsys):
     assert any(d.endswith(c1.short_hash()) for d in runs_dirs)  # the seed-1 run exists under its own hash
     md = res.paths["md"].read_text()
     assert "pretraining seed(s) [0, 1]" in md and "two-level" in md
+
+
+@pytest.mark.parametrize("delta,lo,hi,expected,plateau,n,verdict", [
+    (2.0, 0.5, 3.5, +1, False, 2, "supported"),
+    (2.0, 0.5, 3.5, -1, False, 2, "contradicted"),
+    (-2.0, -3.5, -0.5, -1, False, 2, "supported"),
+    (0.3, -1.0, 1.6, +1, False, 4, "unresolved"),
+    (2.0, 0.5, 3.5, +1, True, 2, "unresolved"),  # a plateau student tests nothing
+    (2.0, 0.5, 3.5, +1, False, 1, "unresolved"),  # one seed: no seed noise in the CI
+])
+def test_judge_a_claim(delta, lo, hi, expected, plateau, n, verdict):
+    assert ex.judge(delta, lo, hi, expected, plateau, n)[0] == verdict
+
+
+@pytest.mark.slow
+def test_verdicts_from_finished_tables(results, exp_root):
+    res = ex.verdicts(smoke_cfg(), root=exp_root, progress=False)
+    t = res.table
+    assert list(t["claim"]) == [c[0] for c in ex.CLAIMS]
+    assert set(t["verdict"]) <= {"supported", "contradicted", "unresolved"}
+    # smoke students are on the plateau and have one seed: nothing can be judged
+    assert (t["verdict"] == "unresolved").all()
+    hi = t[t["claim"] == "high>random"].iloc[0]
+    assert hi["tasks"] == "CoLA, MRPC" and hi["seeds"] >= 1
+    assert res.paths["md"].exists() and "two-level paired bootstrap" in res.paths["md"].read_text()
