@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from entmask.entropy import check_finite, model_entropy
-from entmask.masking import STRATEGIES, apply_mask, candidate_mask, canonical_strategy, select_mask
+from entmask.masking import EXTRA, STRATEGIES, apply_mask, candidate_mask, canonical_strategy, select_mask
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 ENV_STATIC = "ENTMASK_STATIC_WIDGETS"  # set to 1: `show` emits only the static HTML (see `show`)
@@ -53,6 +53,7 @@ class SentenceScores:
     candidates: torch.Tensor  # [T] bool: may be masked (not special, not [UNK])
     text: str = ""
     source: str | None = None  # the entropy source's name, for titles
+    full_length: int | None = None  # wordpieces of the whole text with [CLS]/[SEP]; > len(tokens) when it was cut
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -72,12 +73,33 @@ def score_sentence(model, tokenizer, text: str, max_len: int = 128, source: str 
     """
     enc = tokenizer(text, truncation=True, max_length=max_len, return_tensors="pt")
     ids = enc["input_ids"]  # [1, T]
+    full = len(tokenizer(text)["input_ids"])  # the untruncated length, so a cut text can say so
     dev = _device_of(model)
     ent = model_entropy(model, ids.to(dev), enc.get("attention_mask", torch.ones_like(ids)).to(dev))  # [1, T]
     check_finite(ent, f"entropy of {text[:40]!r}")
     cand = candidate_mask(ids, list(tokenizer.all_special_ids), tokenizer.unk_token_id)  # [1, T]
     return SentenceScores(tokens=tokenizer.convert_ids_to_tokens(ids[0].tolist()), input_ids=ids[0].clone(),
-                          entropy=ent[0].float().cpu(), candidates=cand[0].clone(), text=text, source=source)
+                          entropy=ent[0].float().cpu(), candidates=cand[0].clone(), text=text, source=source,
+                          full_length=full)
+
+
+def truncation_note(scores: SentenceScores) -> str:
+    """A visible warning when the text was cut to the model's length ('' when it was not)."""
+    if scores.full_length is None or scores.full_length <= len(scores):
+        return ""
+    return (f'<div class="em-truncated" style="{_FONT}font-size:12px;color:#b45309;margin:2px 0">text cut to '
+            f'{len(scores)} of its {scores.full_length} wordpieces (the model\'s length); the rest is not scored</div>')
+
+
+def alternating_side(seed: int) -> str:
+    """The side ('high' or 'low') the alternating coin picks for this seed, as `choose_mask` draws it."""
+    coin = torch.rand(1, generator=torch.Generator().manual_seed(int(seed)))
+    return "high" if coin.item() < 0.5 else "low"
+
+
+def fixed_scale(tokenizer) -> tuple[float, float]:
+    """The fixed colour scale 0..log V: a flat model (all near log V) looks flat, not pale-to-dark."""
+    return (0.0, math.log(len(tokenizer)))
 
 
 def choose_mask(scores: SentenceScores, strategy: str, ratio: float = 0.15, num_tokens: int | None = None,
@@ -188,7 +210,7 @@ def _mask_list(scores: SentenceScores, mask: torch.Tensor | None) -> list[bool]:
     return m.tolist()
 
 
-def _legend(scale: _Scale, show_mask: bool = True) -> str:
+def _legend(scale: _Scale, show_mask: bool = True, fixed: bool = False) -> str:
     bar = (f'<span style="display:inline-block;width:140px;height:10px;vertical-align:middle;'
            f'background:{scale.gradient()};border:1px solid #999;margin:0 6px"></span>')
     masked = (f'<span style="margin-left:14px;padding:0 4px;outline:2px solid {_MASK_COLOR};'
@@ -198,9 +220,11 @@ def _legend(scale: _Scale, show_mask: bool = True) -> str:
     # whatever range there is, and the legend must show how small it is.
     span = scale.hi - scale.lo
     d = 2 if span >= 0.1 or span == 0 else min(6, 1 - math.floor(math.log10(span)))
-    return (f'<div class="em-legend" style="{_FONT}font-size:11px;color:#333;margin:4px 0">entropy '
+    kind = "fixed scale 0..log V" if fixed else "scale: this sentence's min..max"
+    return (f'<div class="em-legend" data-scale="{"fixed" if fixed else "sentence"}" style="{_FONT}font-size:11px;'
+            f'color:var(--jp-ui-font-color1,#333);margin:4px 0">entropy '
             f'<span class="em-min">{scale.lo:.{d}f}</span>{bar}<span class="em-max">{scale.hi:.{d}f}</span> nats'
-            f'{masked}</div>')
+            f' <span class="em-scale-kind" style="color:var(--jp-ui-font-color2,#666)">({kind})</span>{masked}</div>')
 
 
 def _token_spans(scores: SentenceScores, mask: torch.Tensor | None, scale: _Scale) -> str:
@@ -226,45 +250,46 @@ def render_tokens_html(scores: SentenceScores, mask: torch.Tensor | None = None,
     `scale` fixes (min, max) of the colour scale (e.g. to compare sentences); default: this sentence's range.
     """
     sc = _Scale(*scale) if scale else _Scale.of(scores.entropy)
-    head = f'<div style="{_FONT}font-weight:bold;margin-bottom:2px">{_esc(title)}</div>' if title else ""
-    return (f'<div class="em-tokens" style="{_FONT}line-height:1.9">{head}{_legend(sc, mask is not None)}'
-            f'<div>{_token_spans(scores, mask, sc)}</div></div>')
+    head = (f'<div style="{_FONT}font-weight:bold;margin-bottom:2px;color:var(--jp-ui-font-color1,#111)">'
+            f'{_esc(title)}</div>' if title else "")
+    return (f'<div class="em-tokens" style="{_FONT}line-height:1.9;max-width:100%;overflow-wrap:anywhere">{head}'
+            f'{_legend(sc, mask is not None, fixed=scale is not None)}'
+            f'<div style="display:flex;flex-wrap:wrap;max-width:100%">{_token_spans(scores, mask, sc)}</div></div>')
 
 
 def render_entropy_bars_html(scores: SentenceScores, mask: torch.Tensor | None = None, height: int = 150,
-                             bar_width: int = 14) -> str:
-    """Inline SVG bar chart of entropy per token; masked bars get a blue outline and a dot above. No JavaScript."""
+                             bar_width: int = 14, scale: tuple[float, float] | None = None) -> str:
+    """Bar chart of entropy per token in plain HTML/CSS (no SVG, no JavaScript): it survives JupyterLab's
+    sanitiser in untrusted notebooks, where inline SVG is stripped. Masked bars get a blue outline and a dot.
+    The chart scrolls inside its own box, so a long sentence never widens the page. Bars are
+    `<div class="em-bar" data-idx="i" data-masked="0|1" title="i tok: H=x.xx nats">`."""
     masked = _mask_list(scores, mask)
     ent = scores.entropy.tolist()
-    sc = _Scale.of(scores.entropy)
-    top = max([e for e in ent if math.isfinite(e)] + [1e-6])
-    pad_l, pad_t, label_h = 34, 12, 70
-    w = pad_l + bar_width * len(ent) + 6
-    h = pad_t + height + label_h
-    parts = [f'<svg class="em-bars" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
-             f'style="{_FONT}font-size:10px;background:#fff">',
-             f'<text x="2" y="{pad_t + 4}" fill="#333">{top:.1f}</text>',
-             f'<text x="2" y="{pad_t + height}" fill="#333">0</text>',
-             f'<text x="2" y="{pad_t + height // 2}" fill="#666">nats</text>',
-             f'<line x1="{pad_l - 2}" y1="{pad_t + height}" x2="{w - 4}" y2="{pad_t + height}" stroke="#999"/>']
+    sc = _Scale(*scale) if scale else _Scale.of(scores.entropy)
+    top = scale[1] if scale else max([e for e in ent if math.isfinite(e)] + [1e-6])
+    col = f"display:inline-flex;flex-direction:column;align-items:center;width:{bar_width}px;flex:0 0 {bar_width}px;"
+    cols = []
     for i, (tok, e, m) in enumerate(zip(scores.tokens, ent, masked)):
-        bh = 0.0 if not math.isfinite(e) else height * e / top
-        x = pad_l + i * bar_width
-        y = pad_t + height - bh
-        stroke = f' stroke="{_MASK_COLOR}" stroke-width="2"' if m else ""
-        tip = f"{i} {tok}: H={e:.2f} nats" + (" (masked)" if m else "")
-        parts.append(f'<rect class="em-bar" data-idx="{i}" data-masked="{int(m)}" x="{x + 1}" y="{y:.1f}" '
-                     f'width="{bar_width - 2}" height="{bh:.1f}" fill="{sc.color(e)}"{stroke}>'
-                     f'<title>{_esc(tip)}</title></rect>')
-        if m:
-            parts.append(f'<circle cx="{x + bar_width / 2:.1f}" cy="{y - 5:.1f}" r="2.5" fill="{_MASK_COLOR}"/>')
-        lx, ly = x + bar_width / 2 + 3, pad_t + height + 6
+        bh = 0.0 if not math.isfinite(e) else min(height, height * e / top)
+        outline = f"outline:2px solid {_MASK_COLOR};" if m else ""
+        dot = (f'<div style="width:5px;height:5px;border-radius:50%;background:{_MASK_COLOR};margin-bottom:1px">'
+               f'</div>' if m else '<div style="height:6px"></div>')
         label = tok if len(tok) <= 12 else tok[:11] + "…"
-        weight = ' font-weight="bold"' if m else ""
-        parts.append(f'<text x="{lx:.1f}" y="{ly}" text-anchor="end" transform="rotate(-60 {lx:.1f} {ly})" '
-                     f'fill="{_MASK_COLOR if m else "#333"}"{weight}>{_esc(label)}</text>')
-    parts.append("</svg>")
-    return f'<div class="em-bars-wrap" style="overflow-x:auto;max-width:100%">{"".join(parts)}</div>'
+        tip = f"{i} {tok}: H={e:.2f} nats" + (" (masked)" if m else "")
+        cols.append(
+            f'<div class="em-col" style="{col}" title="{_esc(tip)}">'
+            f'<div style="height:{height + 8}px;display:flex;flex-direction:column;justify-content:flex-end;'
+            f'align-items:center">{dot}<div class="em-bar" data-idx="{i}" data-masked="{int(m)}" '
+            f'style="width:{bar_width - 3}px;height:{bh:.1f}px;background:{sc.color(e)};{outline}"></div></div>'
+            f'<div style="writing-mode:vertical-rl;transform:rotate(180deg);height:70px;font-size:10px;'
+            f'white-space:nowrap;overflow:hidden;color:{_MASK_COLOR if m else "var(--jp-ui-font-color1,#333)"};'
+            f'{"font-weight:bold;" if m else ""}">{_esc(label)}</div></div>')
+    axis = (f'<div style="display:inline-flex;flex-direction:column;justify-content:space-between;height:{height}px;'
+            f'margin-top:8px;padding-right:4px;font-size:10px;color:var(--jp-ui-font-color2,#555)">'
+            f'<span>{top:.1f}</span><span>nats</span><span>0</span></div>')
+    return (f'<div class="em-bars-wrap" style="overflow-x:auto;max-width:100%;width:100%;box-sizing:border-box">'
+            f'<div class="em-bars" style="{_FONT}display:flex;align-items:flex-start;width:max-content;'
+            f'border-bottom:1px solid #999">{axis}{"".join(cols)}</div></div>')
 
 
 def render_comparison_html(scores: SentenceScores, strategies: Sequence[str] = STRATEGIES, ratio: float = 0.15,
@@ -399,9 +424,10 @@ class _Scorer:
                 if self._loader is not None:
                     m = self._loader(src)
                 else:
-                    from entmask.models import load_teacher
+                    from entmask.models import load_teacher, transformers_bars
 
-                    m = load_teacher(src, device=self.device, expect_vocab=len(self.tokenizer))
+                    with transformers_bars(False):  # no "Loading weights" bar printed above the widget
+                        m = load_teacher(src, device=self.device, expect_vocab=len(self.tokenizer))
                 self.stats["loads"] += 1
             else:
                 m = src
@@ -538,6 +564,7 @@ class _WidgetBase:
         if scores is None:
             self.w_status.value = ('<span style="color:#a60">not scored yet for this sentence and source: press '
                                    '<b>Score</b></span>')
+            self.w_view.value = ""  # the old sentence's tokens would read as this one's
             return
         self.w_status.value = ""
         self.w_view.value = self._body(scores)
@@ -574,15 +601,21 @@ class MaskExplorer(_WidgetBase):
 
     def __init__(self, sources, tokenizer, examples: Sequence[str] = DEFAULT_EXAMPLES, sentence: str | None = None,
                  strategy: str = "high", ratio: float = 0.15, seed: int = 0, top_k: int = 5, max_len: int = 128,
-                 device: str | torch.device = "cpu", loader: Callable | None = None, score_now: bool = True):
+                 device: str | torch.device = "cpu", loader: Callable | None = None, score_now: bool = True,
+                 scale: str = "sentence"):
         super().__init__(sources, tokenizer, examples, sentence, ratio, seed, max_len, device, loader)
         w = _ipywidgets()
+        if scale not in ("sentence", "fixed"):
+            raise ValueError(f"scale={scale!r}: choose sentence (each sentence's min..max) or fixed (0..log V)")
         self.top_k = top_k
         self._preds: dict[tuple, list[tuple[str, float]]] = {}
         self._position: int | None = None
-        self.w_strategy = w.Dropdown(options=list(STRATEGIES), value=canonical_strategy(strategy),
+        self.w_strategy = w.Dropdown(options=list(STRATEGIES) + list(EXTRA), value=canonical_strategy(strategy),
                                      description="strategy")
         self.w_strategy.observe(self._on_setting, names="value")
+        self.w_scale = w.ToggleButtons(options=[("sentence range", "sentence"), ("fixed 0..log V", "fixed")],
+                                       value=scale, description="colours", style={"button_width": "110px"})
+        self.w_scale.observe(self._on_setting, names="value")
         self.w_token = w.Dropdown(options=[("(press Score)", None)], value=None, description="predict at",
                                   layout=w.Layout(width="auto"))
         self.w_token.observe(self._on_token, names="value")
@@ -590,7 +623,7 @@ class MaskExplorer(_WidgetBase):
             self.w_examples, self.w_text,
             w.HBox([self.w_source, self.w_strategy, self.w_score]),
             w.HBox([self.w_ratio, self.w_seed, self.w_token]),
-            self.w_status, self.w_view])
+            self.w_scale, self.w_status, self.w_view])
         if score_now:
             self._run_score()
         else:
@@ -664,7 +697,17 @@ class MaskExplorer(_WidgetBase):
     def _refresh(self) -> None:
         scores = self.current_scores()
         if scores is not None and hasattr(self, "w_token"):
-            self._sync_token_dropdown(scores, choose_mask(scores, self.strategy, self.ratio, seed=self.seed))
+            mask = choose_mask(scores, self.strategy, self.ratio, seed=self.seed)
+            masked = torch.nonzero(mask).flatten().tolist()
+            if self._position not in masked:  # keep "predict at" on a masked token after a ratio/seed/strategy change
+                self._position = masked[0] if masked else None
+            self._sync_token_dropdown(scores, mask)
+            if self._position is not None and self._cached_prediction(scores, mask) is None and self._preds:
+                # predictions were on show: keep them in step with the new mask (one forward of one sentence)
+                key = (scores.text, scores.source, bytes(mask.numpy()), self._position, self.top_k)
+                self._preds[key] = top_predictions(self._scorer.model(self.source), self.tokenizer,
+                                                   scores.input_ids, mask, self._position, self.top_k)
+                self._scorer.stats["prediction_passes"] += 1
         super()._refresh()
 
     def _cached_prediction(self, scores: SentenceScores, mask: torch.Tensor):
@@ -675,7 +718,10 @@ class MaskExplorer(_WidgetBase):
     def _body(self, scores: SentenceScores) -> str:
         mask = choose_mask(scores, self.strategy, self.ratio, seed=self.seed)
         k = int(mask.sum())
-        title = (f"{self.strategy} · ratio {self.ratio:g} · seed {self.seed} · k={k} of "
+        name = self.strategy
+        if name == "alternating":  # say which side the coin chose, or the mask looks like plain high or low
+            name = f"alternating (coin: {alternating_side(self.seed)})"
+        title = (f"{name} · ratio {self.ratio:g} · seed {self.seed} · k={k} of "
                  f"{int(scores.candidates.sum())} · mean H masked {_fmt(mean_masked_entropy(scores, mask))} nats · "
                  f"entropy from {scores.source}")
         preds = self._cached_prediction(scores, mask)
@@ -684,8 +730,11 @@ class MaskExplorer(_WidgetBase):
         else:
             pred_html = (f'<div style="{_FONT}font-size:11px;color:#666;margin-top:6px">pick a masked token under '
                          f'"predict at" (or press Score) to see what the model predicts there</div>')
-        return (f'<div class="em-explorer-body" data-strategy="{_esc(self.strategy)}" data-k="{k}">'
-                f'{render_tokens_html(scores, mask, title)}{render_entropy_bars_html(scores, mask)}{pred_html}</div>')
+        scale = fixed_scale(self.tokenizer) if self.w_scale.value == "fixed" else None
+        return (f'<div class="em-explorer-body" data-strategy="{_esc(self.strategy)}" data-k="{k}" '
+                f'data-scale="{self.w_scale.value}" style="max-width:100%">{truncation_note(scores)}'
+                f'{render_tokens_html(scores, mask, title, scale)}{render_entropy_bars_html(scores, mask, scale=scale)}'
+                f'{pred_html}</div>')
 
 
 class StrategyComparison(_WidgetBase):

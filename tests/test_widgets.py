@@ -191,7 +191,7 @@ def test_mimebundle_has_widget_view_and_static_html(tok, model):
     h = bundle["text/html"]
     assert "<script" not in h.lower() and "http" not in h.lower()
     assert marked(parse_spans(h)) == ex.masked_positions() and ex.masked_positions()
-    assert "<svg" in h and 'class="em-legend"' in h
+    assert "<svg" not in h and 'class="em-bar"' in h and 'class="em-legend"' in h  # sanitiser-safe HTML bars
     comp = W.StrategyComparison({"tiny": model}, tok, sentence=SENT_A)
     cb = comp._repr_mimebundle_()
     assert W.WIDGET_MIME in cb and "<script" not in cb["text/html"].lower() and "http" not in cb["text/html"].lower()
@@ -213,11 +213,11 @@ def test_legend_and_bars(tok, model):
     got_hi = float(re.search(r'<span class="em-max">([\d.]+)</span>', h).group(1))
     assert got_lo == pytest.approx(lo, abs=0.006) and got_hi == pytest.approx(hi, abs=0.006) and got_lo < got_hi
     bars = W.render_entropy_bars_html(s, mask)
-    bar_marks = [int(i) for i, m in re.findall(r'<rect class="em-bar" data-idx="(\d+)" data-masked="([01])"', bars)
+    bar_marks = [int(i) for i, m in re.findall(r'<div class="em-bar" data-idx="(\d+)" data-masked="([01])"', bars)
                  if m == "1"]
     assert bar_marks == torch.nonzero(mask).flatten().tolist()
-    assert len(re.findall(r'<rect class="em-bar"', bars)) == len(s)
-    assert "http" not in bars  # inline SVG needs no xmlns URL inside HTML
+    assert len(re.findall(r'<div class="em-bar"', bars)) == len(s)
+    assert "http" not in bars and "<svg" not in bars  # plain HTML/CSS: JupyterLab's sanitiser keeps it
 
 
 def test_static_report_is_standalone(tok, model, tmp_path):
@@ -261,7 +261,9 @@ def test_no_forward_on_setting_changes_and_cache_per_sentence_source(tok, model)
         assert cb.n == 2 and ca.n == 2
         ex.set_source("a")
         ex.set_strategy("low")
-        assert ca.n == 2 and ex.stats["entropy_passes"] == 3
+        # entropies are never recomputed by a setting change; the predictions on show follow the mask (one
+        # prediction forward per change, on the selected source)
+        assert ca.n == 4 and cb.n == 2 and ex.stats["entropy_passes"] == 3
     finally:
         ca.close()
         cb.close()
@@ -276,8 +278,10 @@ def test_picking_a_token_predicts_it(tok, model):
         ex.w_token.value = positions[-1]
         assert c.n == 1 and f'data-position="{positions[-1]}"' in ex.w_view.value
         ex.w_token.value = positions[-1]  # no change, no work
-        ex.set_strategy("low")  # the prediction belongs to the old mask: cleared, and nothing runs
-        assert c.n == 1 and ex.w_token.value is None
+        ex.set_strategy("low")  # the predictions follow the new mask: the token if still masked, else the first
+        low = ex.masked_positions()
+        assert c.n == 2 and ex.w_token.value == (positions[-1] if positions[-1] in low else low[0])
+        assert f'data-position="{ex.w_token.value}"' in ex.w_view.value
     finally:
         c.close()
 
@@ -331,3 +335,38 @@ def test_nbconvert_export_shows_static_masks_without_widget_state(tok, model):
     body, _ = HTMLExporter().from_notebook_node(W.drop_widget_state(nb))
     assert marked(parse_spans(body)) == ex.masked_positions()
     assert "unpkg" not in body
+
+
+def test_fixed_scale_coin_side_truncation_and_bernoulli(tok, model):
+    """The explorer offers bernoulli, a fixed 0..log V colour scale named in the legend, says which side the
+    alternating coin chose, and warns when the text was cut to the model's length."""
+    import math
+
+    ex = W.MaskExplorer({"tiny": model}, tok, sentence=SENT_A, strategy="alternating", seed=3)
+    assert "bernoulli" in ex.w_strategy.options
+    side = W.alternating_side(3)
+    assert f"alternating (coin: {side})" in ex.render_html()
+    s = ex.current_scores()
+    assert ex.masked_positions() == W.choose_mask(s, side, ex.ratio).nonzero().flatten().tolist()
+    assert 'data-scale="sentence"' in ex.render_html()
+    ex.w_scale.value = "fixed"
+    h = ex.render_html()
+    assert 'data-scale="fixed"' in h and "fixed scale 0..log V" in h
+    assert float(re.search(r'<span class="em-max">([\d.]+)</span>', h).group(1)) == pytest.approx(
+        math.log(len(tok)), abs=0.006)
+    long_text = " ".join(["word"] * 300)
+    cut = W.score_sentence(model, tok, long_text, max_len=32)
+    assert len(cut) == 32 and cut.full_length == 302 and "cut to 32 of its 302" in W.truncation_note(cut)
+    assert W.truncation_note(W.score_sentence(model, tok, SENT_A)) == ""
+
+
+def test_predictions_follow_the_mask(tok, model):
+    """After a ratio change the selected token stays selected while masked, and its predictions are recomputed
+    under the new mask instead of vanishing."""
+    ex = W.MaskExplorer({"tiny": model}, tok, sentence=SENT_B, strategy="high", ratio=0.15)
+    first = ex.predict()
+    pos = ex._position
+    ex.set_ratio(0.5)
+    assert pos in ex.masked_positions() and ex._position == pos
+    assert 'class="em-predictions"' in ex.w_view.value and ex.w_token.value == pos
+    assert first  # the old predictions existed; the new ones are shown for the new mask
