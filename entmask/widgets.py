@@ -153,7 +153,11 @@ def mean_masked_entropy(scores: SentenceScores, mask: torch.Tensor) -> float:
 # ---- HTML rendering ------------------------------------------------------------------------------------------
 # A sequential light-to-dark scale (ColorBrewer YlOrRd): low entropy is pale, high entropy dark red.
 _STOPS = ("#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#b10026")
-_MASK_COLOR = "#1d3fd6"
+_MASK_COLOR = "var(--jp-brand-color1,#1d3fd6)"  # JupyterLab's brand blue adapts to light/dark; plain blue elsewhere
+# The body takes the width it is given and never its content's: a 500-token chart then scrolls in its own box
+# instead of widening the widget (and the notebook) to 1,700 px. `contain:inline-size` is what stops the flex
+# parents of an ipywidgets HTML view from growing to the content's width.
+_CONTAIN = "contain:inline-size;width:100%;max-width:100%;min-width:0;box-sizing:border-box;"
 _FONT = "font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px;"
 
 
@@ -614,7 +618,7 @@ class MaskExplorer(_WidgetBase):
                                      description="strategy")
         self.w_strategy.observe(self._on_setting, names="value")
         self.w_scale = w.ToggleButtons(options=[("sentence range", "sentence"), ("fixed 0..log V", "fixed")],
-                                       value=scale, description="colours", style={"button_width": "110px"})
+                                       value=scale, description="colours", style={"button_width": "130px"})
         self.w_scale.observe(self._on_setting, names="value")
         self.w_token = w.Dropdown(options=[("(press Score)", None)], value=None, description="predict at",
                                   layout=w.Layout(width="auto"))
@@ -732,7 +736,7 @@ class MaskExplorer(_WidgetBase):
                          f'"predict at" (or press Score) to see what the model predicts there</div>')
         scale = fixed_scale(self.tokenizer) if self.w_scale.value == "fixed" else None
         return (f'<div class="em-explorer-body" data-strategy="{_esc(self.strategy)}" data-k="{k}" '
-                f'data-scale="{self.w_scale.value}" style="max-width:100%">{truncation_note(scores)}'
+                f'data-scale="{self.w_scale.value}" style="{_CONTAIN}">{truncation_note(scores)}'
                 f'{render_tokens_html(scores, mask, title, scale)}{render_entropy_bars_html(scores, mask, scale=scale)}'
                 f'{pred_html}</div>')
 
@@ -762,7 +766,8 @@ class StrategyComparison(_WidgetBase):
 
 
 def drop_widget_state(nb):
-    """Remove the saved widget state from an executed notebook (an nbformat node), in place; returns it.
+    """Remove the saved widget state and the dead widget views from an executed notebook (an nbformat node), in
+    place; returns it.
 
     nbclient and papermill store widget state by default (`store_widget_state=True`). With it, nbconvert's HTML
     export renders every widget output as the widget view, whose JavaScript comes from a CDN (blank offline), and
@@ -771,6 +776,13 @@ def drop_widget_state(nb):
     `papermill.execute_notebook(..., store_widget_state=False)` or `NotebookClient(..., store_widget_state=False)`.
     """
     nb.metadata.pop("widgets", None)
+    # An executed notebook opened later has no live kernel, so a widget view would say "model not found": where an
+    # output also carries its static rendering, keep only that (JupyterLab then shows the masks, trusted or not).
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            data = out.get("data") or {}
+            if WIDGET_MIME in data and "text/html" in data:
+                data.pop(WIDGET_MIME)
     return nb
 
 

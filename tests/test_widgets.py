@@ -370,3 +370,22 @@ def test_predictions_follow_the_mask(tok, model):
     assert pos in ex.masked_positions() and ex._position == pos
     assert 'class="em-predictions"' in ex.w_view.value and ex.w_token.value == pos
     assert first  # the old predictions existed; the new ones are shown for the new mask
+
+
+def test_executed_notebooks_fall_back_to_the_static_view(tok, model):
+    """In an executed notebook the widget's model is gone: drop_widget_state keeps the static masks of every
+    widget output (no 'model not found'), and leaves outputs without a static rendering alone."""
+    import nbformat
+
+    ex = W.MaskExplorer({"tiny": model}, tok, sentence=SENT_A)
+    bundle = ex._repr_mimebundle_()
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("ex")
+    cell.outputs = [nbformat.v4.new_output("display_data", data=bundle),
+                    nbformat.v4.new_output("display_data", data={W.WIDGET_MIME: bundle[W.WIDGET_MIME]})]
+    nb.cells = [cell]
+    nb.metadata["widgets"] = {"state": {}}
+    W.drop_widget_state(nb)
+    first, second = nb.cells[0].outputs
+    assert W.WIDGET_MIME not in first["data"] and 'class="em-explorer-body"' in first["data"]["text/html"]
+    assert W.WIDGET_MIME in second["data"] and "widgets" not in nb.metadata
