@@ -153,7 +153,10 @@ def mean_masked_entropy(scores: SentenceScores, mask: torch.Tensor) -> float:
 # ---- HTML rendering ------------------------------------------------------------------------------------------
 # A sequential light-to-dark scale (ColorBrewer YlOrRd): low entropy is pale, high entropy dark red.
 _STOPS = ("#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#b10026")
-_MASK_COLOR = "var(--jp-brand-color1,#1d3fd6)"  # JupyterLab's brand blue adapts to light/dark; plain blue elsewhere
+# Plain colours and border/underline/bold for the mask: JupyterLab's sanitiser (untrusted notebooks) strips
+# `outline`, CSS variables and data-* attributes, and keeps these, so the mask stays visible there too.
+_MASK_COLOR = "#1d3fd6"
+_MASK_TEXT = "var(--jp-brand-color1,#1d3fd6)"  # text only: if stripped, the text inherits the theme's colour
 # The body takes the width it is given and never its content's: a 500-token chart then scrolls in its own box
 # instead of widening the widget (and the notebook) to 1,700 px. `contain:inline-size` is what stops the flex
 # parents of an ipywidgets HTML view from growing to the content's width.
@@ -217,7 +220,7 @@ def _mask_list(scores: SentenceScores, mask: torch.Tensor | None) -> list[bool]:
 def _legend(scale: _Scale, show_mask: bool = True, fixed: bool = False) -> str:
     bar = (f'<span style="display:inline-block;width:140px;height:10px;vertical-align:middle;'
            f'background:{scale.gradient()};border:1px solid #999;margin:0 6px"></span>')
-    masked = (f'<span style="margin-left:14px;padding:0 4px;outline:2px solid {_MASK_COLOR};'
+    masked = (f'<span style="margin-left:14px;padding:0 4px;border:2px solid {_MASK_COLOR};'
               f'text-decoration:underline;text-decoration-color:{_MASK_COLOR};text-decoration-thickness:2px">'
               f'masked</span>') if show_mask else ""
     # A near-flat sentence (e.g. an untrained model, all near log V) gets more digits: the colours stretch
@@ -237,9 +240,11 @@ def _token_spans(scores: SentenceScores, mask: torch.Tensor | None, scale: _Scal
     for i, (tok, h, m) in enumerate(zip(scores.tokens, scores.entropy.tolist(), masked)):
         style = (f"display:inline-block;margin:2px 1px;padding:1px 3px;border-radius:3px;"
                  f"background:{scale.color(h)};color:{scale.text_color(h)};")
-        if m:  # outline + underline + bold: visible without colour, and in greyscale prints
-            style += (f"outline:2px solid {_MASK_COLOR};outline-offset:0;text-decoration:underline;"
+        if m:  # border + underline + bold: visible without colour, in greyscale prints, and after sanitising
+            style += (f"border:2px solid {_MASK_COLOR};padding:0 2px;text-decoration:underline;"
                       f"text-decoration-color:{_MASK_COLOR};text-decoration-thickness:2px;font-weight:bold;")
+        else:
+            style += "border:2px solid transparent;padding:0 2px;"
         tip = f"H={h:.2f} nats" + (" (masked)" if m else "")
         out.append(f'<span class="em-tok" data-idx="{i}" data-masked="{int(m)}" data-entropy="{h:.2f}" '
                    f'title="{_esc(tip)}" style="{style}">{_esc(tok)}</span>')
@@ -275,7 +280,7 @@ def render_entropy_bars_html(scores: SentenceScores, mask: torch.Tensor | None =
     cols = []
     for i, (tok, e, m) in enumerate(zip(scores.tokens, ent, masked)):
         bh = 0.0 if not math.isfinite(e) else min(height, height * e / top)
-        outline = f"outline:2px solid {_MASK_COLOR};" if m else ""
+        outline = f"border:2px solid {_MASK_COLOR};box-sizing:border-box;" if m else ""
         dot = (f'<div style="width:5px;height:5px;border-radius:50%;background:{_MASK_COLOR};margin-bottom:1px">'
                f'</div>' if m else '<div style="height:6px"></div>')
         label = tok if len(tok) <= 12 else tok[:11] + "…"
@@ -285,8 +290,9 @@ def render_entropy_bars_html(scores: SentenceScores, mask: torch.Tensor | None =
             f'<div style="height:{height + 8}px;display:flex;flex-direction:column;justify-content:flex-end;'
             f'align-items:center">{dot}<div class="em-bar" data-idx="{i}" data-masked="{int(m)}" '
             f'style="width:{bar_width - 3}px;height:{bh:.1f}px;background:{sc.color(e)};{outline}"></div></div>'
-            f'<div style="writing-mode:vertical-rl;transform:rotate(180deg);height:70px;font-size:10px;'
-            f'white-space:nowrap;overflow:hidden;color:{_MASK_COLOR if m else "var(--jp-ui-font-color1,#333)"};'
+            f'<div style="writing-mode:vertical-rl;transform:rotate(180deg);height:70px;width:{bar_width}px;'
+            f'font-size:10px;white-space:nowrap;overflow:hidden;'
+            f'color:{_MASK_TEXT if m else "var(--jp-ui-font-color1,#333)"};'
             f'{"font-weight:bold;" if m else ""}">{_esc(label)}</div></div>')
     axis = (f'<div style="display:inline-flex;flex-direction:column;justify-content:space-between;height:{height}px;'
             f'margin-top:8px;padding-right:4px;font-size:10px;color:var(--jp-ui-font-color2,#555)">'

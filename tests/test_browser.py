@@ -60,6 +60,20 @@ def _notebook(path: Path, vocab: Path) -> None:
     nbformat.write(nb, str(path))
 
 
+def _executed(source: Path, out: Path) -> None:
+    """The notebook executed headless as `entmask reproduce` does (no stored widget state; dead widget views
+    dropped): what a user finds under runs/<profile>/notebooks/ and opens in JupyterLab later."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from entmask.widgets import drop_widget_state
+
+    nb = nbformat.read(str(source), as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=False,
+                   resources={"metadata": {"path": str(source.parent)}}).execute()
+    nbformat.write(drop_widget_state(nb), str(out))
+
+
 @pytest.fixture()
 def lab(tmp_path, mirror):
     reason = _skip_reason()
@@ -68,6 +82,7 @@ def lab(tmp_path, mirror):
     root = tmp_path / "lab"
     root.mkdir()
     _notebook(root / "explorer.ipynb", mirror.parent / "models" / "bert-base-uncased-vocab")
+    _executed(root / "explorer.ipynb", root / "executed.ipynb")
     port = _free_port()
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "jcfg"), JUPYTER_RUNTIME_DIR=str(tmp_path / "jrt"),
                JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"))
@@ -213,4 +228,37 @@ def test_mask_explorer_live_in_jupyterlab(lab, browser, tmp_path):
     errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
     widget_errors = [e for e in errors if "widget" in e["message"].lower() or "em-" in e["message"]]
     assert not widget_errors, json.dumps(widget_errors, indent=1)[:2000]
+    print(f"screenshots: {shots}")
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_executed_notebook_shows_static_masks_in_lab(lab, browser, tmp_path, trusted):
+    """An executed notebook opened in Lab, untrusted (HTML sanitised) and trusted: the masks are there as static
+    HTML, and no widget says 'model not found'."""
+    shots = tmp_path / "screenshots"
+    shots.mkdir(exist_ok=True)
+    d = browser
+    d.get(f"{lab}/lab/tree/executed.ipynb?token={TOKEN}")
+    _wait(lambda: d.execute_script("return !!(window.jupyterapp && window.jupyterapp.shell.currentWidget "
+                                   "&& window.jupyterapp.shell.currentWidget.content "
+                                   "&& window.jupyterapp.shell.currentWidget.content.widgets.length)"),
+          120, "the executed notebook", d, shots)
+    if trusted:
+        d.execute_script("window.jupyterapp.commands.execute('notebook:trust')")
+        _wait(lambda: d.find_elements("css selector", ".jp-Dialog-button.jp-mod-accept"), 30, "the trust dialog", d,
+              shots)[0].click()
+    toks = _wait(lambda: d.find_elements("css selector", ".jp-OutputArea-output span.em-tok"), 60,
+                 "the static masks", d, shots)
+    d.save_screenshot(str(shots / f"executed-{'trusted' if trusted else 'untrusted'}.png"))
+    assert len(toks) > 10
+    # the sanitiser of an untrusted notebook strips data-* attributes: the mask must show in what it keeps
+    # (the class and the inline style: outline + underline), which is what a reader sees
+    styles = [t.get_attribute("style") or "" for t in toks]
+    k = int(d.find_element("css selector", ".jp-OutputArea-output").text.split("k=")[1].split(" ")[0])
+    marked = [st for st in styles if "border: 2px solid rgb(29, 63, 214)" in st and "underline" in st]
+    assert len(marked) == k, (k, styles[:3])
+    bars = d.find_elements("css selector", ".jp-OutputArea-output .em-bar")
+    assert len(bars) == len(toks)
+    assert "model not found" not in d.find_element("css selector", ".jp-Notebook").text
+    d.save_screenshot(str(shots / f"executed-{'trusted' if trusted else 'untrusted'}.png"))
     print(f"screenshots: {shots}")
