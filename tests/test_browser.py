@@ -74,11 +74,13 @@ def _executed(source: Path, out: Path) -> None:
     nbformat.write(drop_widget_state(nb), str(out))
 
 
-@pytest.fixture()
-def lab(tmp_path, mirror):
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, mirror):
+    """One JupyterLab server for the module (starting one is most of a test's time)."""
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
+    tmp_path = tmp_path_factory.mktemp("lab-server")
     root = tmp_path / "lab"
     root.mkdir()
     _notebook(root / "explorer.ipynb", mirror.parent / "models" / "bert-base-uncased-vocab")
