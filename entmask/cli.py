@@ -66,8 +66,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _masking_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--strategy", help="high | low | mid | marginal | alternating | random | bernoulli "
-                                      "(aliases max, min, marg, alt)")
+    p.add_argument("--strategy", help="high | low | mid | marginal | alternating | random | bernoulli | sampled "
+                                      "(aliases max, min, marg, alt; sampled: --set masking.temperature=T)")
     p.add_argument("--source", choices=["teacher", "self"], help="entropy from the teacher or the model itself")
     p.add_argument("--self-start", choices=["cold", "init"], help="self-masking from step 0, or after "
                                                                   "masking.teacher_epochs of teacher-masking")

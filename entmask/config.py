@@ -57,7 +57,7 @@ class DataConfig:
 
 @dataclass
 class MaskingConfig:
-    strategy: str = "random"  # high | low | mid | marginal | alternating | random | bernoulli (HF's per-token p)
+    strategy: str = "random"  # high | low | mid | marginal | alternating | random | bernoulli (HF per-token p) | sampled
     source: str = "teacher"  # where entropy comes from: teacher (static, cached) | self (the student, each step)
     self_start: str = "cold"  # self-masking from step 0 (cold) or after `teacher_epochs` of teacher-masking (init)
     teacher_epochs: int = 1  # length of the teacher phase for self_start=init and for KD after-init
@@ -65,6 +65,7 @@ class MaskingConfig:
     num_tokens: int | None = None  # mask exactly this many per row instead (the one-token ablation)
     policy: str = "mask"  # mask: every selected token -> [MASK] (the paper) | bert: 80/10/10 replacement
     include_unk: bool = False  # [UNK] teaches nothing and is 5.8% of the offline corpus, so it is not a candidate
+    temperature: float = 1.0  # strategy `sampled` (beyond the paper): 0 = hard top-k (= high), inf = random
 
 
 @dataclass
@@ -208,6 +209,8 @@ class PretrainConfig:
             out += ["masking.teacher_epochs"]
         if m.num_tokens is not None:
             out += ["masking.ratio"]
+        if m.strategy != "sampled":
+            out += ["masking.temperature"]
         return out
 
     def short_hash(self) -> str:
@@ -215,7 +218,7 @@ class PretrainConfig:
 
     # Fields added after config version 2 whose default reproduces the behaviour from before they existed: left
     # out of every hash while at that default, so adding a feature does not orphan finished runs (hours of CPU).
-    OMIT_AT_DEFAULT: typing.ClassVar[tuple] = ()
+    OMIT_AT_DEFAULT: typing.ClassVar[tuple] = ("masking.temperature",)
 
     def reference_hash_dict(self) -> dict:
         """What identifies the reference teacher: its recipe and the data it was adapted on."""
@@ -343,6 +346,8 @@ def validate(cfg: PretrainConfig, fingerprint: bool = True) -> PretrainConfig:
     cfg.masking.strategy = canonical_strategy(cfg.masking.strategy)
     m = cfg.masking
     _check(_finite(m.ratio) and 0 < m.ratio <= 1, "masking.ratio", m.ratio, "must be in (0, 1], e.g. 0.15")
+    _check(isinstance(m.temperature, (int, float)) and not isinstance(m.temperature, bool) and m.temperature >= 0,
+           "masking.temperature", m.temperature, "must be >= 0 (0 = hard top-k, inf = random)")
     if m.num_tokens is not None and not 1 <= m.num_tokens <= cfg.data.seq_len - 2:
         raise ConfigError(f"masking.num_tokens={m.num_tokens} must be between 1 and the {cfg.data.seq_len - 2} "
                           f"maskable positions of data.seq_len={cfg.data.seq_len}")

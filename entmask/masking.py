@@ -16,7 +16,9 @@ import torch
 
 STRATEGIES = ("high", "low", "mid", "marginal", "alternating", "random")
 ALIASES = {"max": "high", "min": "low", "marg": "marginal", "alt": "alternating"}
-EXTRA = ("bernoulli",)  # HF DataCollatorForLanguageModeling's per-token p: k varies per row
+# Beyond the paper's five and random: HF DataCollatorForLanguageModeling's per-token p (k varies per row), and
+# soft selection (k sampled without replacement with probability ~ softmax(entropy / temperature), Gumbel top-k).
+EXTRA = ("bernoulli", "sampled")
 
 
 def canonical_strategy(strategy: str) -> str:
@@ -26,6 +28,20 @@ def canonical_strategy(strategy: str) -> str:
         raise ValueError(f"unknown masking strategy {strategy!r}; choose one of {valid} "
                          f"(aliases: {', '.join(f'{a}={b}' for a, b in ALIASES.items())})")
     return s
+
+
+# ---- the selector registry ---------------------------------------------------------------------------------------
+# A selector maps (scores [B, T], candidates [B, T], k [B], generator, temperature) to a bool mask [B, T]: a new
+# idea is one registered function plus one test, usable at once from the CLI (--strategy), configs and widgets.
+SELECTORS: dict = {}
+
+
+def register_selector(name: str):
+    """Decorator: make `fn(scores, candidates, k, generator, temperature) -> mask` the selector `name`."""
+    def deco(fn):
+        SELECTORS[name] = fn
+        return fn
+    return deco
 
 
 def needs_entropy(strategy: str) -> bool:
@@ -58,14 +74,16 @@ def _first_k(key: torch.Tensor, candidates: torch.Tensor, start: torch.Tensor, c
 
 
 def select_mask(entropy: torch.Tensor, candidates: torch.Tensor, strategy: str, ratio: float = 0.15,
-                num_tokens: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+                num_tokens: int | None = None, generator: torch.Generator | None = None,
+                temperature: float = 1.0) -> torch.Tensor:
     """Choose the positions to mask in each row. Returns bool [B, T], True only at candidates.
 
     entropy: [B, T] float (ignored by `random`/`bernoulli`); candidates: [B, T] bool.
     high/low: the k largest/smallest entropies; mid: k starting at ascending rank (n-k)//2;
     marginal: ceil(k/2) highest + floor(k/2) lowest; alternating: one coin per call picks high or low;
-    random: k uniformly at random; bernoulli: each candidate independently with probability `ratio`.
-    Ties are broken by position: the earlier token wins.
+    random: k uniformly at random; bernoulli: each candidate independently with probability `ratio`; sampled:
+    k drawn without replacement with probability ~ softmax(entropy / temperature). Ties are broken by position:
+    the earlier token wins. Strategies other than bernoulli/alternating come from the SELECTORS registry.
     """
     strategy = canonical_strategy(strategy)
     if not (isinstance(ratio, (int, float)) and 0 < ratio <= 1):
@@ -76,7 +94,8 @@ def select_mask(entropy: torch.Tensor, candidates: torch.Tensor, strategy: str, 
         raise ValueError(f"entropy {tuple(entropy.shape)} and candidates {tuple(candidates.shape)} must both be [B, T]")
     candidates = candidates.bool()
     device = entropy.device
-    zero = torch.zeros(entropy.shape[0], dtype=torch.long, device=device)
+    if not temperature >= 0:
+        raise ValueError(f"temperature={temperature!r} must be >= 0 (0 = hard top-k, inf = uniform)")
 
     if strategy == "alternating":
         coin = torch.rand(1, generator=generator, device=generator.device if generator else "cpu")
@@ -86,20 +105,51 @@ def select_mask(entropy: torch.Tensor, candidates: torch.Tensor, strategy: str, 
         return (u < ratio) & candidates
 
     k = num_to_mask(candidates, ratio, num_tokens)  # [B]
-    ent = entropy.float()
-    if strategy == "high":
-        return _first_k(-ent, candidates, zero, k)
-    if strategy == "low":
-        return _first_k(ent, candidates, zero, k)
-    if strategy == "mid":
-        n = candidates.sum(dim=1)
-        return _first_k(ent, candidates, (n - k) // 2, k)
-    if strategy == "marginal":
-        low = _first_k(ent, candidates, zero, k // 2)
-        high = _first_k(-ent, candidates & ~low, zero, k - k // 2)  # excluding `low` keeps the two disjoint on ties
-        return low | high
-    # random: a uniform key ranks the candidates in a uniformly random order; the first k are a uniform k-subset
-    return _first_k(_uniform(entropy.shape, generator, device), candidates, zero, k)
+    return SELECTORS[strategy](entropy.float(), candidates, k, generator, temperature)
+
+
+@register_selector("high")
+def _high(ent, candidates, k, generator=None, temperature=None):
+    return _first_k(-ent, candidates, torch.zeros_like(k), k)
+
+
+@register_selector("low")
+def _low(ent, candidates, k, generator=None, temperature=None):
+    return _first_k(ent, candidates, torch.zeros_like(k), k)
+
+
+@register_selector("mid")
+def _mid(ent, candidates, k, generator=None, temperature=None):
+    n = candidates.sum(dim=1)
+    return _first_k(ent, candidates, (n - k) // 2, k)
+
+
+@register_selector("marginal")
+def _marginal(ent, candidates, k, generator=None, temperature=None):
+    zero = torch.zeros_like(k)
+    low = _first_k(ent, candidates, zero, k // 2)
+    high = _first_k(-ent, candidates & ~low, zero, k - k // 2)  # excluding `low` keeps the two disjoint on ties
+    return low | high
+
+
+@register_selector("random")
+def _random(ent, candidates, k, generator=None, temperature=None):
+    # a uniform key ranks the candidates in a uniformly random order; the first k are a uniform k-subset
+    return _first_k(_uniform(ent.shape, generator, ent.device), candidates, torch.zeros_like(k), k)
+
+
+@register_selector("sampled")
+def _sampled(ent, candidates, k, generator=None, temperature=1.0):
+    """k without replacement, each draw with probability proportional to softmax(entropy / temperature): the
+    Gumbel top-k trick (top k of entropy/T + Gumbel noise). T = 0 is `high` exactly; T = inf is `random` exactly
+    (the same uniforms, in the same order)."""
+    if temperature == 0:
+        return _high(ent, candidates, k)
+    u = _uniform(ent.shape, generator, ent.device)
+    # Gumbel noise from 1 - u (as uniform as u): decreasing in u, so at T = inf the top k are `random`'s k smallest u
+    gumbel = -torch.log(-torch.log((1 - u).clamp(1e-12, 1 - 1e-7)))  # [B, T]
+    key = gumbel if temperature == float("inf") else ent / temperature + gumbel
+    return _first_k(-key, candidates, torch.zeros_like(k), k)
 
 
 def _uniform(shape, generator: torch.Generator | None, device) -> torch.Tensor:

@@ -161,7 +161,7 @@ class EntropyMaskingTrainer(Trainer):
             check_finite(entropy, f"{source} entropy at step {self.state.global_step}")
         strategy = m.strategy if source is not None else ("bernoulli" if m.strategy == "bernoulli" else "random")
         mask = select_mask(entropy, cand, strategy, m.ratio, m.num_tokens,
-                           generator=coin if strategy == "alternating" else gen)  # [B, T]
+                           generator=coin if strategy == "alternating" else gen, temperature=m.temperature)  # [B, T]
         self.last_mask, self.last_source = mask, source  # for inspection (tests, notebooks); no copy
         masked_ids, labels = apply_mask(ids, mask, self.mask_id, m.policy, self.vocab_size, gen, self.special_ids)
 

@@ -148,3 +148,54 @@ def test_include_unk_with_the_real_tokenizer(tokenizer):
     on = candidate_mask(ids, special, unk, include_unk=True)
     assert off.tolist() == [[False, True, False, True, False, False]]
     assert on.tolist() == [[False, True, True, True, True, False]]
+
+
+# ---- beyond the paper: the selector registry and soft selection ------------------------------------------------
+def test_sampled_at_the_limits_is_high_and_random_exactly():
+    """Temperature 0 is hard top-k (= high); infinity is `random` with the same generator state, bitwise (the
+    Gumbel transform keeps the order of the uniforms)."""
+    g = torch.Generator().manual_seed(0)
+    ent = torch.rand(6, 20, generator=g)
+    cand = torch.rand(6, 20, generator=g) > 0.2
+    assert torch.equal(select_mask(ent, cand, "sampled", 0.3, temperature=0.0), select_mask(ent, cand, "high", 0.3))
+    a = select_mask(ent, cand, "sampled", 0.3, generator=torch.Generator().manual_seed(5), temperature=float("inf"))
+    b = select_mask(ent, cand, "random", 0.3, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
+def test_sampled_prefers_high_entropy_and_keeps_k():
+    """Finite temperature: exactly k per row, and over many draws a high-entropy token is picked more often than
+    a low one, the more so the lower the temperature."""
+    ent = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]]).repeat(400, 1)
+    cand = torch.ones_like(ent, dtype=torch.bool)
+    freq = {}
+    for t in (0.5, 5.0):
+        m = select_mask(ent, cand, "sampled", 0.2, generator=torch.Generator().manual_seed(1), temperature=t)
+        assert (m.sum(1) == 2).all()
+        freq[t] = m.float().mean(0)
+    assert freq[0.5][9] > 0.9 and freq[0.5][0] < 0.01  # near hard top-k
+    assert freq[5.0][9] > freq[5.0][0] > 0  # softer: the low end is picked sometimes
+    assert freq[0.5][9] > freq[5.0][9]
+
+
+def test_register_a_selector_is_one_function():
+    """A new selector is usable by name through select_mask as soon as it is registered."""
+    from entmask import masking
+
+    @masking.register_selector("_test-first")
+    def first(ent, candidates, k, generator=None, temperature=None):
+        return masking._first_k(torch.arange(ent.shape[1]).expand_as(ent).float(), candidates, torch.zeros_like(k), k)
+
+    try:
+        masking.EXTRA += ("_test-first",)
+        cand = torch.ones(1, 10, dtype=torch.bool)
+        m = select_mask(torch.zeros(1, 10), cand, "_test-first", 0.3)
+        assert m.tolist() == [[True] * 3 + [False] * 7]
+    finally:
+        masking.SELECTORS.pop("_test-first")
+        masking.EXTRA = tuple(x for x in masking.EXTRA if x != "_test-first")
+
+
+def test_temperature_is_checked():
+    with pytest.raises(ValueError, match="temperature=-1 must be >= 0"):
+        select_mask(torch.zeros(1, 4), torch.ones(1, 4, dtype=torch.bool), "sampled", 0.5, temperature=-1)
