@@ -502,6 +502,20 @@ if self_runs:
 else:
     print("no self-masking run kept per-epoch models")
 '''),
+        md("""
+## 5. The paper's claims, judged at this profile
+
+Each claim of §3.1-3.2 compares two rows of Tables 1 and 2 by their GLUE Total, with a two-level bootstrap over
+seeds and validation examples (`entmask experiment verdicts`). It is *supported* or *contradicted* only when the
+95% CI excludes 0; a student on the unigram plateau, one seed, or an unfinished row leaves it *unresolved*.
+Held-out MLM loss is not used: a strategy-masked student is tested on random masks it never trained on, so its
+held-out loss can pass log V with no bug. (Table 1's rows come from notebook 01; without it only Table 2's claims
+can be judged.)
+"""),
+        code('''
+vd = experiments.verdicts(cfg, root=root, progress=progress)
+display(vd.table)
+'''),
     ],
     '''
 last = overlap.groupby("label", sort=False).last() if len(overlap) else None
@@ -510,6 +524,7 @@ metrics = {
     "self_overlap_last_epoch": ({} if last is None else
                                 {label: float(row["jaccard"]) for label, row in last.iterrows()}),
     "chance_jaccard": float(overlap["chance"].iloc[0]) if len(overlap) else None,
+    "verdicts": dict(zip(vd.table["claim"], vd.table["verdict"])),
     "self_entropy_sd_last_epoch": ({} if not len(drift) else
                                    {label: g["entropy_sd"].iloc[-1] for label, g in drift.groupby("label")}),
 }
