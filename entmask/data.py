@@ -88,7 +88,12 @@ def read_mirror_split(root: Path, dataset: str, config: str, split: str):
         what = f"it has {config}/{{{','.join(have)}}}" if have else f"it has configs {configs or 'none'}"
         raise DataError(f"{dataset}/{config} split {split!r} is not in the mirror {root} ({what}; see its "
                         f"MANIFEST.md): choose available splits or another data dir")
-    return pd.read_parquet(f)
+    try:
+        return pd.read_parquet(f)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a damaged file; all mean the same
+        first = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
+        raise DataError(f"mirror file {f} is damaged ({first}); restore it (MANIFEST.md beside it lists each "
+                        f"file's sha256) or point --data-dir at an intact mirror") from None
 
 
 def load_hub_split(dataset: str, config: str, split: str):

@@ -343,3 +343,12 @@ def test_waiting_for_a_lock_says_so(tmp_path, capsys):
         assert "waiting for" in capsys.readouterr().out
     finally:
         holder.release()
+
+
+def test_damaged_parquet_one_line(own_mirror, capsys, tmp_path):
+    f = own_mirror / "wikitext" / "wikitext-2-v1" / "validation.parquet"
+    os.chmod(f, 0o644)
+    f.write_bytes(f.read_bytes()[:1000])  # truncated
+    line = one_line_error(capsys, "pretrain", "--profile", "smoke", "--data-dir", str(own_mirror),
+                          "--runs-dir", str(tmp_path / "runs"))
+    assert str(f) in line and "is damaged" in line and "MANIFEST.md" in line
