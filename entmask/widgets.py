@@ -12,9 +12,10 @@ What it is not: it selects masks only through `entmask.masking.select_mask` and 
 `entmask.entropy.model_entropy`, so what it shows is what training does; it trains nothing and writes nothing
 unless asked (`static_report(..., path=...)`).
 
-Slow work (loading a model, a forward pass) happens only on an explicit request: the Score button, picking a token
-to predict, or the programmatic `score()` / `predict()` / `render_html()`. Changing the strategy, ratio or seed
-re-selects the mask from cached entropies, which are kept per (sentence, source).
+Loading a model happens only on an explicit request: the Score button, picking a token to predict, or the
+programmatic `score()` / `predict()` / `render_html()`. An edited sentence is scored when the box loses focus if its
+source is already loaded (one forward pass). Changing the strategy, ratio or seed re-selects the mask from cached
+entropies, which are kept per (sentence, source).
 """
 from __future__ import annotations
 
@@ -447,6 +448,10 @@ class _Scorer:
     def cached(self, text: str, source: str) -> SentenceScores | None:
         return self._scores.get((text, source))
 
+    def loaded(self, source: str) -> bool:
+        """Whether scoring with `source` costs only a forward pass (its model is in memory)."""
+        return source in self._models or (source in self.sources and not isinstance(self.sources[source], (str, Path)))
+
     def scores(self, text: str, source: str) -> SentenceScores:
         key = (text, source)
         if key not in self._scores:
@@ -492,8 +497,8 @@ class _WidgetBase:
         self.w_status = w.HTML()
         self.w_view = w.HTML()
         self.w_examples.observe(self._on_example, names="value")
-        for c in (self.w_text, self.w_source):
-            c.observe(self._on_input, names="value")
+        self.w_text.observe(self._on_text, names="value")
+        self.w_source.observe(self._on_input, names="value")
         for c in (self.w_ratio, self.w_seed):
             c.observe(self._on_setting, names="value")
         self.w_score.on_click(lambda _b: self._run_score())
@@ -556,6 +561,19 @@ class _WidgetBase:
     def _on_input(self, change) -> None:
         if not self._quiet:
             self._refresh()  # cached -> shown at once; otherwise the status asks for Score
+
+    def _on_text(self, change) -> None:
+        # An edited sentence (sent when the box loses focus: continuous_update=False) is scored at once when its
+        # source is already in memory: one forward pass, milliseconds. Only a model still to be loaded waits for
+        # Score. Why not always wait: ipywidgets sends a click as a custom message, which can overtake a text
+        # update still buffered in the browser (one state update in flight at a time), so "type, then Score"
+        # on a busy kernel scored the old text and then showed "not scored yet" for the new one.
+        if self._quiet:
+            return
+        if self._scorer.loaded(self.source):
+            self._run_score()
+        else:
+            self._refresh()
 
     def _on_setting(self, change) -> None:
         if not self._quiet:

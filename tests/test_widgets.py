@@ -248,22 +248,22 @@ def test_no_forward_on_setting_changes_and_cache_per_sentence_source(tok, model)
         ex.w_ratio.value = 0.5  # as a slider release would
         assert ca.n == 1 and cb.n == 0
 
-        ex.set_sentence(SENT_B)  # typing does not score ...
-        assert ca.n == 1 and "Score" in ex.w_status.value
-        ex.score()  # ... the button / score() does
-        assert ca.n == 2
+        ex.set_sentence(SENT_B)  # an edited sentence on a loaded source is scored at once (and its predictions)
+        assert ca.n == 3 and ex.current_scores() is not None and "Score" not in ex.w_status.value
+        ex.score()  # cached: no work
+        assert ca.n == 3
         ex.set_sentence(SENT_A)
         ex.score()
-        assert ca.n == 2  # cached per (sentence, source)
+        assert ca.n == 4  # entropies cached per (sentence, source); the predictions follow the shown sentence
         ex.set_source("b")
         assert cb.n == 0
         ex.w_score.click()  # the button: entropy pass + predictions at the first masked token, on source b
-        assert cb.n == 2 and ca.n == 2
+        assert cb.n == 2 and ca.n == 4
         ex.set_source("a")
         ex.set_strategy("low")
         # entropies are never recomputed by a setting change; the predictions on show follow the mask (one
         # prediction forward per change, on the selected source)
-        assert ca.n == 4 and cb.n == 2 and ex.stats["entropy_passes"] == 3
+        assert ca.n == 5 and cb.n == 2 and ex.stats["entropy_passes"] == 3
     finally:
         ca.close()
         cb.close()
