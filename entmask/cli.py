@@ -71,6 +71,10 @@ def _masking_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", choices=["teacher", "self"], help="entropy from the teacher or the model itself")
     p.add_argument("--self-start", choices=["cold", "init"], help="self-masking from step 0, or after "
                                                                   "masking.teacher_epochs of teacher-masking")
+    p.add_argument("--scorer", help="what the strategy ranks: entropy (the paper) | masked_entropy | loss | "
+                                    "excess_loss (student - teacher masked loss; needs --source self)")
+    p.add_argument("--whole-word", choices=["none", "max", "mean"], help="pick whole words, scored by the max or "
+                                                                        "mean of their pieces (default none)")
     p.add_argument("--ratio", type=float, help="share of each row's candidates to mask (default 0.15)")
     p.add_argument("--num-tokens", type=int, help="mask exactly this many tokens per row")
     p.add_argument("--seed", type=int, help="training seed")
@@ -83,6 +87,7 @@ def _masking_flags(p: argparse.ArgumentParser) -> None:
 
 
 FLAG_KEYS = {"strategy": "masking.strategy", "source": "masking.source", "self_start": "masking.self_start",
+             "scorer": "masking.scorer", "whole_word": "masking.whole_word",
              "ratio": "masking.ratio", "num_tokens": "masking.num_tokens", "seed": "train.seed",
              "teacher": "teacher", "kd": "kd.mode", "kd_alpha": "kd.alpha", "kd_temperature": "kd.temperature"}
 
@@ -115,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("experiment", help="run one of the paper's experiments and write its table")
     _common(s)
-    s.add_argument("name", help="table1 | table2 | kd | mask-rate | frozen | weights | corpus | plateau | verdicts "
+    s.add_argument("name", help="table1 | table2 | kd | mask-rate | frozen | weights | corpus | plateau | verdicts | beyond "
                                 "(the paper's claims judged on finished table1/table2 results)")
     s.add_argument("--corpus", help="for `corpus`: another corpus by hub name (e.g. bookcorpus)")
     s.add_argument("--recipes", help="for `plateau`: comma-separated recipe labels (default: all of them)")

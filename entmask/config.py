@@ -66,6 +66,12 @@ class MaskingConfig:
     policy: str = "mask"  # mask: every selected token -> [MASK] (the paper) | bert: 80/10/10 replacement
     include_unk: bool = False  # [UNK] teaches nothing and is 5.8% of the offline corpus, so it is not a candidate
     temperature: float = 1.0  # strategy `sampled` (beyond the paper): 0 = hard top-k (= high), inf = random
+    # Beyond the paper (issue 14); each default is the paper's behaviour and is left out of run hashes.
+    scorer: str = "entropy"  # what the strategy ranks: entropy (the paper, unmasked view) | masked_entropy | loss | excess_loss
+    whole_word: str = "none"  # none (the paper: wordpieces) | max | mean: rank words by their pieces' score, mask whole words
+    schedule: str = "constant"  # constant | linear | cosine: ratio/temperature go to ratio_end/temperature_end over training
+    ratio_end: float | None = None  # mask rate at the last step under a schedule, e.g. 0.30 -> 0.15 (Ankner et al.)
+    temperature_end: float | None = None  # `sampled` temperature at the last step under a schedule
 
 
 @dataclass
@@ -172,7 +178,10 @@ class PretrainConfig:
         m = self.masking
         needs_entropy = m.strategy not in ("random", "bernoulli")
         teacher_entropy = needs_entropy and (m.source == "teacher" or m.self_start == "init")
-        return teacher_entropy or self.kd.mode != "none"
+        from entmask.entropy import SCORERS  # local: entropy imports torch
+
+        reference_scorer = needs_entropy and m.scorer in SCORERS and SCORERS[m.scorer].uses_reference
+        return teacher_entropy or self.kd.mode != "none" or reference_scorer
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -210,7 +219,11 @@ class PretrainConfig:
         if m.num_tokens is not None:
             out += ["masking.ratio"]
         if m.strategy != "sampled":
-            out += ["masking.temperature"]
+            out += ["masking.temperature", "masking.temperature_end"]
+        if not uses_entropy:
+            out += ["masking.scorer"]
+        if m.schedule == "constant":
+            out += ["masking.ratio_end", "masking.temperature_end"]
         return out
 
     def short_hash(self) -> str:
@@ -218,7 +231,8 @@ class PretrainConfig:
 
     # Fields added after config version 2 whose default reproduces the behaviour from before they existed: left
     # out of every hash while at that default, so adding a feature does not orphan finished runs (hours of CPU).
-    OMIT_AT_DEFAULT: typing.ClassVar[tuple] = ("masking.temperature",)
+    OMIT_AT_DEFAULT: typing.ClassVar[tuple] = ("masking.temperature", "masking.scorer", "masking.whole_word",
+                                               "masking.schedule", "masking.ratio_end", "masking.temperature_end")
 
     def reference_hash_dict(self) -> dict:
         """What identifies the reference teacher: its recipe and the data it was adapted on."""
@@ -255,6 +269,8 @@ CHOICES = {
     "masking.source": ("teacher", "self"),
     "masking.self_start": ("cold", "init"),
     "masking.policy": ("mask", "bert"),
+    "masking.whole_word": ("none", "max", "mean"),
+    "masking.schedule": ("constant", "linear", "cosine"),
     "kd.mode": ("none", "kd-only", "complete", "after-init"),
     "train.precision": ("auto", "bf16", "fp32"),
     "finetune.protocol": ("heldout", "paper"),
@@ -363,6 +379,7 @@ def validate(cfg: PretrainConfig, fingerprint: bool = True) -> PretrainConfig:
         _check(_finite(cfg.kd.alpha) and 0 <= cfg.kd.alpha <= 1, "kd.alpha", cfg.kd.alpha, "must be in [0, 1]")
     if m.source == "self" and m.self_start == "init" and m.teacher_epochs < 1:
         raise ConfigError("masking.teacher_epochs must be >= 1 for self-masking init")
+    _check_beyond(cfg)
     if cfg.kd.mode == "after-init" and m.teacher_epochs < 1:
         raise ConfigError("kd.mode=after-init needs masking.teacher_epochs >= 1 (the teacher-masking epoch it "
                           "transfers after); with 0 it would silently be cold self-masking")
@@ -407,6 +424,38 @@ def validate(cfg: PretrainConfig, fingerprint: bool = True) -> PretrainConfig:
 
         cfg.data.fingerprint = source_fingerprint(cfg.data)
     return cfg
+
+
+def _check_beyond(cfg: PretrainConfig) -> None:
+    """The options beyond the paper: a known scorer that the source can compute, and a schedule with an end."""
+    from entmask.entropy import SCORERS  # local: entropy imports torch
+
+    m = cfg.masking
+    if m.scorer not in SCORERS:
+        raise ConfigError(f"masking.scorer={m.scorer!r} is not a scorer; choose one of {', '.join(SCORERS)}")
+    uses_entropy = m.strategy not in ("random", "bernoulli") and cfg.kd.mode != "kd-only"
+    if uses_entropy and SCORERS[m.scorer].uses_reference:
+        teacher_phase = (m.source == "teacher" or cfg.kd.mode == "after-init"
+                         or (m.source == "self" and m.self_start == "init"))
+        if teacher_phase:
+            raise ConfigError(f"masking.scorer={m.scorer} compares the student with the teacher, so it needs the "
+                              f"student from step 0: use --source self --self-start cold (and no kd after-init)")
+    for key in ("masking.ratio_end", "masking.temperature_end"):
+        v = get_dotted(cfg, key)
+        if v is None:
+            continue
+        if m.schedule == "constant":
+            raise ConfigError(f"{key}={v!r} needs a schedule: --set masking.schedule=linear (or cosine)")
+    if m.ratio_end is not None:
+        _check(_finite(m.ratio_end) and 0 < m.ratio_end <= 1, "masking.ratio_end", m.ratio_end, "must be in (0, 1]")
+        if m.num_tokens is not None:
+            raise ConfigError("masking.ratio_end schedules the ratio, but masking.num_tokens fixes k; drop one")
+    if m.temperature_end is not None:
+        _check(isinstance(m.temperature_end, (int, float)) and m.temperature_end >= 0, "masking.temperature_end",
+               m.temperature_end, "must be >= 0")
+    if m.schedule != "constant" and m.ratio_end is None and m.temperature_end is None:
+        raise ConfigError(f"masking.schedule={m.schedule} moves nothing: set masking.ratio_end (e.g. 0.15 from "
+                          f"ratio 0.3) or masking.temperature_end")
 
 
 def _check_overrides(overrides: dict) -> None:

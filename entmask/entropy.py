@@ -5,16 +5,22 @@ scoring *unmasked* sequences, the head applied a chunk of positions at a time so
 exists), and `teacher_entropies` (the whole corpus once per (teacher, corpus, tokenizer, length), stored beside
 the tokenized corpus and reused by every run).
 
+Beyond the paper: `SCORERS`, a registry of token scores the strategies can rank instead of the unmasked-view
+entropy (masked-view entropy, the model's own masked loss, Rho-1's excess loss over the teacher), with
+`score_tokens` to call one and `masked_pass` / `masked_view` for the masked view they share.
+
 What it is not: it does not choose which tokens to mask (see `entmask.masking`).
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import math
 import shutil
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -121,8 +127,14 @@ def ids_digest(input_ids: torch.Tensor) -> str:
 
 def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, input_ids: torch.Tensor,
                       device: str | torch.device = "cpu", batch_size: int = 64, chunk_size: int = 1024,
-                      progress: bool = True, block_rows: int = 2048, force: bool = False) -> torch.Tensor:
+                      progress: bool = True, block_rows: int = 2048, force: bool = False, scorer: str = "entropy",
+                      candidates: torch.Tensor | None = None, mask_id: int | None = None, ratio: float = 0.15,
+                      seed: int = 0) -> torch.Tensor:
     """Per-token teacher entropy of every packed sequence of a split, computed once and cached. [N, T] float32.
+
+    `scorer` other than the paper's `entropy` (e.g. `masked_entropy`, `loss`; see SCORERS) caches that score
+    instead, under its own file; masked-view scorers need `candidates` [N, T] and `mask_id`, and draw their mask
+    groups from `seed` and the row index, so a resumed pass scores exactly as an uninterrupted one.
 
     The cache file lives beside the tokenized corpus (so a new length or corpus is a new cache) and is keyed by
     the teacher's weights (so a changed teacher is a new cache). Its metadata records the corpus folder, the
@@ -135,9 +147,18 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
     from safetensors.torch import load_file, save
 
     tkey = teacher_key(teacher_dir)
-    path = cache_path(corpus_dir, split, tkey)
+    sc = get_scorer(scorer)
+    if sc.uses_reference:
+        raise ValueError(f"scorer {scorer!r} compares the student with the teacher, so it cannot be cached from the "
+                         f"teacher alone: use it with --source self")
+    if sc.view == "masked" and (candidates is None or mask_id is None):
+        raise ValueError(f"scorer {scorer!r} masks positions: give candidates and mask_id")
+    skey = tkey if scorer == "entropy" else f"{tkey}-{scorer}-r{ratio:g}-s{seed}"
+    path = cache_path(corpus_dir, split, skey)
     want = {"corpus": Path(corpus_dir).name, "teacher_key": tkey, "ids_digest": ids_digest(input_ids),
             "split": split}
+    if scorer != "entropy":
+        want["scorer"] = skey
     with runs.locked(path):
         if force and path.exists():
             print(f"entmask: --force: rebuilding the teacher entropy cache {path.name}")
@@ -171,7 +192,7 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
         t0 = time.perf_counter()
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n, desc=f"teacher entropy ({split})", disable=not progress, unit="row")
+        bar = tqdm(total=n, desc=f"teacher {scorer} ({split})", disable=not progress, unit="row")
         resumed = 0
         for b0 in range(0, n, block_rows):
             b1 = min(n, b0 + block_rows)
@@ -185,7 +206,13 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
                     for s in range(b0, b1, batch_size):
                         runs.failpoint("teacher-pass")
                         ids = input_ids[s:min(s + batch_size, b1)].to(dev)  # [B, T]
-                        ent = model_entropy(model, ids, torch.ones_like(ids), chunk_size, autocast_dtype=amp)
+                        if scorer == "entropy":
+                            ent = model_entropy(model, ids, torch.ones_like(ids), chunk_size, autocast_dtype=amp)
+                        else:
+                            gen = torch.Generator(device=dev).manual_seed(seed * 1_000_003 + s)
+                            ent = score_tokens(scorer, model, ids, candidates[s:s + len(ids)].to(dev),
+                                               mask_id=mask_id, ratio=ratio, generator=gen, chunk_size=chunk_size,
+                                               autocast_dtype=amp)
                         check_finite(ent, f"teacher entropy pass over {split} rows {s}..{s + len(ids)}")
                         block[s - b0:s - b0 + len(ids)] = ent.cpu()
                 if b1 < n:  # the last block goes straight into the cache file
@@ -254,45 +281,155 @@ def describe_cache(corpus_dir: Path) -> list[dict]:
 
 
 
-@torch.no_grad()
-def masked_view(model, input_ids: torch.Tensor, candidates: torch.Tensor, mask_id: int, ratio: float = 0.15,
-                seed: int = 0, batch_size: int = 64, chunk_size: int | None = 1024) -> dict:
-    """Each candidate position scored while it is masked: its entropy and the model's loss on the true token.
-
-    The candidates of every row are split at random into ceil(1/ratio) disjoint groups; each group is masked
-    ([MASK]) in one pass, so every position is seen masked exactly once, with about `ratio` of its row masked
-    around it (the view the student trains on). Cost: ceil(1/ratio) forward passes (7 at 15%), against one for
-    the unmasked view. Returns {"entropy": [N, T], "loss": [N, T]} float32, NaN where not a candidate.
-    """
+@contextlib.contextmanager
+def _eval(model):
+    """Eval mode for a scoring pass (no dropout), the caller's mode restored after (self-masking scores mid-step)."""
     was_training = model.training
     model.eval()
     try:
-        dev = next(model.parameters()).device
-        n, t = input_ids.shape
-        passes = math.ceil(1 / ratio)
-        gen = torch.Generator().manual_seed(seed)
-        group = torch.randint(0, passes, (n, t), generator=gen)  # [N, T] the pass each position is masked in
-        ent = torch.full((n, t), float("nan"))
-        loss = torch.full((n, t), float("nan"))
-        for s in range(0, n, batch_size):
-            ids = input_ids[s:s + batch_size].to(dev)  # [B, T]
-            cand = candidates[s:s + batch_size].to(dev)
-            grp = group[s:s + batch_size].to(dev)
-            for g in range(passes):
-                sel = cand & (grp == g)  # [B, T]
-                if not bool(sel.any()):
-                    continue
-                masked = ids.masked_fill(sel, mask_id)
-                hidden = model.bert(input_ids=masked, attention_mask=torch.ones_like(ids)).last_hidden_state
-                logits = model.cls(hidden[sel]).float()  # [M, V]
-                e = torch.special.entr(torch.softmax(logits, -1)).sum(-1)  # [M]
-                ce = torch.nn.functional.cross_entropy(logits, ids[sel], reduction="none")  # [M]
-                rows, cols = sel.nonzero(as_tuple=True)
-                ent[s + rows.cpu(), cols.cpu()] = e.cpu()
-                loss[s + rows.cpu(), cols.cpu()] = ce.cpu()
-        return {"entropy": ent, "loss": loss}
+        yield model
     finally:
         model.train(was_training)
+
+
+def mask_groups(shape, ratio: float, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """The masked-view pass each position is masked in: ceil(1/ratio) disjoint groups drawn at random. [B, T] long"""
+    gdev = generator.device if generator is not None else "cpu"
+    return torch.randint(0, math.ceil(1 / ratio), tuple(shape), generator=generator, device=gdev).to(device or gdev)
+
+
+@torch.no_grad()
+def masked_pass(model, input_ids: torch.Tensor, candidates: torch.Tensor, mask_id: int, group: torch.Tensor,
+                autocast_dtype: torch.dtype | None = None) -> dict:
+    """Entropy and loss of the true token at each candidate, scored while it is masked. [B, T] float32 each, NaN
+    at non-candidates. Group g's candidates are masked together in pass g (see `mask_groups`), so every candidate
+    is seen masked exactly once with about `ratio` of its row masked around it: the view the student trains on."""
+    ent = torch.full(input_ids.shape, float("nan"), device=input_ids.device)  # [B, T]
+    loss = torch.full(input_ids.shape, float("nan"), device=input_ids.device)  # [B, T]
+    ctx = (torch.autocast(input_ids.device.type, dtype=autocast_dtype) if autocast_dtype is not None
+           else contextlib.nullcontext())
+    with _eval(model), ctx:
+        for g in range(int(group.max()) + 1 if group.numel() else 0):
+            sel = candidates & (group == g)  # [B, T]
+            if not bool(sel.any()):
+                continue
+            masked = input_ids.masked_fill(sel, mask_id)
+            hidden = model.bert(input_ids=masked, attention_mask=torch.ones_like(input_ids)).last_hidden_state
+            logits = model.cls(hidden[sel]).float()  # [M, V]
+            ent[sel] = torch.special.entr(torch.softmax(logits, -1)).sum(-1)  # [M]
+            loss[sel] = torch.nn.functional.cross_entropy(logits, input_ids[sel], reduction="none")  # [M]
+    return {"entropy": ent, "loss": loss}
+
+
+@torch.no_grad()
+def masked_view(model, input_ids: torch.Tensor, candidates: torch.Tensor, mask_id: int, ratio: float = 0.15,
+                seed: int = 0, batch_size: int = 64, chunk_size: int | None = 1024) -> dict:
+    """Each candidate position of a whole split scored while it is masked: its entropy and the model's loss on the
+    true token (`masked_pass` over batches, on the model's device). Cost: ceil(1/ratio) forward passes (7 at
+    15%), against one for the unmasked view. Returns {"entropy": [N, T], "loss": [N, T]} float32 on the CPU, NaN
+    where not a candidate."""
+    dev = next(model.parameters()).device
+    group = mask_groups(input_ids.shape, ratio, torch.Generator().manual_seed(seed))  # [N, T]
+    out = {"entropy": [], "loss": []}
+    for s in range(0, input_ids.shape[0], batch_size):
+        r = masked_pass(model, input_ids[s:s + batch_size].to(dev), candidates[s:s + batch_size].to(dev).bool(),
+                        mask_id, group[s:s + batch_size].to(dev))
+        for k in out:
+            out[k].append(r[k].cpu())
+    return {k: torch.cat(v) if v else torch.empty(0, input_ids.shape[1]) for k, v in out.items()}
+
+
+# ---- token scorers: what the selectors rank -------------------------------------------------------------------
+# A scorer maps (model, ids [B, T], candidates [B, T], context) to a float32 [B, T] score (0 at non-candidates):
+# a new idea is one registered function plus one test, usable at once from the CLI (--scorer), configs, the trainer
+# (teacher-cached or self, each step) and the widgets. The paper's unmasked-view entropy is `entropy`.
+@dataclasses.dataclass(frozen=True)
+class ScoreContext:
+    mask_id: int | None = None  # masked-view scorers mask with it
+    ratio: float = 0.15  # masked-view scorers cover each row in ceil(1/ratio) passes
+    reference: Any = None  # a second model (the teacher) for scorers that compare two models
+    generator: torch.Generator | None = None  # which pass masks which position (masked view)
+    chunk_size: int | None = 1024  # positions per head chunk in the unmasked pass
+    autocast_dtype: torch.dtype | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Scorer:
+    name: str
+    fn: Callable
+    view: str  # "unmasked": one pass over the sequence as is | "masked": each position scored while masked
+    uses_reference: bool  # compares the scored model with a reference (the teacher)
+    doc: str
+
+    def passes(self, ratio: float = 0.15) -> int:
+        """Forward passes of the scored model per row (the reference adds as many when it is used)."""
+        return 1 if self.view == "unmasked" else math.ceil(1 / ratio)
+
+
+SCORERS: dict[str, Scorer] = {}
+
+
+def register_scorer(name: str, view: str = "unmasked", uses_reference: bool = False):
+    """Decorator: make `fn(model, ids, candidates, ctx) -> [B, T] float32` the scorer `name`."""
+    if view not in ("unmasked", "masked"):
+        raise ValueError(f"view={view!r}: unmasked or masked")
+
+    def deco(fn):
+        SCORERS[name] = Scorer(name, fn, view, uses_reference, (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+    return deco
+
+
+def get_scorer(name: str) -> Scorer:
+    if name not in SCORERS:
+        raise ValueError(f"unknown scorer {name!r}; choose one of {', '.join(SCORERS)}")
+    return SCORERS[name]
+
+
+@torch.no_grad()
+def score_tokens(name: str, model, input_ids: torch.Tensor, candidates: torch.Tensor, **ctx) -> torch.Tensor:
+    """Scores of every position under scorer `name` ([B, T] float32, 0 at non-candidates); `ctx` fills a
+    `ScoreContext` (mask_id, ratio, reference, generator, chunk_size, autocast_dtype)."""
+    sc = get_scorer(name)
+    c = ScoreContext(**ctx)
+    if sc.view == "masked" and c.mask_id is None:
+        raise ValueError(f"scorer {name!r} masks positions: give mask_id")
+    if sc.uses_reference and c.reference is None:
+        raise ValueError(f"scorer {name!r} compares the model with a reference: give reference=<the teacher>")
+    candidates = candidates.bool()
+    out = sc.fn(model, input_ids, candidates, c).float()  # [B, T]
+    return torch.where(candidates, out, torch.zeros_like(out))
+
+
+@register_scorer("entropy")
+def _score_entropy(model, ids, cand, c: ScoreContext):
+    """The paper's score: entropy of the prediction at each position of the unmasked sequence (one pass)."""
+    return model_entropy(model, ids, torch.ones_like(ids), c.chunk_size, autocast_dtype=c.autocast_dtype)
+
+
+def _groups(ids, c: ScoreContext):
+    return mask_groups(ids.shape, c.ratio, c.generator, ids.device)
+
+
+@register_scorer("masked_entropy", view="masked")
+def _score_masked_entropy(model, ids, cand, c: ScoreContext):
+    """Entropy at each position while it is masked, as in training (ceil(1/ratio) passes)."""
+    return masked_pass(model, ids, cand, c.mask_id, _groups(ids, c), c.autocast_dtype)["entropy"]
+
+
+@register_scorer("loss", view="masked")
+def _score_loss(model, ids, cand, c: ScoreContext):
+    """The model's own loss on the true token at each position while it is masked (ceil(1/ratio) passes)."""
+    return masked_pass(model, ids, cand, c.mask_id, _groups(ids, c), c.autocast_dtype)["loss"]
+
+
+@register_scorer("excess_loss", view="masked", uses_reference=True)
+def _score_excess_loss(model, ids, cand, c: ScoreContext):
+    """Rho-1's excess loss: the model's masked loss minus the reference's, on the same masks (2 x ceil(1/ratio))."""
+    g = _groups(ids, c)
+    own = masked_pass(model, ids, cand, c.mask_id, g, c.autocast_dtype)["loss"]
+    ref = masked_pass(c.reference, ids, cand, c.mask_id, g, c.autocast_dtype)["loss"]
+    return own - ref
 
 
 def entropy_rank_check(model, input_ids: torch.Tensor, candidates: torch.Tensor, mask_id: int,

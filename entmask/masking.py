@@ -4,6 +4,9 @@ What it is: `select_mask` (which k positions of each row to mask, from entropies
 `STRATEGIES`, `candidate_mask` (which tokens may be masked), and `apply_mask` ([MASK]-only or BERT's 80/10/10).
 Everything is vectorised over the batch; no Python loop over rows.
 
+Beyond the paper: whole-word selection (`whole_word=max|mean` with `continuation_table`) and `schedule_value`
+(mask rate and temperature as functions of training progress).
+
 What it is not: it computes no entropy (see `entmask.entropy`) and knows nothing of models or training.
 
 On k: the paper takes k = 15% of the sequence length. entmask takes 15% of each row's *candidates*
@@ -11,6 +14,8 @@ On k: the paper takes k = 15% of the sequence length. entmask takes 15% of each 
 only by the [CLS]/[SEP] tokens and the [UNK]s that are left out of the candidates.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -75,7 +80,8 @@ def _first_k(key: torch.Tensor, candidates: torch.Tensor, start: torch.Tensor, c
 
 def select_mask(entropy: torch.Tensor, candidates: torch.Tensor, strategy: str, ratio: float = 0.15,
                 num_tokens: int | None = None, generator: torch.Generator | None = None,
-                temperature: float = 1.0) -> torch.Tensor:
+                temperature: float = 1.0, continues: torch.Tensor | None = None,
+                whole_word: str = "none") -> torch.Tensor:
     """Choose the positions to mask in each row. Returns bool [B, T], True only at candidates.
 
     entropy: [B, T] float (ignored by `random`/`bernoulli`); candidates: [B, T] bool.
@@ -84,6 +90,11 @@ def select_mask(entropy: torch.Tensor, candidates: torch.Tensor, strategy: str, 
     random: k uniformly at random; bernoulli: each candidate independently with probability `ratio`; sampled:
     k drawn without replacement with probability ~ softmax(entropy / temperature). Ties are broken by position:
     the earlier token wins. Strategies other than bernoulli/alternating come from the SELECTORS registry.
+
+    whole_word (beyond the paper) = max | mean, with `continues` [B, T] bool (True at a wordpiece that continues
+    the previous one, see `continuation_table`): the strategy picks whole words, a word scored by the max or mean
+    of its candidate pieces, and every piece of a chosen word is masked. k then counts words (ratio of each row's
+    candidate words), so about ratio x (pieces per word) of the tokens are masked, as in BERT's whole-word masking.
     """
     strategy = canonical_strategy(strategy)
     if not (isinstance(ratio, (int, float)) and 0 < ratio <= 1):
@@ -104,8 +115,52 @@ def select_mask(entropy: torch.Tensor, candidates: torch.Tensor, strategy: str, 
         u = _uniform(entropy.shape, generator, device)
         return (u < ratio) & candidates
 
+    if whole_word != "none":
+        return _whole_words(entropy, candidates, strategy, ratio, num_tokens, generator, temperature, continues,
+                            whole_word)
     k = num_to_mask(candidates, ratio, num_tokens)  # [B]
     return SELECTORS[strategy](entropy.float(), candidates, k, generator, temperature)
+
+
+def continuation_table(tokenizer) -> torch.Tensor:
+    """True for every vocabulary id that continues a word (a WordPiece `##` piece). [V] bool"""
+    toks = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    return torch.tensor([isinstance(t, str) and t.startswith("##") for t in toks])
+
+
+def _whole_words(entropy, candidates, strategy, ratio, num_tokens, generator, temperature, continues, reduce):
+    if reduce not in ("max", "mean"):
+        raise ValueError(f"whole_word={reduce!r}: choose none, max or mean")
+    if continues is None or continues.shape != candidates.shape:
+        raise ValueError("whole-word masking needs `continues` [B, T] (continuation_table(tokenizer)[input_ids])")
+    # a word starts at every piece that does not continue the previous one; the first position always starts one
+    starts = ~continues.bool()
+    starts[:, 0] = True
+    wid = starts.long().cumsum(1) - 1  # [B, T] word index of each position in its row
+    cand = candidates.float()  # [B, T]
+    score = torch.where(candidates, entropy.float(), torch.zeros_like(entropy, dtype=torch.float))
+    n_pieces = torch.zeros_like(cand).scatter_add_(1, wid, cand)  # [B, W=T] candidate pieces per word
+    if reduce == "max":
+        wscore = torch.full_like(cand, -float("inf")).scatter_reduce_(
+            1, wid, score.masked_fill(~candidates, -float("inf")), "amax")
+    else:
+        wscore = torch.zeros_like(cand).scatter_add_(1, wid, score) / n_pieces.clamp(min=1)
+    wcand = n_pieces > 0  # [B, W] a word with at least one maskable piece
+    wscore = torch.where(wcand, wscore, torch.zeros_like(wscore))
+    wmask = select_mask(wscore, wcand, strategy, ratio, num_tokens, generator, temperature)  # [B, W]
+    return wmask.gather(1, wid) & candidates  # [B, T] every candidate piece of a chosen word
+
+
+def schedule_value(start: float, end: float | None, schedule: str, progress: float) -> float:
+    """A scheduled value at `progress` in [0, 1] of training: constant, linear or cosine from start to end."""
+    if end is None or schedule == "constant":
+        return start
+    p = min(max(float(progress), 0.0), 1.0)
+    if schedule == "linear":
+        return start + (end - start) * p
+    if schedule == "cosine":
+        return end + (start - end) * 0.5 * (1 + math.cos(math.pi * p))
+    raise ValueError(f"schedule={schedule!r}: choose constant, linear or cosine")
 
 
 @register_selector("high")

@@ -324,3 +324,12 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def forward_flops(config, seq_len: int) -> dict:
+    """Forward-pass FLOPs of a BERT MLM (multiply-add = 2): `body` per token (the encoder's matmuls and attention
+    over `seq_len`) and `head` per position the vocabulary head is applied at (transform + decoder). Embeddings,
+    norms and softmax are left out (a few % at these sizes). A backward pass costs about twice a forward."""
+    h, n_layers, inter, v = config.hidden_size, config.num_hidden_layers, config.intermediate_size, config.vocab_size
+    body = 2 * n_layers * (4 * h * h + 2 * h * inter) + 4 * n_layers * seq_len * h
+    return {"body": float(body), "head": float(2 * h * h + 2 * h * v)}

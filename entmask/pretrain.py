@@ -29,8 +29,9 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from entmask import runs
 from entmask.config import ConfigError, PretrainConfig
 from entmask.data import Corpus, prepare_corpus, unigram_baseline
-from entmask.entropy import _bf16_ok, check_finite, model_entropy, teacher_entropies
-from entmask.masking import apply_mask, candidate_mask, needs_entropy, select_mask
+from entmask.entropy import SCORERS, _bf16_ok, check_finite, model_entropy, score_tokens, teacher_entropies
+from entmask.masking import (apply_mask, candidate_mask, continuation_table, needs_entropy, schedule_value,
+                             select_mask)
 from entmask.models import (build_model, encode, kd_loss, load_teacher, masked_logits, mlm_loss, reference_start,
                             transformers_bars)
 
@@ -99,6 +100,8 @@ class EntropyMaskingTrainer(Trainer):
         self._acc: dict[str, float] = {}
         self._micro = (-1, 0)  # (global step, micro-batch index) for per-micro-batch mask seeds
         self.calls = {"self_entropy": 0}
+        # [V] bool, True at "##" pieces: whole-word masking groups a word's pieces (None: the paper's wordpieces)
+        self.continues = (continuation_table(tok).to(self.args.device) if em.masking.whole_word != "none" else None)
 
     # -- schedule ------------------------------------------------------------------------------------------------
     def epoch_index(self) -> int:
@@ -139,6 +142,13 @@ class EntropyMaskingTrainer(Trainer):
             ((seed * 1_000_003 + step) * 1_009 + micro) * 131 + self.args.process_index)
         return coin, gen
 
+    def scheduled(self) -> tuple[float, float]:
+        """(mask ratio, sampled temperature) at this step: constant (the paper) or moving to their *_end values."""
+        m = self.em.masking
+        progress = self.state.global_step / max(1, (self.state.max_steps or 1) - 1)
+        return (schedule_value(m.ratio, m.ratio_end, m.schedule, progress),
+                schedule_value(m.temperature, m.temperature_end, m.schedule, progress))
+
     # -- the loss step -------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         m, em = self.em.masking, self.em
@@ -148,20 +158,28 @@ class EntropyMaskingTrainer(Trainer):
         coin, gen = self._generators(ids.device)
         source = self.entropy_source()
         core = self.accelerator.unwrap_model(model)
+        ratio, temperature = self.scheduled()
+        amp = torch.bfloat16 if self.args.bf16 else None  # the training precision: autocast wraps forward() only
         if source == "teacher":
-            entropy = inputs["teacher_entropy"].float()  # [B, T], cached once per corpus
-        elif source == "self":
+            entropy = inputs["teacher_entropy"].float()  # [B, T], cached once per corpus (any teacher-only scorer)
+        elif source == "self" and m.scorer == "entropy":
             # [B, T], no grad, eval mode; at the training precision (autocast only wraps forward(), not this pass)
-            entropy = model_entropy(core, ids, attn, em.train.entropy_chunk,
-                                    autocast_dtype=torch.bfloat16 if self.args.bf16 else None)
+            entropy = model_entropy(core, ids, attn, em.train.entropy_chunk, autocast_dtype=amp)
+            self.calls["self_entropy"] += 1
+        elif source == "self":  # beyond the paper: masked-view / loss / excess-loss scores of the student
+            entropy = score_tokens(m.scorer, core, ids, cand, mask_id=self.mask_id, ratio=ratio,
+                                   reference=self.teacher, generator=gen, chunk_size=em.train.entropy_chunk,
+                                   autocast_dtype=amp)  # [B, T]
             self.calls["self_entropy"] += 1
         else:
             entropy = torch.zeros(ids.shape, device=ids.device)
         if source is not None:
-            check_finite(entropy, f"{source} entropy at step {self.state.global_step}")
+            check_finite(entropy, f"{source} {m.scorer} at step {self.state.global_step}")
         strategy = m.strategy if source is not None else ("bernoulli" if m.strategy == "bernoulli" else "random")
-        mask = select_mask(entropy, cand, strategy, m.ratio, m.num_tokens,
-                           generator=coin if strategy == "alternating" else gen, temperature=m.temperature)  # [B, T]
+        continues = self.continues[ids] if self.continues is not None else None  # [B, T]
+        mask = select_mask(entropy, cand, strategy, ratio, m.num_tokens,
+                           generator=coin if strategy == "alternating" else gen, temperature=temperature,
+                           continues=continues, whole_word=m.whole_word)  # [B, T]
         self.last_mask, self.last_source = mask, source  # for inspection (tests, notebooks); no copy
         masked_ids, labels = apply_mask(ids, mask, self.mask_id, m.policy, self.vocab_size, gen, self.special_ids)
 
@@ -181,6 +199,9 @@ class EntropyMaskingTrainer(Trainer):
             if logits.shape[0]:
                 self._add("masked_accuracy", (logits.argmax(-1) == labels[sel]).float().mean())
             self._add("masked_per_row", mask.sum(1).float().mean())
+            self._add("candidates_per_row", cand.sum(1).float().mean())
+            if m.schedule != "constant":
+                self._add("mask_ratio", torch.tensor(ratio))
             if source is not None:
                 self._add("entropy_masked", entropy[mask].mean())
                 self._add("entropy_maskable", entropy[cand].mean())
@@ -429,6 +450,32 @@ def _steps_per_epoch(n_rows: int, batch: int, accum: int, world: int | None = No
     return max(batches // accum + int(batches % accum > 0), 1)
 
 
+def uses_teacher_scores(cfg: PretrainConfig) -> bool:
+    """Whether some phase of this run masks by the teacher's (cached) scores."""
+    m = cfg.masking
+    if not needs_entropy(m.strategy) or cfg.kd.mode == "kd-only":
+        return False
+    return m.source == "teacher" or m.self_start == "init" or cfg.kd.mode == "after-init"
+
+
+def teacher_scores(cfg: PretrainConfig, teacher_dir: Path, corpus: Corpus, progress: bool = True,
+                   force: bool = False) -> torch.Tensor | None:
+    """The teacher's scores of every train position (the paper's unmasked-view entropy, or `masking.scorer`),
+    computed once per (teacher, corpus, scorer) and cached beside the corpus; None when no phase uses them."""
+    if not uses_teacher_scores(cfg):
+        return None
+    t, m = cfg.train, cfg.masking
+    extra = {}
+    if m.scorer != "entropy":  # masked-view scorers: the candidates they mask, and the masking ratio of the view
+        extra = dict(scorer=m.scorer, ratio=m.ratio, seed=t.seed, mask_id=corpus.tokenizer.mask_token_id,
+                     candidates=candidate_mask(corpus.train_ids, corpus.special_ids, corpus.tokenizer.unk_token_id,
+                                               m.include_unk))
+    return teacher_entropies(teacher_dir, corpus.dir, "train", corpus.train_ids,
+                             device="cuda" if torch.cuda.is_available() else "cpu", batch_size=t.eval_batch_size,
+                             chunk_size=t.entropy_chunk, progress=progress, block_rows=t.entropy_block_rows,
+                             force=force, **extra)
+
+
 def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teacher_dir: Path | None,
                  max_steps: int = -1, epochs: float | None = None, lr: float | None = None, batch: int | None = None,
                  warmup_ratio: float | None = None, progress: bool = True, stop_after: int | None = None,
@@ -437,13 +484,10 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
     t = cfg.train
     epochs, lr = t.epochs if epochs is None else epochs, t.lr if lr is None else lr
     batch, warmup_ratio = batch or t.batch_size, t.warmup_ratio if warmup_ratio is None else warmup_ratio
-    ent = None
-    if teacher_dir is not None and needs_entropy(cfg.masking.strategy) and cfg.kd.mode != "kd-only":
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
-        ent = teacher_entropies(teacher_dir, corpus.dir, "train", corpus.train_ids, device=dev,
-                                batch_size=t.eval_batch_size, chunk_size=t.entropy_chunk, progress=progress,
-                                block_rows=t.entropy_block_rows)
-    teacher = load_teacher(teacher_dir) if (teacher_dir is not None and cfg.kd.mode != "none") else None
+    ent = teacher_scores(cfg, teacher_dir, corpus, progress) if teacher_dir is not None else None
+    needs_model = cfg.kd.mode != "none" or (SCORERS[cfg.masking.scorer].uses_reference
+                                             and needs_entropy(cfg.masking.strategy))
+    teacher = load_teacher(teacher_dir) if (teacher_dir is not None and needs_model) else None
     spe = _steps_per_epoch(corpus.train_ids.shape[0], batch, t.grad_accum)
     if max_steps <= 0:
         # A fixed step count (rather than the Trainer's epoch count) makes the warmup share exact.
@@ -545,14 +589,67 @@ def _finish(cfg: PretrainConfig, run: Path, trainer, result, secs: float, resume
         "epoch_entropy": runs.read_json(epochs_path) if epochs_path.exists() else [],
         "curve": runs.read_json(curve_path) if curve_path.exists() else [],
         "device": device_name(), "corpus": corpus.stats, "entmask_commit": runs.git_commit(),
+        "masked_per_row_mean": avg("masked_per_row"), "candidates_per_row_mean": avg("candidates_per_row"),
         **ev, **extra,
     }
+    teacher_cfg = trainer.teacher.config if trainer.teacher is not None else None
+    if teacher_cfg is None and extra.get("teacher"):
+        from transformers import BertConfig
+
+        teacher_cfg = BertConfig.from_pretrained(extra["teacher"])
+    metrics["compute"] = {**run_flops(cfg, model.config, teacher_cfg, trainer.state.global_step,
+                                      extra.get("steps_per_epoch", 1), int(corpus.train_ids.shape[0]),
+                                      metrics["masked_per_row_mean"], metrics["candidates_per_row_mean"],
+                                      runs.world_size()),
+                          "wall_seconds": secs}
     model.save_pretrained(str(run / "model"))
     corpus.tokenizer.save_pretrained(str(run / "model"))
     if (run / "checkpoints").is_dir():
         shutil.rmtree(run / "checkpoints", ignore_errors=True)  # the final model is saved; resume is done with
     runs.write_json(run / "metrics.json", metrics)  # last: its presence marks the run finished
     return metrics
+
+
+def run_flops(cfg: PretrainConfig, student, teacher, steps: int, steps_per_epoch: int, train_rows: int,
+              masked_per_row: float | None = None, candidates_per_row: float | None = None,
+              world: int = 1) -> dict:
+    """Compute spent by a pretraining run, in FLOPs by part (beyond the paper: so a strategy that costs more is
+    compared with random masking trained for the same compute). `student`/`teacher`: their BertConfigs (teacher
+    None when unused). Estimates from `models.forward_flops`: training = 3 forwards (forward + backward) of the
+    body on every token and of the head on masked positions (all positions without the sparse head); an
+    unmasked-view score = 1 forward, head everywhere; a masked-view score = ceil(1/ratio) body passes, head on
+    each candidate once; the teacher's cached scores are one pass over the train split, counted in full for every
+    run that uses them; KD = one teacher forward per step, head on masked positions."""
+    from entmask.models import forward_flops
+
+    m, t, T = cfg.masking, cfg.train, cfg.data.seq_len
+    rows = t.batch_size * t.grad_accum * world  # rows per optimizer step
+    cand = candidates_per_row if candidates_per_row is not None else T - 2
+    masked = masked_per_row if masked_per_row is not None else (m.num_tokens or m.ratio * cand)
+    fs = forward_flops(student, T)
+    ft = forward_flops(teacher, T) if teacher is not None else None
+    sc = SCORERS[m.scorer]
+
+    def scoring(f, n_rows):  # one scoring of n_rows rows by a model with forward FLOPs f
+        if sc.view == "unmasked":
+            return n_rows * T * (f["body"] + f["head"])
+        return n_rows * (sc.passes(m.ratio) * T * f["body"] + cand * f["head"])
+
+    teacher_phase = 0
+    if uses_teacher_scores(cfg) and (m.source == "self" or cfg.kd.mode == "after-init"):
+        teacher_phase = min(steps, m.teacher_epochs * steps_per_epoch)
+    self_steps = 0
+    if needs_entropy(m.strategy) and cfg.kd.mode != "kd-only" and (m.source == "self" or cfg.kd.mode == "after-init"):
+        self_steps = steps - teacher_phase
+    kd_steps = {"none": 0, "kd-only": steps, "complete": steps, "after-init": steps - teacher_phase}[cfg.kd.mode]
+    head_positions = masked if t.sparse_head else T
+    parts = {"student_train": 3 * steps * rows * (T * fs["body"] + head_positions * fs["head"]),
+             "self_scoring": self_steps * scoring(fs, rows)}
+    if sc.uses_reference and ft is not None:
+        parts["self_scoring"] += self_steps * scoring(ft, rows)  # the reference's passes on the same masks
+    parts["teacher_scores"] = scoring(ft, train_rows) if (ft is not None and uses_teacher_scores(cfg)) else 0.0
+    parts["kd_teacher"] = kd_steps * rows * (T * ft["body"] + masked * ft["head"]) if ft is not None else 0.0
+    return {"flops": {k: float(v) for k, v in parts.items()}, "total_flops": float(sum(parts.values()))}
 
 
 def run_folder(cfg: PretrainConfig, stage: str = "pretrain", root=None) -> Path:
@@ -602,12 +699,7 @@ def _pretrain(cfg: PretrainConfig, root, force: bool, progress: bool, stop_after
             check_maskable(corpus, cfg.masking.include_unk)
             if tdir is not None:
                 check_teacher(tdir, corpus, cfg.trust_remote_code)
-                if needs_entropy(cfg.masking.strategy) and cfg.kd.mode != "kd-only":
-                    t = cfg.train
-                    teacher_entropies(tdir, corpus.dir, "train", corpus.train_ids,
-                                      device="cuda" if torch.cuda.is_available() else "cpu",
-                                      batch_size=t.eval_batch_size, chunk_size=t.entropy_chunk, progress=progress,
-                                      block_rows=t.entropy_block_rows, force=force and rank() == 0)
+                teacher_scores(cfg, tdir, corpus, progress, force=force and rank() == 0)
             return tdir, corpus
 
         teacher_dir, corpus = runs.main_first(prepare, what="the teacher, corpus and entropy caches")
