@@ -103,6 +103,21 @@ for _s in ("high", "low"):
                                   ("n1", {"masking.num_tokens": 1}, "one token")):
         RUN_SPECS[f"{_s}-{_suffix}"] = ({"masking.strategy": _s, **_PLAIN, **_over}, f"{_s} (teacher), {_text}")
 
+# Beyond the paper (issue 14; notebook 06). `baseline-2x` is random masking for twice the steps: with `baseline`
+# it draws the line of random masking against compute that a costlier strategy has to beat.
+_SELF_COLD = {**_PLAIN, "masking.strategy": "high", "masking.source": "self"}
+RUN_SPECS.update({
+    "baseline-2x": ({"masking.strategy": "random", **_PLAIN, "train.epochs": lambda c: 2 * c.train.epochs,
+                     "train.max_steps": lambda c: 2 * c.train.max_steps if c.train.max_steps > 0 else -1},
+                    "random, 2x steps"),
+    "teacher-high-masked": ({"masking.strategy": "high", **_PLAIN, "masking.scorer": "masked_entropy"},
+                            "high masked-view entropy (teacher)"),
+    "teacher-sampled": ({"masking.strategy": "sampled", **_PLAIN, "masking.temperature": 1.0},
+                        "sampled T=1 (teacher)"),
+    "self-high-cold-bert": ({**_SELF_COLD, "masking.policy": "bert"}, "high (self, cold), 80/10/10 student"),
+    "self-excess-cold": ({**_SELF_COLD, "masking.scorer": "excess_loss"}, "high excess loss (self − teacher)"),
+})
+
 EXPERIMENT_RUNS: dict[str, tuple[str, ...]] = {
     "table1": ("baseline", "teacher-high", "teacher-low", "teacher-mid", "teacher-marginal", "teacher-alternating"),
     "table2": ("baseline", "teacher-high", "self-high-cold", "self-high-init"),
@@ -111,6 +126,8 @@ EXPERIMENT_RUNS: dict[str, tuple[str, ...]] = {
     "frozen": ("baseline", "teacher-high"),
     "weights": ("baseline", "teacher-high", "self-high-init"),  # the paper analyses max,init (§3.7)
     "corpus": ("baseline", "self-high-init"),
+    "beyond": ("baseline", "baseline-2x", "teacher-high", "teacher-high-masked", "teacher-sampled", "self-high-cold",
+               "self-high-cold-bert", "self-excess-cold"),
 }
 # The row each row's delta of Total is measured against. mask-rate has no random run: each rate is compared with
 # the same strategy at 15%, which is the question that ablation asks.
@@ -124,8 +141,10 @@ TITLES = {
     "frozen": "Frozen-encoder probe (classifier only)",
     "weights": "How far fine-tuning moves the weights",
     "corpus": "Another pretraining corpus",
+    "beyond": "Beyond the paper: other scores, soft selection, 80/10/10 self-masking, equal compute",
 }
 ENTROPY_PLOTS = ("table1", "table2", "kd", "mask-rate")
+COMPUTE_PLOTS = ("table1", "table2", "kd", "beyond")  # Total and held-out accuracy against pretraining FLOPs
 DEFAULT_OTHER_CORPUS = "bookcorpus/bookcorpus:plain_text:train"  # NAME[:CONFIG[:SPLIT+SPLIT]]
 
 
@@ -161,6 +180,7 @@ def matrix(name: str, cfg: PretrainConfig, corpus: str | None = None) -> list[tu
     out = []
     for label in EXPERIMENT_RUNS[name]:
         over, _ = RUN_SPECS[label]
+        over = {k: v(cfg) if callable(v) else v for k, v in over.items()}  # values relative to the profile
         c = validate(apply_overrides(cfg, {**over, **data_over}))
         c.name = _default_name(c)
         out.append((label, c))
@@ -280,6 +300,35 @@ def _seed_mean_metrics(r: _Run) -> dict:
     lps = [x.get("left_plateau") for x in ms]
     out["left_plateau"] = None if any(v is None for v in lps) else all(lps)
     return out
+
+
+def run_compute(cfg: PretrainConfig, run_dir: Path | None, metrics: dict) -> dict | None:
+    """A finished run's compute record (`pretrain.run_flops`): from its metrics.json, or, for runs finished before
+    entmask recorded compute, estimated from its config, model and teacher folders and logged masking figures."""
+    if metrics.get("compute"):
+        return metrics["compute"]
+    if run_dir is None or not (Path(run_dir) / "model" / "config.json").exists() or not metrics.get("steps"):
+        return None
+    from transformers import BertConfig
+
+    from entmask.pretrain import run_flops
+
+    teacher = metrics.get("teacher")
+    tcfg = BertConfig.from_pretrained(teacher) if teacher and (Path(teacher) / "config.json").exists() else None
+    rows = (metrics.get("corpus") or {}).get("train_rows") or 0
+    out = run_flops(cfg, BertConfig.from_pretrained(Path(run_dir) / "model"), tcfg, int(metrics["steps"]),
+                    int(metrics.get("steps_per_epoch") or 1), int(rows))
+    return {**out, "wall_seconds": metrics.get("train_seconds"), "estimated_after_the_run": True}
+
+
+def _row_flops(r: _Run) -> float | None:
+    """Mean pretraining FLOPs over the row's pretraining seeds (None when unknown)."""
+    vals = []
+    for sr in r.seed_runs or [{"run_dir": r.run_dir, "metrics": r.metrics}]:
+        c = run_compute(r.cfg, sr.get("run_dir"), sr.get("metrics") or {})
+        if c:
+            vals.append(c["total_flops"])
+    return float(np.mean(vals)) if vals else None
 
 
 def _unit(f: dict) -> tuple:
@@ -456,6 +505,9 @@ def _build(name: str, cfg: PretrainConfig, rs: list[_Run], *, paper_key: str | N
         m = _seed_mean_metrics(r)
         lp = m.get("left_plateau")
         d["plateau"] = "" if r.error else ("left" if lp else "ON PLATEAU" if lp is False else "?")
+        flops = _row_flops(r) if r.error is None else None
+        d["PFLOPs"] = f"{flops / 1e15:.3g}" if flops else ""
+        n["flops"] = flops
         d["held-out acc"] = _pct(m.get("heldout_accuracy"))
         d["unigram acc"] = _pct(m.get("unigram_accuracy"))
         sw, end = self_switch_sd(r.cfg, m)
@@ -519,7 +571,7 @@ def _build(name: str, cfg: PretrainConfig, rs: list[_Run], *, paper_key: str | N
 
     cols = (["model", "strategy", "source"] + [TASK_LABEL[t] for t in TASK_ORDER] +
             ["Total", "row mean (recomputed)", "Δ Total", "95% CI (bootstrap)", "per-seed Δ", "seed t-interval", "plateau",
-             "held-out acc", "unigram acc", "self entropy s.d. (switch → end)", "run"])
+             "PFLOPs", "held-out acc", "unigram acc", "self entropy s.d. (switch → end)", "run"])
     table = pd.DataFrame(disp).reindex(columns=cols).fillna("")
     scores = pd.DataFrame(nums)
 
@@ -628,6 +680,49 @@ def plot_totals(name: str, rs: list[_Run], cov: list[str], majority_total: float
     lo = min(min(_seed_totals(r, cov)) for r in ok)
     ax.set_ylim(max(0.0, lo - 15), None)
     ax.set_title(f"{name}: GLUE Total ({', '.join(TASK_LABEL[t] for t in cov)}), seeds as dots", fontsize=9)
+    return _save(fig, stem)
+
+
+def plot_compute(name: str, rs: list[_Run], cov: list[str], stem: Path) -> dict:
+    """Total (left) and held-out masked accuracy (right) against pretraining FLOPs, one point per row and
+    pretraining seed: a strategy that costs more compute is read against random masking at the same compute."""
+    pts = []
+    for r in rs:
+        if r.error is not None:
+            continue
+        for sr in r.seed_runs or [{"run_dir": r.run_dir, "metrics": r.metrics, "pretrain_seed": r.cfg.train.seed}]:
+            c = run_compute(r.cfg, sr.get("run_dir"), sr.get("metrics") or {})
+            if not c:
+                continue
+            seed = sr.get("pretrain_seed", r.cfg.train.seed)
+            per_task = {}
+            for f in r.ft:
+                if f.get("status") == "ok" and f.get("pretrain_seed", seed) == seed and f.get("task") in cov:
+                    per_task.setdefault(f["task"], []).append(f["paper_score"])
+            total = (float(np.mean([np.mean(v) for v in per_task.values()])) if cov and len(per_task) == len(cov)
+                     else math.nan)
+            pts.append((r.label, c["total_flops"], total, (sr.get("metrics") or {}).get("heldout_accuracy")))
+    if not pts:
+        return {}
+    fig = _figure(9.0, 3.6)
+    axes = [fig.add_subplot(121), fig.add_subplot(122)]
+    labels = list(dict.fromkeys(p[0] for p in pts))
+    colors = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}
+    for ax, j, ylab in ((axes[0], 2, f"Total ({len(cov)} tasks)"), (axes[1], 3, "held-out masked accuracy")):
+        for lab in labels:
+            xs = [p[1] for p in pts if p[0] == lab and p[j] is not None and _num(p[j])]
+            ys = [p[j] for p in pts if p[0] == lab and p[j] is not None and _num(p[j])]
+            if xs:
+                ax.scatter(xs, ys, color=colors[lab], label=RUN_SPECS[lab][1], s=22)
+        base = sorted((p[1], p[j]) for p in pts if p[0].startswith("baseline") and p[j] is not None and _num(p[j]))
+        if len(base) > 1:  # random masking at more compute: the line a costlier strategy has to beat
+            ax.plot([b[0] for b in base], [b[1] for b in base], color="#999999", lw=1, ls="--", zorder=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("pretraining FLOPs (log)")
+        ax.set_ylabel(ylab)
+    axes[1].legend(fontsize=7, loc="best")
+    fig.suptitle(f"{name}: results against pretraining compute (dashed: random masking at 1x and 2x steps)",
+                 fontsize=9)
     return _save(fig, stem)
 
 
@@ -961,6 +1056,12 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
         else:
             header.append(f"Pretraining corpus: {rs[0].cfg.data.corpus}/{rs[0].cfg.data.corpus_config} "
                           f"{rs[0].cfg.data.splits} instead of {cfg.data.corpus}/{cfg.data.corpus_config}.")
+    if name == "beyond":
+        header.append("Beyond the paper: none of these rows is in the paper. Scores: masked-view entropy (each token "
+                      "scored while masked, 1/ratio passes), excess loss = student − teacher masked loss (Rho-1); "
+                      "`sampled` draws k with probability ∝ softmax(entropy / T); 80/10/10 = BERT's replacement "
+                      "policy for the self-masked student. PFLOPs and the compute figure put each row beside random "
+                      "masking trained for 1x and 2x the steps.")
     if frozen:
         table = _with_frozen_delta(table, scores)
         header.append("Frozen probe: the encoder (embeddings, layers, pooler) stays bitwise at its pretrained values; "
@@ -970,6 +1071,9 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
     maj_row = scores[scores["source"] == "majority"]
     maj_total = float(maj_row["Total"].iloc[0]) if len(maj_row) else math.nan
     figures.update({k: v for k, v in plot_totals(name, rs, cov, maj_total, stem).items()})
+    if name in COMPUTE_PLOTS:
+        figures.update({f"compute_{k}": v for k, v in plot_compute(name, rs, cov, stem.with_name(f"{name}-compute")
+                                                                   ).items()})
     curves = curves_frame(rs)
     extra["curves"] = curves
     figures.update({f"curves_{k}": v for k, v in plot_curves(curves, stem.with_name(f"{name}-curves")).items()})
@@ -1040,6 +1144,12 @@ def _with_frozen_delta(table, scores):
 def table1(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
     """Teacher-masking: random baseline vs high, low, mid, marginal, alternating (the paper's Table 1)."""
     return _experiment("table1", cfg, root=root, progress=progress)
+
+
+def beyond(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
+    """Beyond the paper: masked-view entropy and sampled selection from the teacher, 80/10/10 and excess-loss
+    self-masking, against random masking at 1x and 2x steps (the compute figure)."""
+    return _experiment("beyond", cfg, root=root, progress=progress)
 
 
 def table2(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
@@ -1300,7 +1410,7 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
 
 
 EXPERIMENTS = {"table1": table1, "table2": table2, "kd": kd, "mask-rate": mask_rate, "frozen": frozen,
-               "weights": weights, "corpus": corpus, "plateau": plateau, "verdicts": verdicts}
+               "weights": weights, "corpus": corpus, "plateau": plateau, "verdicts": verdicts, "beyond": beyond}
 
 
 def run(name: str, cfg: PretrainConfig, progress: bool = True, root=None, **kw) -> Path:

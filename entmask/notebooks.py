@@ -52,6 +52,7 @@ NOTEBOOKS = [
     "03_knowledge_distillation",
     "04_weight_analysis",
     "05_ablations",
+    "06_beyond_the_paper",
 ]
 KERNEL_NAME = "entmask-python"
 GPU_PROFILES = ("bertlet", "bert")  # profiles meant for a GPU (the corpus ablation runs only there)
@@ -160,6 +161,13 @@ def to_markdown(df, floatfmt: str = ".3f", index: bool = True) -> str:
         vals = ([cell(idx)] if index else []) + [cell(v) for v in row.tolist()]
         lines.append("| " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"
+
+
+def tokenizer_of(cfg):
+    """The tokenizer the profile's runs use (cfg.data.tokenizer, offline mirror first), for widgets."""
+    from entmask.data import load_tokenizer
+
+    return load_tokenizer(cfg.data.tokenizer, cfg.data.data_dir, trust_remote_code=cfg.trust_remote_code)
 
 
 def save_table(df, name: str, cfg, root: str | Path | None = None, index: bool = False) -> dict[str, Path]:
@@ -473,4 +481,4 @@ def summary_table(rows: Sequence[dict]) -> str:
 __all__ = ["NOTEBOOKS", "NOTEBOOK_DIR", "KERNEL_NAME", "GPU_PROFILES", "NotebookError", "select", "reproduce",
            "record", "read_record", "experiment_metrics", "show_figures", "show_report", "export_html",
            "ensure_kernel", "use_runs_dir", "set_progress", "pick_device", "save_figure", "save_table",
-           "to_markdown", "results_path", "summary_table", "output_dir"]
+           "to_markdown", "results_path", "summary_table", "output_dir", "tokenizer_of"]
