@@ -55,6 +55,7 @@ class SentenceScores:
     text: str = ""
     source: str | None = None  # the entropy source's name, for titles
     full_length: int | None = None  # wordpieces of the whole text with [CLS]/[SEP]; > len(tokens) when it was cut
+    scorer: str = "entropy"  # what `entropy` holds: the paper's unmasked-view entropy, or another SCORERS entry
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -67,21 +68,30 @@ def _device_of(model) -> torch.device:
         return torch.device("cpu")
 
 
-def score_sentence(model, tokenizer, text: str, max_len: int = 128, source: str | None = None) -> SentenceScores:
+def score_sentence(model, tokenizer, text: str, max_len: int = 128, source: str | None = None,
+                   scorer: str = "entropy", reference=None, ratio: float = 0.15, seed: int = 0) -> SentenceScores:
     """Tokenize `text` ([CLS] ... [SEP], truncated to `max_len`) and score every token's entropy with `model`.
 
     The entropy comes from `model_entropy` (eval mode, unmasked input), exactly as the teacher pass of training.
+    Beyond the paper, `scorer` names another `entropy.SCORERS` entry (masked_entropy, loss; excess_loss needs
+    `reference`), computed by `entropy.score_tokens` as training computes it, masked-view groups drawn from `seed`.
     """
     enc = tokenizer(text, truncation=True, max_length=max_len, return_tensors="pt")
     ids = enc["input_ids"]  # [1, T]
     full = len(tokenizer(text)["input_ids"])  # the untruncated length, so a cut text can say so
     dev = _device_of(model)
-    ent = model_entropy(model, ids.to(dev), enc.get("attention_mask", torch.ones_like(ids)).to(dev))  # [1, T]
-    check_finite(ent, f"entropy of {text[:40]!r}")
     cand = candidate_mask(ids, list(tokenizer.all_special_ids), tokenizer.unk_token_id)  # [1, T]
+    if scorer == "entropy":
+        ent = model_entropy(model, ids.to(dev), enc.get("attention_mask", torch.ones_like(ids)).to(dev))  # [1, T]
+    else:
+        from entmask.entropy import score_tokens
+
+        ent = score_tokens(scorer, model, ids.to(dev), cand.to(dev), mask_id=tokenizer.mask_token_id, ratio=ratio,
+                           reference=reference, generator=torch.Generator().manual_seed(seed))  # [1, T]
+    check_finite(ent, f"{scorer} of {text[:40]!r}")
     return SentenceScores(tokens=tokenizer.convert_ids_to_tokens(ids[0].tolist()), input_ids=ids[0].clone(),
                           entropy=ent[0].float().cpu(), candidates=cand[0].clone(), text=text, source=source,
-                          full_length=full)
+                          full_length=full, scorer=scorer)
 
 
 def truncation_note(scores: SentenceScores) -> str:
@@ -323,7 +333,8 @@ def render_comparison_html(scores: SentenceScores, strategies: Sequence[str] = S
                     f'<td style="{cell}line-height:1.9">{_token_spans(scores, mask, sc)}</td></tr>')
     n = int(scores.candidates.sum())
     mean_all = float(scores.entropy[scores.candidates].mean()) if n else float("nan")
-    src = f" · entropy from {_esc(scores.source)}" if scores.source else ""
+    what = "entropy" if scores.scorer == "entropy" else f"score {_esc(scores.scorer)}"
+    src = f" · {what} from {_esc(scores.source)}" if scores.source else ""
     caption = (f'<div style="{_FONT}font-size:11px;color:#333">ratio {ratio:g} · seed {seed} · {n} candidate '
                f'tokens, mean entropy {_fmt(mean_all)} nats{src}</div>')
     th = f'style="{cell}text-align:left;border-bottom:2px solid #999"'
@@ -423,8 +434,9 @@ class _Scorer:
         self.device = device
         self._loader = loader
         self._models: dict[str, Any] = {}
-        self._scores: dict[tuple[str, str], SentenceScores] = {}
+        self._scores: dict[tuple[str, str, str], SentenceScores] = {}
         self.stats = {"loads": 0, "entropy_passes": 0, "prediction_passes": 0}
+        self.scorer = "entropy"  # what the strategies rank (entropy.SCORERS); excess_loss uses the source "teacher"
 
     def model(self, name: str):
         if name not in self.sources:
@@ -446,16 +458,26 @@ class _Scorer:
         return self._models[name]
 
     def cached(self, text: str, source: str) -> SentenceScores | None:
-        return self._scores.get((text, source))
+        return self._scores.get((text, source, self.scorer))
+
+    def scorers(self) -> list[str]:
+        """The scorers this set of sources can compute: excess loss needs a source named "teacher"."""
+        from entmask.entropy import SCORERS
+
+        return [n for n, sc in SCORERS.items() if not sc.uses_reference or "teacher" in self.sources]
 
     def loaded(self, source: str) -> bool:
         """Whether scoring with `source` costs only a forward pass (its model is in memory)."""
         return source in self._models or (source in self.sources and not isinstance(self.sources[source], (str, Path)))
 
     def scores(self, text: str, source: str) -> SentenceScores:
-        key = (text, source)
+        key = (text, source, self.scorer)
         if key not in self._scores:
-            self._scores[key] = score_sentence(self.model(source), self.tokenizer, text, self.max_len, source)
+            from entmask.entropy import SCORERS
+
+            ref = self.model("teacher") if SCORERS[self.scorer].uses_reference else None
+            self._scores[key] = score_sentence(self.model(source), self.tokenizer, text, self.max_len, source,
+                                               scorer=self.scorer, reference=ref)
             self.stats["entropy_passes"] += 1
         return self._scores[key]
 
@@ -489,6 +511,8 @@ class _WidgetBase:
         self.w_text = w.Textarea(value=first, description="sentence", continuous_update=False,
                                  layout=w.Layout(width="95%", height="60px"))
         self.w_source = w.Dropdown(options=list(self._scorer.sources), description="entropy", layout=lay)
+        # beyond the paper: what the strategy ranks (the paper's unmasked-view entropy first)
+        self.w_scorer = w.Dropdown(options=self._scorer.scorers(), value="entropy", description="score", layout=lay)
         self.w_ratio = w.FloatSlider(value=ratio, min=0.01, max=1.0, step=0.01, description="ratio",
                                      continuous_update=False, readout_format=".2f")
         self.w_seed = w.IntText(value=seed, description="seed", layout=w.Layout(width="160px"))
@@ -499,6 +523,7 @@ class _WidgetBase:
         self.w_examples.observe(self._on_example, names="value")
         self.w_text.observe(self._on_text, names="value")
         self.w_source.observe(self._on_input, names="value")
+        self.w_scorer.observe(self._on_scorer, names="value")
         for c in (self.w_ratio, self.w_seed):
             c.observe(self._on_setting, names="value")
         self.w_score.on_click(lambda _b: self._run_score())
@@ -561,6 +586,16 @@ class _WidgetBase:
     def _on_input(self, change) -> None:
         if not self._quiet:
             self._refresh()  # cached -> shown at once; otherwise the status asks for Score
+
+    def _on_scorer(self, change) -> None:
+        self._scorer.scorer = change["new"]
+        if not self._quiet:
+            self._refresh()  # cached -> shown at once; otherwise the status asks for Score
+
+    def set_scorer(self, name: str) -> None:
+        if name not in self._scorer.scorers():
+            raise KeyError(f"unknown or unavailable scorer {name!r}; have {', '.join(self._scorer.scorers())}")
+        self.w_scorer.value = name
 
     def _on_text(self, change) -> None:
         # An edited sentence (sent when the box loses focus: continuous_update=False) is scored at once when its
@@ -649,7 +684,7 @@ class MaskExplorer(_WidgetBase):
         self.w_token.observe(self._on_token, names="value")
         self.widget = w.VBox([
             self.w_examples, self.w_text,
-            w.HBox([self.w_source, self.w_strategy, self.w_score]),
+            w.HBox([self.w_source, self.w_scorer, self.w_strategy, self.w_score]),
             w.HBox([self.w_ratio, self.w_seed, self.w_token]),
             self.w_scale, self.w_status, self.w_view])
         if score_now:
@@ -751,7 +786,8 @@ class MaskExplorer(_WidgetBase):
             name = f"alternating (coin: {alternating_side(self.seed)})"
         title = (f"{name} · ratio {self.ratio:g} · seed {self.seed} · k={k} of "
                  f"{int(scores.candidates.sum())} · mean H masked {_fmt(mean_masked_entropy(scores, mask))} nats · "
-                 f"entropy from {scores.source}")
+                 + (f"entropy from {scores.source}" if scores.scorer == "entropy"
+                    else f"score {scores.scorer} from {scores.source} (beyond the paper)"))
         preds = self._cached_prediction(scores, mask)
         if preds is not None:
             pred_html = render_predictions_html(scores, self._position, preds, bool(mask[self._position]))
@@ -777,7 +813,7 @@ class StrategyComparison(_WidgetBase):
         w = _ipywidgets()
         self.strategies = [canonical_strategy(s) for s in strategies]
         self.widget = w.VBox([self.w_examples, self.w_text,
-                              w.HBox([self.w_source, self.w_ratio, self.w_seed, self.w_score]),
+                              w.HBox([self.w_source, self.w_scorer, self.w_ratio, self.w_seed, self.w_score]),
                               self.w_status, self.w_view])
         if score_now:
             self._run_score()

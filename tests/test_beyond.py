@@ -1,0 +1,283 @@
+"""Beyond the paper (issue 14): token scorers, whole-word selection, schedules, compute accounting, the `beyond`
+experiment's runs. Exact small cases, plus one smoke training run per new training path."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from transformers import BertConfig, BertForMaskedLM
+
+from entmask import config as C
+from entmask import entropy as E
+from entmask.masking import continuation_table, schedule_value, select_mask
+
+V = 50
+
+
+def _mlm(seed: int) -> BertForMaskedLM:
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=V, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                     max_position_embeddings=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return BertForMaskedLM(cfg).eval()
+
+
+def _batch():
+    ids = torch.randint(5, V, (3, 12), generator=torch.Generator().manual_seed(1))
+    ids[:, 0], ids[:, -1] = 1, 2  # [CLS] ... [SEP]
+    cand = (ids != 1) & (ids != 2)
+    return ids, cand
+
+
+# ---- scorers --------------------------------------------------------------------------------------------------
+def test_registry_holds_the_paper_score_first_and_says_its_cost():
+    assert list(E.SCORERS)[:4] == ["entropy", "masked_entropy", "loss", "excess_loss"]
+    assert E.SCORERS["entropy"].passes(0.15) == 1
+    assert E.SCORERS["masked_entropy"].passes(0.15) == 7 and E.SCORERS["loss"].passes(0.5) == 2
+    assert E.SCORERS["excess_loss"].uses_reference and not E.SCORERS["loss"].uses_reference
+    with pytest.raises(ValueError, match="unknown scorer 'nope'; choose one of entropy"):
+        E.get_scorer("nope")
+
+
+def test_entropy_scorer_is_the_papers_pass_bitwise():
+    m = _mlm(0)
+    ids, cand = _batch()
+    s = E.score_tokens("entropy", m, ids, cand)
+    ref = E.model_entropy(m, ids, torch.ones_like(ids))
+    assert torch.equal(s[cand], ref[cand]) and (s[~cand] == 0).all()
+
+
+def test_masked_scores_at_ratio_one_mask_every_candidate_at_once():
+    """ratio 1 = one pass with every candidate masked: the scores are that pass's entropy and loss, exactly."""
+    m = _mlm(0)
+    ids, cand = _batch()
+    masked = ids.masked_fill(cand, 3)
+    logits = m(input_ids=masked).logits.float()  # [B, T, V]
+    ent = torch.special.entr(torch.softmax(logits, -1)).sum(-1)
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids, reduction="none")
+    got_e = E.score_tokens("masked_entropy", m, ids, cand, mask_id=3, ratio=1.0)
+    got_l = E.score_tokens("loss", m, ids, cand, mask_id=3, ratio=1.0)
+    assert torch.allclose(got_e[cand], ent[cand], atol=1e-5) and torch.allclose(got_l[cand], ce[cand], atol=1e-5)
+    assert (got_e[~cand] == 0).all()
+
+
+def test_masked_pass_scores_every_candidate_exactly_once():
+    m = _mlm(0)
+    ids, cand = _batch()
+    g = E.mask_groups(ids.shape, 0.25, torch.Generator().manual_seed(0))
+    assert set(g.unique().tolist()) <= {0, 1, 2, 3}
+    r = E.masked_pass(m, ids, cand, 3, g)
+    assert torch.isfinite(r["loss"][cand]).all() and torch.isnan(r["loss"][~cand]).all()
+
+
+def test_excess_loss_is_student_minus_reference_on_the_same_masks():
+    a, b = _mlm(0), _mlm(1)
+    ids, cand = _batch()
+    same = E.score_tokens("excess_loss", a, ids, cand, mask_id=3, reference=a, generator=torch.Generator())
+    assert torch.equal(same, torch.zeros_like(same))
+    ex = E.score_tokens("excess_loss", a, ids, cand, mask_id=3, ratio=0.25, reference=b,
+                        generator=torch.Generator().manual_seed(5))
+    la = E.score_tokens("loss", a, ids, cand, mask_id=3, ratio=0.25, generator=torch.Generator().manual_seed(5))
+    lb = E.score_tokens("loss", b, ids, cand, mask_id=3, ratio=0.25, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(ex, la - lb, atol=1e-6) and ex.abs().sum() > 0
+    with pytest.raises(ValueError, match="give reference"):
+        E.score_tokens("excess_loss", a, ids, cand, mask_id=3)
+    with pytest.raises(ValueError, match="give mask_id"):
+        E.score_tokens("loss", a, ids, cand)
+
+
+def test_a_new_scorer_is_one_function_and_usable_from_a_config():
+    @E.register_scorer("position_test")
+    def _pos(model, ids, cand, ctx):
+        """Later positions score higher (a test scorer)."""
+        return torch.arange(ids.shape[1], dtype=torch.float).expand(ids.shape)
+
+    try:
+        ids, cand = _batch()
+        s = E.score_tokens("position_test", _mlm(0), ids, cand)
+        mask = select_mask(s, cand, "high", ratio=0.2)
+        assert mask[:, -3:-1].all() and mask.sum() == 3 * 2  # the last two candidates of each row
+        c = C.validate(C.resolve("smoke", {"masking.strategy": "high", "masking.scorer": "position_test"}),
+                       fingerprint=False)
+        assert c.masking.scorer == "position_test" and "position_test" in c.hash_dict()["masking"]["scorer"]
+    finally:
+        E.SCORERS.pop("position_test")
+
+
+# ---- configuration --------------------------------------------------------------------------------------------
+def test_new_fields_leave_existing_run_hashes_alone():
+    base = C.validate(C.resolve("cpu-long", {"masking.strategy": "high"}), fingerprint=False)
+    explicit = C.validate(C.resolve("cpu-long", {"masking.strategy": "high", "masking.scorer": "entropy",
+                                                 "masking.whole_word": "none", "masking.schedule": "constant"}),
+                          fingerprint=False)
+    assert base.short_hash() == explicit.short_hash()
+    for key in ("scorer", "whole_word", "schedule", "ratio_end", "temperature_end"):
+        assert key not in base.hash_dict()["masking"]
+    other = C.validate(C.resolve("cpu-long", {"masking.strategy": "high", "masking.scorer": "masked_entropy"}),
+                       fingerprint=False)
+    assert other.short_hash() != base.short_hash()
+    # random masking ranks nothing: its scorer cannot change the run
+    r1 = C.validate(C.resolve("smoke", {"masking.scorer": "loss"}), fingerprint=False)
+    assert r1.short_hash() == C.validate(C.resolve("smoke"), fingerprint=False).short_hash()
+
+
+@pytest.mark.parametrize("over, msg", [
+    ({"masking.strategy": "high", "masking.scorer": "excess_loss"}, "needs the student from step 0"),
+    ({"masking.strategy": "high", "masking.source": "self", "masking.self_start": "init",
+      "masking.scorer": "excess_loss"}, "--self-start cold"),
+    ({"masking.strategy": "high", "masking.scorer": "bogus"}, "is not a scorer"),
+    ({"masking.ratio_end": 0.3}, "needs a schedule"),
+    ({"masking.schedule": "linear"}, "moves nothing"),
+    ({"masking.schedule": "linear", "masking.ratio_end": 1.5}, "must be in \\(0, 1\\]"),
+    ({"masking.schedule": "linear", "masking.ratio_end": 0.3, "masking.num_tokens": 1}, "drop one"),
+    ({"masking.whole_word": "first"}, "choose one of none, max, mean"),
+])
+def test_bad_beyond_settings_are_refused_in_one_line(over, msg):
+    with pytest.raises(C.ConfigError, match=msg) as e:
+        C.validate(C.resolve("smoke", over), fingerprint=False)
+    assert "\n" not in str(e.value)
+
+
+# ---- whole words and schedules --------------------------------------------------------------------------------
+def test_whole_word_selection_exact():
+    ent = torch.tensor([[0.0, 5, 1, 1, 9, 2, 0]])
+    cand = torch.tensor([[0, 1, 1, 1, 1, 1, 0]]).bool()
+    cont = torch.tensor([[0, 0, 1, 1, 0, 0, 0]]).bool()  # words: [CLS] | 5 1 1 | 9 | 2 | [SEP]
+    hi = select_mask(ent, cand, "high", ratio=0.5, continues=cont, whole_word="max")
+    assert hi.int().tolist() == [[0, 1, 1, 1, 1, 0, 0]]  # k = 2 of 3 words: 9 and the word of max 5
+    lo_mean = select_mask(ent, cand, "low", ratio=0.3, continues=cont, whole_word="mean")
+    assert lo_mean.int().tolist() == [[0, 0, 0, 0, 0, 1, 0]]  # mean 7/3 > 2: the word "2" is the lowest
+    lo_max = select_mask(ent, cand, "low", ratio=0.3, continues=cont, whole_word="max")
+    assert lo_max.int().tolist() == [[0, 0, 0, 0, 0, 1, 0]]
+    with pytest.raises(ValueError, match="needs `continues`"):
+        select_mask(ent, cand, "high", whole_word="max")
+
+
+def test_continuation_table_on_the_real_vocabulary(tokenizer):
+    table = continuation_table(tokenizer)
+    assert table.shape == (len(tokenizer),)
+    ids = tokenizer.convert_tokens_to_ids(["the", "##ing", "[CLS]", "##s"])
+    assert table[ids].tolist() == [False, True, False, True]
+    enc = tokenizer("embedding violinists", return_tensors="pt")["input_ids"]
+    pieces = tokenizer.convert_ids_to_tokens(enc[0].tolist())
+    assert [p.startswith("##") for p in pieces] == table[enc[0]].tolist()
+
+
+def test_schedule_values():
+    assert schedule_value(0.3, 0.15, "linear", 0.5) == pytest.approx(0.225)
+    assert schedule_value(0.3, 0.15, "cosine", 0.0) == pytest.approx(0.3)
+    assert schedule_value(0.3, 0.15, "cosine", 1.0) == pytest.approx(0.15)
+    assert schedule_value(0.3, 0.15, "cosine", 0.25) == pytest.approx(0.15 + 0.15 * (1 + math.cos(math.pi / 4)) / 2)
+    assert schedule_value(0.3, None, "linear", 0.7) == 0.3 and schedule_value(0.3, 0.1, "constant", 0.7) == 0.3
+
+
+# ---- compute accounting ---------------------------------------------------------------------------------------
+def test_run_flops_exact_small_case():
+    from entmask.models import forward_flops
+    from entmask.pretrain import run_flops
+
+    st = BertConfig(vocab_size=100, hidden_size=8, num_hidden_layers=2, intermediate_size=16)
+    te = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, intermediate_size=32)
+    f = forward_flops(st, 10)
+    assert f == {"body": 2 * 2 * (4 * 64 + 2 * 8 * 16) + 4 * 2 * 10 * 8, "head": 2 * 64 + 2 * 8 * 100}
+    ft = forward_flops(te, 10)
+    over = {"data.seq_len": 10, "train.batch_size": 4, "train.grad_accum": 1}
+    rnd = run_flops(C.resolve("smoke", over), st, None, steps=5, steps_per_epoch=5, train_rows=20,
+                    masked_per_row=1.2, candidates_per_row=8)
+    assert rnd["flops"]["student_train"] == 3 * 5 * 4 * (10 * f["body"] + 1.2 * f["head"])
+    assert rnd["total_flops"] == rnd["flops"]["student_train"]
+    hi = run_flops(C.resolve("smoke", {**over, "masking.strategy": "high"}), st, te, 5, 5, 20, 1.2, 8)
+    assert hi["flops"]["teacher_scores"] == 20 * 10 * (ft["body"] + ft["head"])
+    ex = run_flops(C.resolve("smoke", {**over, "masking.strategy": "high", "masking.source": "self",
+                                        "masking.scorer": "excess_loss"}), st, te, 5, 5, 20, 1.2, 8)
+    per_row = lambda g: 7 * 10 * g["body"] + 8 * g["head"]  # noqa: E731 - 7 masked passes, head once per candidate
+    assert ex["flops"]["self_scoring"] == pytest.approx(5 * 4 * (per_row(f) + per_row(ft)))
+    assert ex["flops"]["teacher_scores"] == 0
+    init = run_flops(C.resolve("smoke", {**over, "masking.strategy": "high", "masking.source": "self",
+                                          "masking.self_start": "init", "masking.teacher_epochs": 1}),
+                     st, te, 10, 4, 20, 1.2, 8)
+    assert init["flops"]["self_scoring"] == 6 * 4 * 10 * (f["body"] + f["head"])  # 10 steps, the first 4 teacher's
+
+
+# ---- the experiment's runs, and one smoke run per new training path --------------------------------------------
+def test_beyond_matrix_doubles_the_random_steps_relative_to_the_profile():
+    from entmask.experiments import matrix
+
+    cfg = C.validate(C.resolve("smoke", {"train.max_steps": 6}), fingerprint=False)
+    runs = dict(matrix("beyond", cfg))
+    assert runs["baseline-2x"].train.max_steps == 12 and runs["baseline"].train.max_steps == 6
+    assert runs["baseline-2x"].train.epochs == 2 * cfg.train.epochs
+    assert runs["self-excess-cold"].masking.scorer == "excess_loss" and runs["self-high-cold-bert"].masking.policy == "bert"
+    assert runs["teacher-high"].short_hash() == dict(matrix("table1", cfg))["teacher-high"].short_hash()
+
+
+@pytest.mark.slow
+def test_excess_loss_whole_word_and_schedule_train_and_record_compute(session_runs):
+    from entmask.pretrain import pretrain
+
+    over = {"train.max_steps": 4, "train.batch_size": 8, "data.max_articles": 8, "reference.steps": 4,
+            "masking.strategy": "high", "masking.source": "self", "masking.scorer": "excess_loss",
+            "masking.whole_word": "max", "masking.schedule": "linear", "masking.ratio": 0.3, "masking.ratio_end": 0.15,
+            "train.logging_steps": 1}
+    cfg = C.validate(C.resolve("smoke", over))
+    run = pretrain(cfg, progress=False)
+    m = json.loads((run / "metrics.json").read_text())
+    comp = m["compute"]
+    assert comp["flops"]["self_scoring"] > comp["flops"]["student_train"] > 0  # 2 x 4 masked passes per step
+    assert comp["total_flops"] == pytest.approx(sum(comp["flops"].values())) and comp["wall_seconds"] > 0
+    hist = json.loads((run / "logs" / "log_history.json").read_text())
+    ratios = [h["mask_ratio"] for h in hist if "mask_ratio" in h]
+    assert ratios[0] == pytest.approx(0.3) and ratios[-1] == pytest.approx(0.15)  # linear over the 4 steps
+    assert all(a >= b for a, b in zip(ratios, ratios[1:]))
+
+
+# ---- the import graph -----------------------------------------------------------------------------------------
+def _import_graph(lazy: bool) -> dict:
+    """entmask module -> the entmask modules it imports (top-level statements, or anywhere when lazy)."""
+    import ast
+    from pathlib import Path
+
+    pkg = Path(__file__).resolve().parents[1] / "entmask"
+    mods = {p.stem: p for p in pkg.glob("*.py")}
+    graph = {m: set() for m in mods}
+    for m, p in mods.items():
+        tree = ast.parse(p.read_text())
+        for n in (ast.walk(tree) if lazy else tree.body):
+            if isinstance(n, ast.ImportFrom) and n.module == "entmask":
+                graph[m] |= {a.name for a in n.names if a.name in mods}
+            elif isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("entmask."):
+                graph[m].add(n.module.split(".")[1])
+            elif isinstance(n, ast.Import):
+                graph[m] |= {a.name.split(".")[1] for a in n.names if a.name.startswith("entmask.")}
+        graph[m].discard(m)
+    return graph
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["top-level", "with-function-level-imports"])
+def test_the_import_graph_has_no_cycles(lazy):
+    graph = _import_graph(lazy)
+    assert graph["cli"] and "config" in graph["experiments"]  # the graph is really read
+    state: dict = {}
+
+    def visit(m, path):
+        state[m] = "open"
+        for n in sorted(graph[m]):
+            assert state.get(n) != "open", f"import cycle: {' -> '.join(path + [n])}"
+            if n not in state:
+                visit(n, path + [n])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+
+
+def test_bench_scorers_prints_every_scorers_ratio_to_entropy():
+    from entmask.bench import bench_scorers, format_scorers
+
+    rows = bench_scorers("bert-micro", seq_len=16, batch_size=2, repeats=1, device="cpu", progress=False)
+    assert [r["scorer"] for r in rows] == list(E.SCORERS)
+    assert [r["passes"] for r in rows] == [1, 7, 7, 14] and rows[0]["x entropy time"] == 1.0
+    assert all(r["seconds_per_batch"] > 0 for r in rows)
+    assert "| excess_loss | masked | 14 |" in format_scorers(rows, "test")
