@@ -453,6 +453,15 @@ def _check_beyond(cfg: PretrainConfig) -> None:
     if m.temperature_end is not None:
         _check(isinstance(m.temperature_end, (int, float)) and m.temperature_end >= 0, "masking.temperature_end",
                m.temperature_end, "must be >= 0")
+    if m.temperature_end is not None and (m.strategy != "sampled" or cfg.kd.mode == "kd-only"):
+        raise ConfigError(f"masking.temperature_end schedules the temperature of strategy `sampled`; with "
+                          f"{m.strategy!r} it would change nothing: drop it or use --strategy sampled")
+    if m.temperature_end is not None and not (math.isfinite(m.temperature) and math.isfinite(m.temperature_end)):
+        raise ConfigError("a temperature schedule needs finite start and end temperatures (inf = random cannot be "
+                          "interpolated): use a large finite value such as 1e3")
+    if m.whole_word != "none" and m.strategy == "bernoulli":
+        raise ConfigError("masking.whole_word does not apply to bernoulli (each wordpiece is drawn on its own); use "
+                          "--strategy random for random whole words")
     if m.schedule != "constant" and m.ratio_end is None and m.temperature_end is None:
         raise ConfigError(f"masking.schedule={m.schedule} moves nothing: set masking.ratio_end (e.g. 0.15 from "
                           f"ratio 0.3) or masking.temperature_end")

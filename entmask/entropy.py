@@ -133,8 +133,9 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
     """Per-token teacher entropy of every packed sequence of a split, computed once and cached. [N, T] float32.
 
     `scorer` other than the paper's `entropy` (e.g. `masked_entropy`, `loss`; see SCORERS) caches that score
-    instead, under its own file; masked-view scorers need `candidates` [N, T] and `mask_id`, and draw their mask
-    groups from `seed` and the row index, so a resumed pass scores exactly as an uninterrupted one.
+    instead, under its own file; masked-view scorers need `candidates` [N, T] and `mask_id`, and draw the mask
+    groups of the whole split at once from `seed` (on the CPU), so the scores do not depend on the batch size, the
+    device, or where a resumed pass restarted.
 
     The cache file lives beside the tokenized corpus (so a new length or corpus is a new cache) and is keyed by
     the teacher's weights (so a changed teacher is a new cache). Its metadata records the corpus folder, the
@@ -153,7 +154,8 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
                          f"teacher alone: use it with --source self")
     if sc.view == "masked" and (candidates is None or mask_id is None):
         raise ValueError(f"scorer {scorer!r} masks positions: give candidates and mask_id")
-    skey = tkey if scorer == "entropy" else f"{tkey}-{scorer}-r{ratio:g}-s{seed}"
+    # a masked-view score depends on which positions are candidates (include_unk): their digest is in the key
+    skey = tkey if scorer == "entropy" else f"{tkey}-{scorer}-r{ratio:g}-s{seed}-c{ids_digest(candidates)[:8]}"
     path = cache_path(corpus_dir, split, skey)
     want = {"corpus": Path(corpus_dir).name, "teacher_key": tkey, "ids_digest": ids_digest(input_ids),
             "split": split}
@@ -189,6 +191,8 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
             shutil.rmtree(parts, ignore_errors=True)
         parts.mkdir(exist_ok=True)
         out = torch.empty(input_ids.shape, dtype=torch.float32)  # [N, T]
+        groups = (mask_groups(input_ids.shape, ratio, torch.Generator().manual_seed(seed)).to(torch.uint8)
+                  if scorer != "entropy" else None)  # [N, T] the masked-view pass of every position
         t0 = time.perf_counter()
         from tqdm.auto import tqdm
 
@@ -209,10 +213,9 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
                         if scorer == "entropy":
                             ent = model_entropy(model, ids, torch.ones_like(ids), chunk_size, autocast_dtype=amp)
                         else:
-                            gen = torch.Generator(device=dev).manual_seed(seed * 1_000_003 + s)
                             ent = score_tokens(scorer, model, ids, candidates[s:s + len(ids)].to(dev),
-                                               mask_id=mask_id, ratio=ratio, generator=gen, chunk_size=chunk_size,
-                                               autocast_dtype=amp)
+                                               mask_id=mask_id, ratio=ratio, group=groups[s:s + len(ids)],
+                                               chunk_size=chunk_size, autocast_dtype=amp)
                         check_finite(ent, f"teacher entropy pass over {split} rows {s}..{s + len(ids)}")
                         block[s - b0:s - b0 + len(ids)] = ent.cpu()
                 if b1 < n:  # the last block goes straight into the cache file
@@ -300,7 +303,7 @@ def mask_groups(shape, ratio: float, generator: torch.Generator | None = None, d
 
 @torch.no_grad()
 def masked_pass(model, input_ids: torch.Tensor, candidates: torch.Tensor, mask_id: int, group: torch.Tensor,
-                autocast_dtype: torch.dtype | None = None) -> dict:
+                autocast_dtype: torch.dtype | None = None, chunk_size: int | None = 1024) -> dict:
     """Entropy and loss of the true token at each candidate, scored while it is masked. [B, T] float32 each, NaN
     at non-candidates. Group g's candidates are masked together in pass g (see `mask_groups`), so every candidate
     is seen masked exactly once with about `ratio` of its row masked around it: the view the student trains on."""
@@ -315,9 +318,17 @@ def masked_pass(model, input_ids: torch.Tensor, candidates: torch.Tensor, mask_i
                 continue
             masked = input_ids.masked_fill(sel, mask_id)
             hidden = model.bert(input_ids=masked, attention_mask=torch.ones_like(input_ids)).last_hidden_state
-            logits = model.cls(hidden[sel]).float()  # [M, V]
-            ent[sel] = torch.special.entr(torch.softmax(logits, -1)).sum(-1)  # [M]
-            loss[sel] = torch.nn.functional.cross_entropy(logits, input_ids[sel], reduction="none")  # [M]
+            h, target = hidden[sel], input_ids[sel]  # [M, H], [M]
+            step = chunk_size or h.shape[0]
+            if h.is_cuda:
+                step = max(step, GPU_MIN_CHUNK)
+            e_out = torch.empty(h.shape[0], device=h.device)
+            l_out = torch.empty(h.shape[0], device=h.device)
+            for a in range(0, h.shape[0], step):  # the head a chunk at a time: no [M, V] float32 for all of M
+                logits = model.cls(h[a:a + step]).float()  # [c, V]
+                e_out[a:a + step] = torch.special.entr(torch.softmax(logits, -1)).sum(-1)
+                l_out[a:a + step] = torch.nn.functional.cross_entropy(logits, target[a:a + step], reduction="none")
+            ent[sel], loss[sel] = e_out, l_out
     return {"entropy": ent, "loss": loss}
 
 
@@ -333,7 +344,7 @@ def masked_view(model, input_ids: torch.Tensor, candidates: torch.Tensor, mask_i
     out = {"entropy": [], "loss": []}
     for s in range(0, input_ids.shape[0], batch_size):
         r = masked_pass(model, input_ids[s:s + batch_size].to(dev), candidates[s:s + batch_size].to(dev).bool(),
-                        mask_id, group[s:s + batch_size].to(dev))
+                        mask_id, group[s:s + batch_size].to(dev), chunk_size=chunk_size)
         for k in out:
             out[k].append(r[k].cpu())
     return {k: torch.cat(v) if v else torch.empty(0, input_ids.shape[1]) for k, v in out.items()}
@@ -349,6 +360,7 @@ class ScoreContext:
     ratio: float = 0.15  # masked-view scorers cover each row in ceil(1/ratio) passes
     reference: Any = None  # a second model (the teacher) for scorers that compare two models
     generator: torch.Generator | None = None  # which pass masks which position (masked view)
+    group: torch.Tensor | None = None  # [B, T] the pass of each position, given instead of drawn (cached passes)
     chunk_size: int | None = 1024  # positions per head chunk in the unmasked pass
     autocast_dtype: torch.dtype | None = None
 
@@ -408,27 +420,29 @@ def _score_entropy(model, ids, cand, c: ScoreContext):
 
 
 def _groups(ids, c: ScoreContext):
+    if c.group is not None:
+        return c.group.to(ids.device).long()
     return mask_groups(ids.shape, c.ratio, c.generator, ids.device)
 
 
 @register_scorer("masked_entropy", view="masked")
 def _score_masked_entropy(model, ids, cand, c: ScoreContext):
     """Entropy at each position while it is masked, as in training (ceil(1/ratio) passes)."""
-    return masked_pass(model, ids, cand, c.mask_id, _groups(ids, c), c.autocast_dtype)["entropy"]
+    return masked_pass(model, ids, cand, c.mask_id, _groups(ids, c), c.autocast_dtype, c.chunk_size)["entropy"]
 
 
 @register_scorer("loss", view="masked")
 def _score_loss(model, ids, cand, c: ScoreContext):
     """The model's own loss on the true token at each position while it is masked (ceil(1/ratio) passes)."""
-    return masked_pass(model, ids, cand, c.mask_id, _groups(ids, c), c.autocast_dtype)["loss"]
+    return masked_pass(model, ids, cand, c.mask_id, _groups(ids, c), c.autocast_dtype, c.chunk_size)["loss"]
 
 
 @register_scorer("excess_loss", view="masked", uses_reference=True)
 def _score_excess_loss(model, ids, cand, c: ScoreContext):
     """Rho-1's excess loss: the model's masked loss minus the reference's, on the same masks (2 x ceil(1/ratio))."""
     g = _groups(ids, c)
-    own = masked_pass(model, ids, cand, c.mask_id, g, c.autocast_dtype)["loss"]
-    ref = masked_pass(c.reference, ids, cand, c.mask_id, g, c.autocast_dtype)["loss"]
+    own = masked_pass(model, ids, cand, c.mask_id, g, c.autocast_dtype, c.chunk_size)["loss"]
+    ref = masked_pass(c.reference, ids, cand, c.mask_id, g, c.autocast_dtype, c.chunk_size)["loss"]
     return own - ref
 
 

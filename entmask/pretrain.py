@@ -630,10 +630,14 @@ def run_flops(cfg: PretrainConfig, student, teacher, steps: int, steps_per_epoch
     ft = forward_flops(teacher, T) if teacher is not None else None
     sc = SCORERS[m.scorer]
 
+    # masked-view passes per scoring, averaged over a mask-rate schedule (ceil(1/ratio) at each step's ratio)
+    grid = [i / 99 for i in range(100)] if m.schedule != "constant" and m.ratio_end is not None else [0.0]
+    passes = sum(sc.passes(schedule_value(m.ratio, m.ratio_end, m.schedule, q)) for q in grid) / len(grid)
+
     def scoring(f, n_rows):  # one scoring of n_rows rows by a model with forward FLOPs f
         if sc.view == "unmasked":
             return n_rows * T * (f["body"] + f["head"])
-        return n_rows * (sc.passes(m.ratio) * T * f["body"] + cand * f["head"])
+        return n_rows * (passes * T * f["body"] + cand * f["head"])
 
     teacher_phase = 0
     if uses_teacher_scores(cfg) and (m.source == "self" or cfg.kd.mode == "after-init"):
@@ -641,7 +645,9 @@ def run_flops(cfg: PretrainConfig, student, teacher, steps: int, steps_per_epoch
     self_steps = 0
     if needs_entropy(m.strategy) and cfg.kd.mode != "kd-only" and (m.source == "self" or cfg.kd.mode == "after-init"):
         self_steps = steps - teacher_phase
-    kd_steps = {"none": 0, "kd-only": steps, "complete": steps, "after-init": steps - teacher_phase}[cfg.kd.mode]
+    # KD after init starts after teacher_epochs whatever the strategy (the trainer's kd_active)
+    kd_after = steps - min(steps, m.teacher_epochs * steps_per_epoch)
+    kd_steps = {"none": 0, "kd-only": steps, "complete": steps, "after-init": kd_after}[cfg.kd.mode]
     head_positions = masked if t.sparse_head else T
     parts = {"student_train": 3 * steps * rows * (T * fs["body"] + head_positions * fs["head"]),
              "self_scoring": self_steps * scoring(fs, rows)}

@@ -74,7 +74,9 @@ def score_sentence(model, tokenizer, text: str, max_len: int = 128, source: str 
 
     The entropy comes from `model_entropy` (eval mode, unmasked input), exactly as the teacher pass of training.
     Beyond the paper, `scorer` names another `entropy.SCORERS` entry (masked_entropy, loss; excess_loss needs
-    `reference`), computed by `entropy.score_tokens` as training computes it, masked-view groups drawn from `seed`.
+    `reference`), computed by `entropy.score_tokens` as training computes it, its masked-view groups drawn at
+    `ratio` from `seed` (the explorer keeps these at 0.15 and 0: its ratio and seed sliders pick the mask, not the
+    view the scores were taken in).
     """
     enc = tokenizer(text, truncation=True, max_length=max_len, return_tensors="pt")
     ids = enc["input_ids"]  # [1, T]
@@ -475,7 +477,12 @@ class _Scorer:
         if key not in self._scores:
             from entmask.entropy import SCORERS
 
-            ref = self.model("teacher") if SCORERS[self.scorer].uses_reference else None
+            ref = None
+            if SCORERS[self.scorer].uses_reference:
+                if source == "teacher":
+                    raise ValueError(f"{self.scorer} compares a model with the teacher; the teacher against itself "
+                                     f"scores 0 everywhere: pick another entropy source")
+                ref = self.model("teacher")
             self._scores[key] = score_sentence(self.model(source), self.tokenizer, text, self.max_len, source,
                                                scorer=self.scorer, reference=ref)
             self.stats["entropy_passes"] += 1
@@ -605,7 +612,10 @@ class _WidgetBase:
         # on a busy kernel scored the old text and then showed "not scored yet" for the new one.
         if self._quiet:
             return
-        if self._scorer.loaded(self.source):
+        from entmask.entropy import SCORERS
+
+        needs = [self.source] + (["teacher"] if SCORERS[self._scorer.scorer].uses_reference else [])
+        if all(self._scorer.loaded(n) for n in needs):
             self._run_score()
         else:
             self._refresh()

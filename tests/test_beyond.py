@@ -281,3 +281,61 @@ def test_bench_scorers_prints_every_scorers_ratio_to_entropy():
     assert [r["passes"] for r in rows] == [1, 7, 7, 14] and rows[0]["x entropy time"] == 1.0
     assert all(r["seconds_per_batch"] > 0 for r in rows)
     assert "| excess_loss | masked | 14 |" in format_scorers(rows, "test")
+
+
+# ---- review fixes: caches keyed by what they depend on, refusals, accounting --------------------------------
+def test_cached_masked_scores_ignore_batch_size_and_are_keyed_by_candidates(tmp_path):
+    tdir = tmp_path / "teacher"
+    _mlm(0).save_pretrained(str(tdir))
+    ids = torch.randint(5, V, (10, 12), generator=torch.Generator().manual_seed(2))
+    cand = torch.ones_like(ids, dtype=torch.bool)
+    cand[:, 0] = False
+    kw = dict(scorer="loss", candidates=cand, mask_id=3, ratio=0.25, seed=0, progress=False)
+    a = E.teacher_entropies(tdir, tmp_path / "c1", "train", ids, batch_size=3, **kw)
+    b = E.teacher_entropies(tdir, tmp_path / "c2", "train", ids, batch_size=8, **kw)
+    assert torch.allclose(a, b, atol=1e-5)  # the mask groups are drawn for the whole split, not per batch
+    (tmp_path / "c1").mkdir(exist_ok=True)
+    n = E.STATS["passes"]
+    cand2 = cand.clone()
+    cand2[:, 5] = False  # e.g. include_unk changed which positions are candidates
+    c = E.teacher_entropies(tdir, tmp_path / "c1", "train", ids, batch_size=3, **{**kw, "candidates": cand2})
+    assert E.STATS["passes"] == n + 1 and (c[:, 5] == 0).all()  # a new cache, not the old one reused
+    E.teacher_entropies(tdir, tmp_path / "c1", "train", ids, batch_size=3, **kw)
+    assert E.STATS["passes"] == n + 1  # the first one is still found
+
+
+@pytest.mark.parametrize("over, msg", [
+    ({"masking.strategy": "sampled", "masking.temperature": float("inf"), "masking.schedule": "linear",
+      "masking.temperature_end": 0.5}, "finite start and end"),
+    ({"masking.strategy": "high", "masking.schedule": "linear", "masking.temperature_end": 0.1}, "would change nothing"),
+    ({"masking.strategy": "bernoulli", "masking.whole_word": "max"}, "does not apply to bernoulli"),
+])
+def test_settings_that_would_do_nothing_or_fail_later_are_refused(over, msg):
+    with pytest.raises(C.ConfigError, match=msg):
+        C.validate(C.resolve("smoke", over), fingerprint=False)
+
+
+def test_kd_after_init_flops_start_after_the_teacher_epochs_for_any_strategy():
+    from entmask.pretrain import run_flops
+
+    st = BertConfig(vocab_size=100, hidden_size=8, num_hidden_layers=2, intermediate_size=16)
+    cfg = C.resolve("smoke", {"kd.mode": "after-init", "masking.teacher_epochs": 3, "data.seq_len": 10})
+    a = run_flops(cfg, st, st, steps=1000, steps_per_epoch=100, train_rows=20, masked_per_row=1.0,
+                  candidates_per_row=8)
+    full = run_flops(C.resolve("smoke", {"kd.mode": "kd-only", "data.seq_len": 10}), st, st, 1000, 100, 20, 1.0, 8)
+    assert a["flops"]["kd_teacher"] == pytest.approx(0.7 * full["flops"]["kd_teacher"])
+
+
+def test_explorer_refuses_the_teachers_excess_loss_over_itself(tokenizer):
+    from entmask import widgets as W
+    from entmask.models import build_model
+
+    m = build_model("bert-micro", len(tokenizer), seed=0).eval()
+    ex = W.MaskExplorer({"teacher": m, "student": build_model("bert-micro", len(tokenizer), seed=1).eval()},
+                        tokenizer, sentence="The orchestra played a quiet piece.")
+    ex.set_scorer("excess_loss")
+    ex._run_score()
+    assert "teacher against itself" in ex.w_status.value
+    ex.set_source("student")
+    ex._run_score()
+    assert ex.current_scores() is not None and ex.current_scores().scorer == "excess_loss"

@@ -368,6 +368,8 @@ EXPECTED_RESULTS = [
     "kd.csv", "kd.md", "kd.png", "03_kd_losses.png",
     "weights.csv", "weights.md", "weights-heatmap.png",
     "mask-rate.csv", "mask-rate.md", "mask-rate.png", "frozen.csv", "frozen.md", "frozen.png",
+    "beyond.csv", "beyond.md", "beyond-compute.png", "06_masked_vs_unmasked_view.csv", "06_compute.csv",
+    "table1-compute.png",
 ]
 
 
@@ -406,6 +408,14 @@ def test_every_notebook_executes_at_smoke(reproduced):
     assert r00["jaccard"]["high_low"] == 0.0 and 0 < r00["entropy_mean"] < math.log(30522) + 1e-3
     r05 = json.loads((out / "05_ablations.metrics.json").read_text())["metrics"]
     assert r05["corpus"] == "skipped"  # a CPU profile: the corpus ablation is skipped with a note
+    r06 = json.loads((out / "06_beyond_the_paper.metrics.json").read_text())["metrics"]
+    assert set(r06["views"]) == {"teacher", "high (self, cold)", "high (self, cold), 80/10/10"}
+    assert all(-1 <= v["spearman_entropy_vs_masked_loss"] <= 1 for v in r06["views"].values())
+    comp = pd.read_csv(results / "06_compute.csv").set_index("strategy")
+    assert comp.loc["random", "x random FLOPs"] == 1.0
+    assert comp.loc["random, 2x steps", "x random FLOPs"] == pytest.approx(2.0, rel=0.05)
+    assert comp.loc["high excess loss (self − teacher)", "x random FLOPs"] > comp.loc["high (self, cold)",
+                                                                                        "x random FLOPs"]
 
 
 @pytest.mark.slow
