@@ -723,7 +723,9 @@ PROFILES: dict[str, dict] = {
     # The CPU default behind the README's main command (45 minutes on 2 cores for everything).
     "tiny": {
         **_OFFLINE_DATA,
-        "data.max_articles": 80,  # two thirds of the offline corpus: the whole matrix fits the 45-minute budget
+        # A quarter of the offline corpus (30 train articles, 60 steps): every notebook, 06 included, must fit the
+        # 45-minute budget; at 80 articles a fresh clone took 72 min on a slow day (2026-12-03) here.
+        "data.max_articles": 32,
         "model.preset": "bert-tiny",
         "train.epochs": 2,  # 2 so self-masking `init` has one teacher epoch and one self epoch
         "train.batch_size": 32,
@@ -745,7 +747,7 @@ PROFILES: dict[str, dict] = {
         "finetune.max_train": 500,
         "finetune.precision": "fp32",
     },
-    # Hours on a CPU in the background: the full matrix with 3 seeds on students that leave the unigram plateau.
+    # Hours on a CPU in the background: the full matrix with 2 pretraining seeds on students that leave the plateau.
     # The recipe is the one measured in docs/small-scale.md (`entmask experiment plateau`, recipe seq32): 32-token
     # rows, so a 2x128 student finds local context (left the plateau at ~1,750 steps), no dropout, lr 1e-3.
     "cpu-long": {

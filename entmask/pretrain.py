@@ -419,26 +419,32 @@ def _training_args(cfg: PretrainConfig, out: Path, max_steps: int, epochs: float
     t = cfg.train
     total = max_steps if max_steps > 0 else None
     warmup = int(math.ceil(warmup_ratio * total)) if total else 0
-    report = ["tensorboard"] if _has_tensorboard() else []
-    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out.parent / "logs" / "tensorboard"))
     return TrainingArguments(
         output_dir=str(out), max_steps=max_steps, num_train_epochs=epochs, learning_rate=lr,
         per_device_train_batch_size=batch, gradient_accumulation_steps=t.grad_accum,
         warmup_steps=warmup, lr_scheduler_type=t.scheduler, weight_decay=t.weight_decay,
         adam_beta2=t.adam_beta2, max_grad_norm=t.max_grad_norm, bf16=use_bf16(t.precision),
         logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit, seed=t.seed, data_seed=t.seed, report_to=report,
+        save_total_limit=t.save_total_limit, seed=t.seed, data_seed=t.seed, report_to=[],  # _tensorboard
         remove_unused_columns=False, dataloader_num_workers=t.num_workers, disable_tqdm=not progress,
         use_cpu=not torch.cuda.is_available(), ddp_find_unused_parameters=False, logging_first_step=True,
     )
 
 
-def _has_tensorboard() -> bool:
+def _tensorboard(log_dir: Path) -> list:
+    """A TensorBoard callback writing into this run's logs/tensorboard, or none without tensorboard installed.
+
+    Not report_to=["tensorboard"]: transformers 5 takes that folder from the process-wide TENSORBOARD_LOGGING_DIR,
+    read when each Trainer is built, so every run after the first in one process (an experiment, a notebook) wrote
+    its curves into the first run's folder."""
     try:
         import tensorboard  # noqa: F401
+        from transformers.integrations import TensorBoardCallback
     except ImportError:
-        return False
-    return True
+        return []
+    cb = TensorBoardCallback()
+    cb.logging_dir = str(log_dir)
+    return [cb]
 
 
 def _steps_per_epoch(n_rows: int, batch: int, accum: int, world: int | None = None) -> int:
@@ -498,6 +504,7 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
     curve = CurveCallback(run, corpus, cfg)
     callbacks = [cb, curve, FailpointCallback("pretrain-step")] + ([_StopAt(stop_after)] if stop_after is not None
                                                                    else []) + list(extra_callbacks or [])
+    callbacks += _tensorboard(run / "logs" / "tensorboard")
     trainer = EntropyMaskingTrainer(model=model, args=args, train_dataset=PackedDataset(corpus.train_ids, ent),
                                     data_collator=collate, em=cfg, corpus=corpus, steps_per_epoch=spe,
                                     teacher=teacher, callbacks=callbacks)

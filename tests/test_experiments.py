@@ -329,6 +329,15 @@ def test_runs_are_shared_across_experiments(results):
     assert r["table1"]["teacher-high"].name.startswith("high-teacher-")
 
 
+def test_each_run_keeps_its_own_tensorboard_log(results):
+    """15 runs trained in one process: each writes one TensorBoard event file into its own logs/ (transformers 5
+    reads the folder from a process-wide variable, which once sent every later run's curves to the first run)."""
+    pre = Path(results["table1"].runs["baseline"]).parent
+    done = [p for p in pre.iterdir() if (p / "metrics.json").exists()]
+    counts = {p.name: len(list((p / "logs" / "tensorboard").glob("events.out.tfevents.*"))) for p in done}
+    assert counts and set(counts.values()) == {1}, counts
+
+
 def test_tables_carry_compute(results):
     """PFLOPs per row from each run's metrics.json, the teacher's cached pass counted for teacher-masking, and the
     Total/accuracy-vs-FLOPs figure."""
