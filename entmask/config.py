@@ -723,7 +723,7 @@ PROFILES: dict[str, dict] = {
     # The CPU default behind the README's main command (45 minutes on 2 cores for everything).
     "tiny": {
         **_OFFLINE_DATA,
-        # A quarter of the offline corpus (30 train articles, 60 steps): every notebook, 06 included, must fit the
+        # A quarter of the offline corpus (30 train articles, 58 steps): every notebook, 06 included, must fit the
         # 45-minute budget; at 80 articles a fresh clone took 72 min on a slow day (2026-12-03) here.
         "data.max_articles": 32,
         "model.preset": "bert-tiny",
