@@ -425,7 +425,7 @@ def _training_args(cfg: PretrainConfig, out: Path, max_steps: int, epochs: float
         warmup_steps=warmup, lr_scheduler_type=t.scheduler, weight_decay=t.weight_decay,
         adam_beta2=t.adam_beta2, max_grad_norm=t.max_grad_norm, bf16=use_bf16(t.precision),
         logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit, seed=t.seed, data_seed=t.seed, report_to=[],  # make_trainer adds a per-run _tensorboard callback
+        save_total_limit=t.save_total_limit, seed=t.seed, data_seed=t.seed, report_to=[],  # see _tensorboard
         remove_unused_columns=False, dataloader_num_workers=t.num_workers, disable_tqdm=not progress,
         use_cpu=not torch.cuda.is_available(), ddp_find_unused_parameters=False, logging_first_step=True,
     )
