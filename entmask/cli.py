@@ -121,7 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("experiment", help="run one of the paper's experiments and write its table")
     _common(s)
     s.add_argument("name", help="table1 | table2 | kd | mask-rate | frozen | weights | corpus | plateau | verdicts | beyond "
-                                "(the paper's claims judged on finished table1/table2 results)")
+                                "(the paper's claims judged on finished table1/table2 results); several poolable "
+                                "ones comma-separated, e.g. table1,table2, share their rows")
+    s.add_argument("--workers", type=int, default=1,
+                   help="split the rows between N processes with cores/N torch threads each (small models on a "
+                        "CPU: 2 one-thread workers beat one two-thread process); the same command started twice "
+                        "splits the rows too")
     s.add_argument("--corpus", help="for `corpus`: another corpus by hub name (e.g. bookcorpus)")
     s.add_argument("--recipes", help="for `plateau`: comma-separated recipe labels (default: all of them)")
     s.add_argument("--report-only", action="store_true",
@@ -318,7 +323,14 @@ def cmd_experiment(a) -> int:
         if a.name != "plateau":
             raise CLIError("--report-only applies to the plateau experiment only")
         kwargs["train"] = False
-    out = experiments.run(a.name, cfg, progress=not a.quiet, **kwargs)
+    names = experiments.parse_names(a.name)
+    if len(names) > 1 or a.workers != 1:
+        if kwargs:
+            raise CLIError("--corpus, --recipes and --report-only apply to one experiment without --workers")
+        for out in experiments.run_many(names, cfg, workers=a.workers, progress=not a.quiet):
+            print(f"entmask: wrote {out}")
+        return 0
+    out = experiments.run(names[0], cfg, progress=not a.quiet, **kwargs)
     print(f"entmask: wrote {out}")
     return 0
 

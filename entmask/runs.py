@@ -154,6 +154,28 @@ def locked(path: str | Path, timeout: float = -1) -> Iterator[None]:
         raise RunError(f"{path} is locked by another entmask process; wait for it or remove {path}.lock") from None
 
 
+def claim_first(paths: list[str | Path], on_wait=None) -> tuple[int, FileLock]:
+    """Claim the first of `paths` that no other process holds: returns (its index, the held lock; release it when
+    done). Lets several processes split one list of runs between them (`entmask experiment --workers`, or the same
+    command started twice). When every path is held elsewhere it waits for the first (`on_wait(path)` is told),
+    because the caller needs that run next and will then reuse it rather than train it again."""
+    if not paths:
+        raise ValueError("claim_first needs at least one path")
+    for i, p in enumerate(paths):
+        Path(p).parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(p) + ".lock")
+        try:
+            lock.acquire(timeout=0)
+            return i, lock
+        except Timeout:
+            continue
+    if on_wait is not None:
+        on_wait(Path(paths[0]))
+    lock = FileLock(str(paths[0]) + ".lock")
+    lock.acquire()
+    return 0, lock
+
+
 # ---- run folders ---------------------------------------------------------------------------------------------
 def stage_dir(profile: str, stage: str, root: str | Path | None = None) -> Path:
     return profile_dir(profile, root) / stage

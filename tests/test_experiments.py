@@ -462,6 +462,86 @@ def test_cli_experiment_reuses_the_runs(results, exp_root, capsys, monkeypatch):
     assert err.count("\n") == 1 and "unknown experiment 'nope'" in err
 
 
+def test_rows_held_by_another_process_are_skipped_then_reused(tmp_path, monkeypatch):
+    """Two processes share one table: a row another process is training is skipped and come back to at the end,
+    and the row's seeds come out in seed order whatever order they finished in."""
+    from filelock import FileLock
+
+    from entmask import finetune, pretrain
+
+    cfg = config.resolve("smoke", {**OVERRIDES, "experiment.pretrain_seeds": [0, 1]})
+    specs = ex.matrix("table2", cfg)
+    busy = FileLock(str(pretrain.run_folder(_seeded(specs[1][1], 0), "pretrain", tmp_path)) + ".row.lock")
+    busy.acquire()  # "another process" trains teacher-high at seed 0
+    order = []
+
+    def fake_pretrain(c, root=None, progress=True):
+        order.append((c.name, c.train.seed))
+        if len(order) == 3:
+            busy.release()  # the other process finishes while this one works
+        d = tmp_path / f"{c.name}-{c.train.seed}"
+        (d / "model").mkdir(parents=True, exist_ok=True)
+        (d / "metrics.json").write_text(json.dumps({"heldout_accuracy": 0.1 + c.train.seed}))
+        return d
+
+    monkeypatch.setattr(pretrain, "pretrain", fake_pretrain)
+    monkeypatch.setattr(finetune, "finetune_all", lambda *a, **k: [{"task": "mrpc", "seed": 0}])
+    rs = ex._pretrain_and_finetune("table2", specs, tmp_path, progress=False)
+    names = [c.name for _, c in specs]
+    assert order[:3] == [(names[0], 0), (names[2], 0), (names[3], 0)]
+    assert order[3] == (names[1], 0)  # freed by then: taken before the seed-1 rows, still seed-major
+    assert order[4:] == [(n, 1) for n in names]
+    for r in rs:
+        assert [sr["pretrain_seed"] for sr in r.seed_runs] == [0, 1]
+        assert [f["pretrain_seed"] for f in r.ft] == [0, 1]
+        assert r.cfg.train.seed == 0 and r.metrics["heldout_accuracy"] == 0.1
+
+
+def _seeded(c, seed):
+    import copy
+
+    c = copy.deepcopy(c)
+    c.train.seed = seed
+    return c
+
+
+def test_pooled_experiments_share_rows_and_refuse_what_cannot_pool(capsys):
+    from entmask import cli
+
+    cfg = smoke_cfg()
+    specs = ex._pooled_specs(["table1", "table2"], cfg)
+    assert [lab for lab, _ in specs] == list(ex.EXPERIMENT_RUNS["table1"]) + ["self-high-cold", "self-high-init"]
+    assert len({c.short_hash() for _, c in specs}) == len(specs) == 8
+    assert ex.parse_names(" table1 , table2 ") == ["table1", "table2"]
+    for bad, msg in [("table1,nope", "unknown experiment 'nope'"), ("table1,table1", "twice"), (",", "names nothing")]:
+        with pytest.raises(ExperimentError, match=msg):
+            ex.parse_names(bad)
+    with pytest.raises(ExperimentError, match="frozen cannot be pooled"):
+        ex.run_many(["table1", "frozen"], cfg)
+    with pytest.raises(ExperimentError, match="--workers 0"):
+        ex.run_many(["table1"], cfg, workers=0)
+    for argv, msg in [(["table1,frozen", "--workers", "2"], "frozen cannot be pooled"),
+                      (["table1", "--workers", "2", "--recipes", "seq32"], "apply to one experiment")]:
+        assert cli.main(["experiment", *argv, "--profile", "smoke"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and msg in err, err
+
+
+def test_workers_split_the_rows_and_write_the_tables(results, exp_root, capsys):
+    """`--workers 2` on finished runs: a spawned worker process starts, finds its rows by hash, logs to
+    results/workers/, and both tables are written again with the same cells."""
+    cfg = smoke_cfg()
+    before = [results[n].paths["csv"].read_text() for n in ("table1", "table2")]
+    paths = ex.run_many(["table1", "table2"], cfg, workers=2, root=exp_root, progress=True)
+    assert paths == [results["table1"].paths["md"], results["table2"].paths["md"]]
+    out = capsys.readouterr().out
+    assert "worker 2/2" in out and "8 rows split between 2 workers" in out
+    log = exp_root / "smoke" / "results" / "workers" / "table1+table2-worker-2.log"
+    text = log.read_text()
+    assert f"{max(1, (os.cpu_count() or 1) // 2)} torch thread(s)" in text and "no rows left" in text
+    assert [results[n].paths["csv"].read_text() for n in ("table1", "table2")] == before
+
+
 @pytest.mark.slow
 def test_pretraining_seeds_seed_major_and_two_level_ci(exp_root, capsys):
     """experiment.pretrain_seeds=[0, 1]: every row at seed 0 before any row at seed 1 (a finished seed is a whole

@@ -345,6 +345,43 @@ def test_waiting_for_a_lock_says_so(tmp_path, capsys):
         holder.release()
 
 
+def test_claim_first_skips_what_another_process_holds(tmp_path):
+    """claim_first takes the first free path; when every path is held it waits for the first and says so."""
+    import threading
+
+    from filelock import FileLock
+
+    from entmask import runs
+
+    paths = [tmp_path / f"row{i}" for i in range(3)]
+    taken, release = threading.Event(), threading.Event()
+
+    def other():  # another holder (another thread here; another process in use: both are a separate lock)
+        lk = FileLock(str(paths[0]) + ".lock")
+        lk.acquire()
+        taken.set()
+        release.wait(10)
+        lk.release()
+
+    threading.Thread(target=other, daemon=True).start()
+    assert taken.wait(10)
+    i, mine = runs.claim_first(paths)
+    assert i == 1
+    j, mine2 = runs.claim_first(paths)
+    assert j == 2  # row1 is now held by the first claim
+    told = []
+    threading.Timer(0.3, release.set).start()
+    k, mine3 = runs.claim_first(paths, on_wait=told.append)
+    assert k == 0 and told == [paths[0]]  # everything busy: waited for the first
+    for lk in (mine, mine2, mine3):
+        lk.release()
+    i, lk = runs.claim_first(paths[1:])
+    assert i == 0
+    lk.release()
+    with pytest.raises(ValueError):
+        runs.claim_first([])
+
+
 def test_damaged_parquet_one_line(own_mirror, capsys, tmp_path):
     f = own_mirror / "wikitext" / "wikitext-2-v1" / "validation.parquet"
     os.chmod(f, 0o644)
