@@ -1524,8 +1524,8 @@ def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progres
     Seed-major as one experiment is: every row of every named experiment at the first pretraining seed, then each
     table is written; then the next seed. Within a seed the rows are split between `workers` processes (this one
     and N-1 spawned ones, each with cores/N torch threads, logs under results/workers/). On a 2-core CPU two
-    one-thread workers train small students ~1.4x faster than one two-thread process (bert-tiny, cpu-long:
-    1.75 + 1.75 steps/s against 2.5), because a tiny model's ops are too small to keep two threads busy."""
+    one-thread workers train small students ~1.18x faster than one two-thread process (bert-tiny, cpu-long batch:
+    1.39 + 1.39 steps/s against 2.36), because a tiny model's ops are too small to keep two threads busy."""
     import multiprocessing
     import os
 
