@@ -43,7 +43,7 @@ lab: kernel
 
 ## The cpu-long results matrix (hours of CPU; run it in the background with nice): Tables 1 and 2 pooled, seed-major
 ## (every row at seed 0, both tables written, then seed 1), split between 2 one-thread worker processes, which on
-## 2 cores train these small students ~1.18x faster than one process. Rerunning resumes (runs are found by hash).
+## 2 cores train these small students ~1.1-1.2x faster than one process. Rerunning resumes (runs are found by hash).
 matrix-cpu-long: setup
 	$(BIN)/entmask experiment table1,table2 --profile cpu-long --quiet --set "experiment.pretrain_seeds=[0,1]" --workers 2
 

@@ -319,11 +319,11 @@ def cmd_experiment(a) -> int:
         kwargs["recipes"] = [r.strip() for r in a.recipes.split(",") if r.strip()]
         if not kwargs["recipes"]:
             raise CLIError(f"--recipes {a.recipes!r} names no recipe; give a comma-separated list, e.g. seq32")
+    names = experiments.parse_names(a.name)
     if a.report_only:
-        if a.name != "plateau":
+        if names != ["plateau"]:
             raise CLIError("--report-only applies to the plateau experiment only")
         kwargs["train"] = False
-    names = experiments.parse_names(a.name)
     if len(names) > 1 or a.workers != 1:
         if kwargs:
             raise CLIError("--corpus, --recipes and --report-only apply to one experiment without --workers")

@@ -275,14 +275,18 @@ def _pretrain_and_finetune(name: str, specs, root, progress: bool, frozen: bool 
     n = len(todo)
     wait = lambda p: _say(progress, f"{name}: waiting for {p.name}: another entmask process is training that "
                                     f"row; it will be reused")
+    # Under torchrun every rank must train the same row in step (pretrain locks on rank 0 only), so ranks do not
+    # claim rows: they take them in order.
+    claiming = runs.world_size() == 1
     while todo:
         todo = [t for t in todo if out[t[1]].error is None]
         if not todo:
             break
-        j, claim = runs.claim_first([str(run_folder(t[4], "pretrain", root)) + ".row" for t in todo], on_wait=wait)
-        pos, label, seed, c, cs = todo.pop(j)
-        r = out[label]
+        j, claim = (runs.claim_first([str(run_folder(t[4], "pretrain", root)) + ".row" for t in todo], on_wait=wait)
+                    if claiming else (0, None))
         try:
+            pos, label, seed, c, cs = todo.pop(j)
+            r = out[label]
             _say(progress, f"{name}: pretraining {label} seed {seed} ({pos}/{n}, {cs.name}-{cs.short_hash()})")
             try:
                 run_dir = pretrain(cs, root=root, progress=progress)
@@ -299,7 +303,8 @@ def _pretrain_and_finetune(name: str, specs, root, progress: bool, frozen: bool 
                               data_dir=c.data.data_dir, root=root, frozen=frozen, progress=progress)
             r.ft.extend({**f, "pretrain_seed": seed} for f in ft)
         finally:
-            claim.release()
+            if claim is not None:
+                claim.release()
     for r in out.values():  # rows may finish out of seed order when processes share them
         r.seed_runs.sort(key=lambda sr: seeds.index(sr["pretrain_seed"]))
         r.ft.sort(key=lambda f: seeds.index(f["pretrain_seed"]))  # stable: task x seed order kept within a seed
@@ -1498,6 +1503,25 @@ def _pooled_specs(names: list[str], cfg: PretrainConfig) -> list[tuple[str, Pret
     return out
 
 
+def _exit_with_parent() -> None:
+    """End this worker when the process that spawned it dies (killed, or its session ended), so a restarted
+    command never competes with orphans from the last one (their rows resume from checkpoints)."""
+    import multiprocessing
+    import os
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch():
+        parent.join()
+        print(f"entmask worker (pid {os.getpid()}): the parent process ended; stopping", flush=True)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _worker_main(tag: str, specs, root, threads: int, log: str, progress: bool) -> None:
     """A worker process of run_many: its output goes to `log`, and it uses `threads` torch threads."""
     import os
@@ -1510,6 +1534,7 @@ def _worker_main(tag: str, specs, root, threads: int, log: str, progress: bool) 
     import torch
 
     torch.set_num_threads(threads)
+    _exit_with_parent()
     print(f"entmask worker {tag} (pid {os.getpid()}, {threads} torch thread(s)) started "
           f"{time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
     _pretrain_and_finetune(tag, specs, root, progress)
@@ -1523,11 +1548,11 @@ def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progres
 
     Seed-major as one experiment is: every row of every named experiment at the first pretraining seed, then each
     table is written; then the next seed. Within a seed the rows are split between `workers` processes (this one
-    and N-1 spawned ones, each with cores/N torch threads, logs under results/workers/). On a 2-core CPU two
-    one-thread workers train small students ~1.18x faster than one two-thread process (bert-tiny, cpu-long batch:
-    1.39 + 1.39 steps/s against 2.36), because a tiny model's ops are too small to keep two threads busy."""
+    and N-1 spawned ones, each with threads/N torch threads, logs under results/workers/). On a 2-core CPU two
+    one-thread workers train small students ~1.1-1.2x faster than one two-thread process (bert-tiny, cpu-long
+    batch: 1.39 + 1.39 steps/s against 2.36 in an A/B; 1.34 + 1.36 against ~2.4 in the matrix), because a tiny
+    model's ops are too small to keep two threads busy. Each seed ends by waiting for the slowest row."""
     import multiprocessing
-    import os
 
     import torch
 
@@ -1541,40 +1566,48 @@ def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progres
         raise ExperimentError("--workers starts processes of its own; do not combine it with torchrun")
     if len(names) == 1 and workers == 1:
         return [run(names[0], cfg, progress=progress, root=root)]
+    threads_before = torch.get_num_threads()  # the cores torch may use here (affinity, OMP_NUM_THREADS)
+    if workers > max(1, threads_before):
+        raise ExperimentError(f"--workers {workers} with {threads_before} torch thread(s) here: each worker needs a "
+                              f"core of its own; give at most {max(1, threads_before)}")
     seeds = pretrain_seeds(cfg)
     tag = "+".join(names)
-    threads_before = torch.get_num_threads()
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, threads_before // workers)
     logs = runs.results_dir(cfg.profile, root) / "workers"
     paths: list[Path] = []
     for i, seed in enumerate(seeds):
         stage = apply_overrides(cfg, {"experiment.pretrain_seeds": [seed]})
         specs = _pooled_specs(names, stage)
         procs = []
-        if workers > 1:
-            logs.mkdir(parents=True, exist_ok=True)
-            ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch thread pool inherited
-            for w in range(2, workers + 1):
-                log = logs / f"{tag}-worker-{w}.log"
-                p = ctx.Process(target=_worker_main, args=(f"{tag} worker {w}", specs, root, threads, str(log),
-                                                           progress), daemon=False)
-                p.start()
-                procs.append((w, p, log))
-                _say(progress, f"{tag}: worker {w}/{workers} (pid {p.pid}, {threads} thread(s)) logs to {log}")
-            torch.set_num_threads(threads)
         try:
+            if workers > 1:
+                logs.mkdir(parents=True, exist_ok=True)
+                ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch thread pool inherited
+                for w in range(2, workers + 1):
+                    log = logs / f"{tag}-worker-{w}.log"
+                    p = ctx.Process(target=_worker_main, args=(f"{tag} worker {w}", specs, root, threads, str(log),
+                                                               progress), daemon=False)
+                    p.start()
+                    procs.append((w, p, log))
+                    _say(progress, f"{tag}: worker {w}/{workers} (pid {p.pid}, {threads} thread(s)) logs to {log}")
+                torch.set_num_threads(threads)
             _say(progress, f"{tag}: pretraining seed {seed}: {len(specs)} rows"
                            + (f" split between {workers} workers" if workers > 1 else ""))
             _pretrain_and_finetune(tag, specs, root, progress)
+        except BaseException:
+            for _, p, _ in procs:  # stop the workers now rather than after their rows (they resume on a rerun)
+                p.terminate()
+            raise
         finally:
             torch.set_num_threads(threads_before)
             for _, p, _ in procs:
                 p.join()
-        failed = [(w, p.exitcode, log) for w, p, log in procs if p.exitcode != 0]
-        if failed:
-            raise ExperimentError("; ".join(f"worker {w} failed (exit code {code}): see {log}"
-                                            for w, code, log in failed)
-                                  + ". Finished rows are kept; rerun the same command to continue")
+        # This process visits every row, so when it returns every row of this seed is finished, whatever became
+        # of the workers: a failed worker is reported, and its rows were completed here.
+        for w, p, log in procs:
+            if p.exitcode != 0:
+                _say(True, f"{tag}: worker {w} failed (exit code {p.exitcode}); see {log}. Its rows were finished "
+                           f"by this process")
         # Each seed ends with whole tables (every run is found by hash now, so this only writes them).
         done = apply_overrides(cfg, {"experiment.pretrain_seeds": seeds[: i + 1]})
         paths = [run(n, done, progress=progress, root=root) for n in names]

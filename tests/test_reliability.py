@@ -370,8 +370,7 @@ def test_claim_first_skips_what_another_process_holds(tmp_path):
     j, mine2 = runs.claim_first(paths)
     assert j == 2  # row1 is now held by the first claim
     told = []
-    threading.Timer(0.3, release.set).start()
-    k, mine3 = runs.claim_first(paths, on_wait=told.append)
+    k, mine3 = runs.claim_first(paths, on_wait=lambda p: (told.append(p), release.set()))
     assert k == 0 and told == [paths[0]]  # everything busy: waited for the first
     for lk in (mine, mine2, mine3):
         lk.release()
