@@ -12,6 +12,9 @@ What it is: small, tested functions that turn per-token entropies and masks into
     corpus_sentences             readable snippets of corpus rows (for the mask widgets)
     epoch_entropy_frame          the per-epoch entropy spread that self-masking runs record (metrics.json)
     self_mask_overlap            how a self-masking run's masks overlap the teacher's, epoch by epoch
+    view_check / teacher_check   masked vs unmasked view of a model's entropies on the held-out split
+    mask_fit / mask_fit_rows     a student's accuracy under each strategy's masks on train vs held-out rows
+                                 (has a static-mask student memorised its training rows?)
 
 What it is not: it trains nothing and selects masks only through `entmask.masking.select_mask` and scores tokens
 only through `entmask.entropy` (so what it shows is what training does). No plotting: notebooks draw.
@@ -489,6 +492,61 @@ def view_check(cfg, model_dir, max_rows: int | None = 512, seed: int = 0, root=N
             runs.atomic_write_bytes(cache, buf.getvalue())
             runs.write_json(cache.with_suffix(".json"), summary)
     return {"model": str(model_dir), "rows": len(rows), **summary, **arrays}
+
+
+FIT_STRATEGIES = ("random",) + tuple(x for x in STRATEGIES if x != "random")  # the baseline first
+
+
+def mask_fit_rows(model, ids: torch.Tensor, entropy: torch.Tensor, candidates: torch.Tensor, mask_id: int,
+                  strategies: Sequence[str] = FIT_STRATEGIES, ratio: float = 0.15, seed: int = 0,
+                  batch_size: int = 128) -> list[dict]:
+    """A masked LM's accuracy and loss on `ids` [N, T] under each strategy's masks (from `entropy` [N, T], as
+    `strategy_masks` draws them), [MASK] at every selected position: one dict per strategy."""
+    from entmask.masking import apply_mask
+    from entmask.models import mlm_loss
+
+    masks = strategy_masks(entropy, candidates, strategies, ratio, seed)
+    dev = next(model.parameters()).device
+    out = []
+    for name, mask in masks.items():
+        masked, labels = apply_mask(ids, mask, mask_id, "mask")  # [N, T], labels -100 off the mask
+        loss_sum, ok, n = 0.0, 0, 0
+        with torch.no_grad():
+            for s in range(0, ids.shape[0], batch_size):
+                mi, lab = masked[s:s + batch_size].to(dev), labels[s:s + batch_size].to(dev)
+                loss, logits, sel = mlm_loss(model, mi, torch.ones_like(mi), lab)  # logits [M, V]
+                m = int(sel.sum())
+                loss_sum += float(loss) * m
+                ok += int((logits.argmax(-1) == lab[sel]).sum())
+                n += m
+        out.append({"strategy": name, "accuracy": ok / max(n, 1), "loss": loss_sum / max(n, 1), "masked_tokens": n})
+    return out
+
+
+def mask_fit(cfg, model_dir, strategies: Sequence[str] = FIT_STRATEGIES, max_rows: int | None = 512,
+             seed: int = 0, root=None, progress: bool = True):
+    """Does a student predict its strategy's masked tokens, or has it memorised its training rows' answers?
+
+    Teacher-masking is static (paper §2.2): every epoch masks the same positions of the same row, so over many
+    epochs of a small corpus a student can learn each training row's masked answers by heart. This scores the
+    model under each strategy's teacher masks on `max_rows` seeded train rows (seen in training) and test rows
+    (never seen), [MASK] only. A student that generalises scores alike on both; one that memorised scores high on
+    train under its own strategy and near zero on test. Returns a DataFrame: split, strategy, accuracy, loss,
+    masked_tokens. (Random masks here are drawn from `seed`, not the held-out evaluation's fixed masks.)
+    """
+    import pandas as pd
+
+    from entmask.models import load_teacher, transformers_bars
+
+    with transformers_bars(progress):
+        model = load_teacher(model_dir).eval()
+    rows = []
+    for split in ("train", "test"):
+        v = teacher_view(cfg, split=split, max_rows=max_rows, seed=seed, root=root, progress=progress)
+        for r in mask_fit_rows(model, v.ids, v.entropy, v.candidates, v.tokenizer.mask_token_id, strategies,
+                               cfg.masking.ratio, seed, cfg.train.eval_batch_size):
+            rows.append({"split": split, **r})
+    return pd.DataFrame(rows)
 
 
 def teacher_check(cfg, max_rows: int | None = 512, seed: int = 0, root=None, progress: bool = True,

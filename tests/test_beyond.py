@@ -339,3 +339,28 @@ def test_explorer_refuses_the_teachers_excess_loss_over_itself(tokenizer):
     ex.set_source("student")
     ex._run_score()
     assert ex.current_scores() is not None and ex.current_scores().scorer == "excess_loss"
+
+
+# ---- memorisation check (exploration.mask_fit) ------------------------------------------------------------------
+def test_mask_fit_rows_scores_each_strategy_on_its_own_masks():
+    """A head that always answers token 7: every position holding 7 is the highest-entropy one, so `high` masks
+    only 7s (accuracy 1, loss log(e^10 + V - 1) - 10) and `low` masks none (accuracy 0)."""
+    from entmask.exploration import mask_fit_rows
+
+    m = _mlm(0)
+    with torch.no_grad():
+        for p in m.cls.parameters():
+            p.zero_()
+        m.cls.predictions.bias[7] = 10.0  # logits = bias at every position
+    ids = torch.randint(20, V, (4, 20), generator=torch.Generator().manual_seed(2))
+    ids[:, 0], ids[:, -1] = 1, 2
+    ids[:, 3], ids[:, 9], ids[:, 15] = 7, 7, 7
+    cand = (ids != 1) & (ids != 2)
+    ent = torch.rand(ids.shape, generator=torch.Generator().manual_seed(3))
+    ent[ids == 7] = 5.0  # the 7s are the high-entropy tokens: k = ceil(0.15 * 18) = 3 per row
+    rows = {r["strategy"]: r for r in mask_fit_rows(m, ids, ent, cand, mask_id=3, strategies=("high", "low", "random"),
+                                                   batch_size=3)}
+    assert rows["high"]["masked_tokens"] == 12 and rows["high"]["accuracy"] == 1.0
+    assert math.isclose(rows["high"]["loss"], math.log(math.exp(10) + V - 1) - 10, abs_tol=1e-6)
+    assert rows["low"]["accuracy"] == 0.0 and rows["low"]["masked_tokens"] == 12
+    assert 0.0 <= rows["random"]["accuracy"] < 1.0

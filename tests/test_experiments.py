@@ -175,6 +175,12 @@ def test_plateau_note_only_when_a_student_is_on_it():
     note = ex.plateau_note([left, on])
     assert "on the unigram plateau" in note and "1 of 2" in note and "5.1%" in note and "5.0%" in note
     assert "NOT a test of the paper's claims" in note
+    # A strategy-masked student scored on random masks it never trained on is not judged when a random-masked
+    # row tests the recipe; a table without one (mask-rate) judges every row.
+    strat = {**on, "label": "c", "random_masked": False}
+    assert ex.plateau_note([{**left, "random_masked": True}, strat]) is None
+    assert "1 of 1" in ex.plateau_note([{**on, "random_masked": True}, strat])
+    assert "1 of 1" in ex.plateau_note([strat])
 
 
 def test_notes_name_absent_tasks_and_the_qnli_split():
@@ -217,7 +223,7 @@ def test_every_experiment_writes_its_table(results):
                 assert v is not None and 0 <= v <= 100, (name, row["strategy"], col, row[col])
             assert row[MISSING] == ABSENT and row["MNLI"] == NOT_RUN
             assert parse_cell(row["Total"]) is not None
-            assert row["plateau"] in ("left", "ON PLATEAU")
+            assert row["plateau"] in ("left", "ON PLATEAU", "n/a (strategy masks)")
         csv = res.paths["csv"].read_text()
         assert csv.splitlines()[0].startswith("model,strategy,source,CoLA,MRPC,QNLI,QQP,RTE,SST-2,MNLI,Total")
         assert ABSENT in csv
@@ -308,7 +314,9 @@ def test_plateau_header_follows_the_runs(results):
     for name, res in results.items():
         if name == "corpus":
             continue
-        on = [label for label, d in res.runs.items() if metrics(d)["left_plateau"] is False]
+        rows = [{"label": label, "random_masked": ex.random_masked(dict(ex.matrix(name, smoke_cfg()))[label]),
+                 "left_plateau": metrics(d)["left_plateau"]} for label, d in res.runs.items()]
+        on = [r["label"] for r in ex.plateau_judged(rows) if r["left_plateau"] is False]
         md = res.paths["md"].read_text()
         assert ("these students are on the unigram plateau" in md) == bool(on), name
         if on:
