@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("experiment", help="run one of the paper's experiments and write its table")
     _common(s)
-    s.add_argument("name", help="table1 | table2 | kd | mask-rate | frozen | weights | corpus | plateau | verdicts | beyond "
+    s.add_argument("name", help="table1 | table2 | kd | mask-rate | frozen | weights | corpus | plateau | verdicts | beyond | static "
                                 "(the paper's claims judged on finished table1/table2 results); several poolable "
                                 "ones comma-separated, e.g. table1,table2, share their rows")
     s.add_argument("--workers", type=int, default=1,

@@ -72,6 +72,9 @@ class MaskingConfig:
     schedule: str = "constant"  # constant | linear | cosine: ratio/temperature go to ratio_end/temperature_end over training
     ratio_end: float | None = None  # mask rate at the last step under a schedule, e.g. 0.30 -> 0.15 (Ankner et al.)
     temperature_end: float | None = None  # `sampled` temperature at the last step under a schedule
+    # Random masks drawn once per row and kept every epoch: the control that separates "static" from "entropy" in
+    # teacher-masking, whose masks are static (paper 2.2) and are memorised on a small corpus (exploration.mask_fit)
+    static: bool = False
 
 
 @dataclass
@@ -232,7 +235,8 @@ class PretrainConfig:
     # Fields added after config version 2 whose default reproduces the behaviour from before they existed: left
     # out of every hash while at that default, so adding a feature does not orphan finished runs (hours of CPU).
     OMIT_AT_DEFAULT: typing.ClassVar[tuple] = ("masking.temperature", "masking.scorer", "masking.whole_word",
-                                               "masking.schedule", "masking.ratio_end", "masking.temperature_end")
+                                               "masking.schedule", "masking.ratio_end", "masking.temperature_end",
+                                               "masking.static")
 
     def reference_hash_dict(self) -> dict:
         """What identifies the reference teacher: its recipe and the data it was adapted on."""
@@ -462,6 +466,10 @@ def _check_beyond(cfg: PretrainConfig) -> None:
     if m.whole_word != "none" and m.strategy == "bernoulli":
         raise ConfigError("masking.whole_word does not apply to bernoulli (each wordpiece is drawn on its own); use "
                           "--strategy random for random whole words")
+    if m.static and m.strategy != "random":
+        raise ConfigError(f"masking.static draws random masks once per row; with --strategy {m.strategy} it would "
+                          f"change nothing (teacher masks are static already, self masks follow the student): use "
+                          f"--strategy random or drop masking.static")
     if m.schedule != "constant" and m.ratio_end is None and m.temperature_end is None:
         raise ConfigError(f"masking.schedule={m.schedule} moves nothing: set masking.ratio_end (e.g. 0.15 from "
                           f"ratio 0.3) or masking.temperature_end")
@@ -814,7 +822,7 @@ def default_name(cfg: PretrainConfig) -> str:
     if cfg.kd.mode != "none":
         return f"kd-{cfg.kd.mode}"
     if m.strategy in ("random", "bernoulli"):
-        name = m.strategy
+        name = m.strategy + ("-static" if m.static else "")
     elif m.source == "self":
         name = f"{m.strategy}-self-{m.self_start}"
     else:

@@ -117,6 +117,7 @@ RUN_SPECS.update({
                         "sampled T=1 (teacher)"),
     "self-high-cold-bert": ({**_SELF_COLD, "masking.policy": "bert"}, "high (self, cold), 80/10/10 student"),
     "self-excess-cold": ({**_SELF_COLD, "masking.scorer": "excess_loss"}, "high excess loss (self − teacher)"),
+    "random-static": ({"masking.strategy": "random", **_PLAIN, "masking.static": True}, "random (static masks)"),
 })
 
 EXPERIMENT_RUNS: dict[str, tuple[str, ...]] = {
@@ -129,6 +130,9 @@ EXPERIMENT_RUNS: dict[str, tuple[str, ...]] = {
     "corpus": ("baseline", "self-high-init"),
     "beyond": ("baseline", "baseline-2x", "teacher-high", "teacher-high-masked", "teacher-sampled", "self-high-cold",
                "self-high-cold-bert", "self-excess-cold"),
+    # The control for teacher-masking's static masks: random masks kept every epoch (the same staticness, no
+    # entropy). If it moves GLUE as far from random as high does, the difference is staticness, not entropy.
+    "static": ("baseline", "random-static", "teacher-high", "teacher-low"),
 }
 # The row each row's delta of Total is measured against. mask-rate has no random run: each rate is compared with
 # the same strategy at 15%, which is the question that ablation asks.
@@ -143,6 +147,7 @@ TITLES = {
     "weights": "How far fine-tuning moves the weights",
     "corpus": "Another pretraining corpus",
     "beyond": "Beyond the paper: other scores, soft selection, 80/10/10 self-masking, equal compute",
+    "static": "Static masks: random masks kept every epoch against teacher-masking's static entropy masks",
 }
 ENTROPY_PLOTS = ("table1", "table2", "kd", "mask-rate")
 COMPUTE_PLOTS = ("table1", "table2", "kd", "beyond")  # Total and held-out accuracy against pretraining FLOPs
@@ -1202,6 +1207,12 @@ def table1(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experime
     return _experiment("table1", cfg, root=root, progress=progress)
 
 
+def static(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
+    """Beyond the paper: random masks kept every epoch (masking.static) beside random, high and low teacher-masking,
+    which are static too: separates what the static masks do (memorised on a small corpus) from the entropy."""
+    return _experiment("static", cfg, root=root, progress=progress)
+
+
 def beyond(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
     """Beyond the paper: masked-view entropy and sampled selection from the teacher, 80/10/10 and excess-loss
     self-masking, against random masking at 1x and 2x steps (the compute figure)."""
@@ -1470,7 +1481,8 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
 
 
 EXPERIMENTS = {"table1": table1, "table2": table2, "kd": kd, "mask-rate": mask_rate, "frozen": frozen,
-               "weights": weights, "corpus": corpus, "plateau": plateau, "verdicts": verdicts, "beyond": beyond}
+               "weights": weights, "corpus": corpus, "plateau": plateau, "verdicts": verdicts, "beyond": beyond,
+               "static": static}
 
 
 def run(name: str, cfg: PretrainConfig, progress: bool = True, root=None, **kw) -> Path:
@@ -1498,7 +1510,7 @@ def run(name: str, cfg: PretrainConfig, progress: bool = True, root=None, **kw) 
 # ---- several experiments, several worker processes -------------------------------------------------------------
 # Experiments whose rows are plain pretrain + fine-tune runs and can be pooled: frozen fine-tunes differently and
 # corpus trains on another corpus; plateau, verdicts and beyond have their own drivers.
-POOLABLE = ("table1", "table2", "kd", "mask-rate", "weights")
+POOLABLE = ("table1", "table2", "kd", "mask-rate", "weights", "static")
 
 
 def parse_names(spec: str) -> list[str]:

@@ -16,6 +16,7 @@ only by the [CLS]/[SEP] tokens and the [UNK]s that are left out of the candidate
 from __future__ import annotations
 
 import math
+import zlib
 
 import torch
 
@@ -256,3 +257,15 @@ def apply_mask(input_ids: torch.Tensor, mask: torch.Tensor, mask_token_id: int, 
     rand_ids = (_uniform(input_ids.shape, generator, input_ids.device) * (vocab_size - n_special)).long() + n_special
     inputs[to_random] = rand_ids[to_random]
     return inputs, labels
+
+
+def static_scores(ids: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Scores in [0, 1) [B, T] that depend only on each row's token ids and `seed`, so the k highest are a random
+    k-subset that is the same every time the row comes back (masking.static, beyond the paper: random masks made
+    static like teacher masks). A row's seed is the CRC32 of its ids started from `seed`."""
+    rows = ids.detach().to("cpu", torch.int64).numpy()
+    out = torch.empty(ids.shape, dtype=torch.float32)
+    for b, row in enumerate(rows):
+        g = torch.Generator().manual_seed(zlib.crc32(row.tobytes(), int(seed) & 0xFFFFFFFF))
+        out[b] = torch.rand(ids.shape[1], generator=g)
+    return out.to(ids.device)

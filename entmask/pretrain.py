@@ -31,7 +31,7 @@ from entmask.config import ConfigError, PretrainConfig
 from entmask.data import Corpus, prepare_corpus, unigram_baseline
 from entmask.entropy import SCORERS, _bf16_ok, check_finite, model_entropy, score_tokens, teacher_entropies
 from entmask.masking import (apply_mask, candidate_mask, continuation_table, needs_entropy, schedule_value,
-                             select_mask)
+                             select_mask, static_scores)
 from entmask.models import (build_model, encode, kd_loss, load_teacher, masked_logits, mlm_loss, reference_start,
                             transformers_bars)
 
@@ -176,6 +176,8 @@ class EntropyMaskingTrainer(Trainer):
         if source is not None:
             check_finite(entropy, f"{source} {m.scorer} at step {self.state.global_step}")
         strategy = m.strategy if source is not None else ("bernoulli" if m.strategy == "bernoulli" else "random")
+        if source is None and m.static:  # the same random k-subset of a row every epoch: top-k of fixed scores
+            entropy, strategy = static_scores(ids, em.train.seed), "high"  # [B, T]
         continues = self.continues[ids] if self.continues is not None else None  # [B, T]
         mask = select_mask(entropy, cand, strategy, ratio, m.num_tokens,
                            generator=coin if strategy == "alternating" else gen, temperature=temperature,

@@ -140,6 +140,44 @@ def test_self_masks_follow_the_model(session_runs, tmp_path):
     assert not torch.equal(masks[0], masks[1])  # another model, other masks
 
 
+def test_static_random_masks_repeat_every_epoch_and_dynamic_ones_do_not(session_runs, tmp_path):
+    """masking.static: a row gets the same random k-subset at every step (here: two steps, rows in another order)
+    and another subset under another seed; plain random masking redraws it."""
+    from entmask.masking import candidate_mask, num_to_mask
+    from entmask.models import build_model
+
+    corpus = prepare_corpus(smoke().data, session_runs, progress=False)
+    ids = corpus.train_ids[:8]
+    cand = candidate_mask(ids, corpus.special_ids, corpus.tokenizer.unk_token_id)
+    got = {}
+    for static, seed in ((True, 0), (True, 1), (False, 0)):
+        cfg = smoke(**{"masking.strategy": "random", "masking.static": static, "train.seed": seed})
+        model = build_model(cfg.model.preset, len(corpus.tokenizer), seed=0)
+        tr = pretrain.make_trainer(cfg, tmp_path / f"s{static}{seed}", model, corpus, teacher_dir=None,
+                                   progress=False)
+        tr.compute_loss(model, {"input_ids": ids})
+        first = tr.last_mask.clone()
+        tr.state.global_step = 7  # a later step, the rows shuffled
+        order = torch.randperm(8, generator=torch.Generator().manual_seed(3))
+        tr.compute_loss(model, {"input_ids": ids[order]})
+        again = torch.empty_like(first)
+        again[order] = tr.last_mask
+        assert (first <= cand).all() and (first.sum(1) == num_to_mask(cand, 0.15)).all()
+        got[(static, seed)] = (first, again)
+    assert torch.equal(*got[(True, 0)])  # static: the same positions of the same row
+    assert not torch.equal(got[(True, 0)][0], got[(True, 1)][0])  # another seed, another static subset
+    assert not torch.equal(*got[(False, 0)])  # random: redrawn
+    assert config.default_name(config.resolve("smoke", {"masking.static": True})).startswith("random-static")
+
+
+def test_static_needs_random_and_leaves_hashes_alone():
+    base = config.resolve("cpu-long")
+    assert base.short_hash() == config.resolve("cpu-long", {"masking.static": False}).short_hash()
+    assert base.short_hash() != config.resolve("cpu-long", {"masking.static": True}).short_hash()
+    with pytest.raises(config.ConfigError, match="masking.static draws random masks once per row"):
+        config.resolve("cpu-long", {"masking.static": True, "masking.strategy": "high"})
+
+
 def test_resume_reaches_same_weights(session_runs, tmp_path):
     over = {"train.max_steps": 24, "train.save_steps": 8, "masking.strategy": "alternating"}
     full = pretrain.pretrain(smoke(name="full", **over), root=tmp_path / "a", progress=False)
