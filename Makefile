@@ -41,11 +41,12 @@ kernel: setup
 lab: kernel
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-## The cpu-long results matrix (hours of CPU; run it in the background with nice): Tables 1 and 2 pooled, seed-major
-## (every row at seed 0, both tables written, then seed 1), split between 2 one-thread worker processes, which on
+## The cpu-long results matrix (hours of CPU; run it in the background with nice): Tables 1 and 2 and the static-mask
+## control (random masks kept every epoch) pooled, seed-major
+## (every row at seed 0, the tables written, then seed 1), split between 2 one-thread worker processes, which on
 ## 2 cores train these small students ~1.1-1.2x faster than one process. Rerunning resumes (runs are found by hash).
 matrix-cpu-long: setup
-	$(BIN)/entmask experiment table1,table2 --profile cpu-long --quiet --set "experiment.pretrain_seeds=[0,1]" --workers 2
+	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --set "experiment.pretrain_seeds=[0,1]" --workers 2
 
 bench: setup
 	$(BIN)/entmask bench --preset bertlet --seq-len 128
