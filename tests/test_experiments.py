@@ -109,6 +109,16 @@ def test_matrix_other_experiments_share_configs():
     assert co["self-high-init"].short_hash() != t2["self-high-init"].short_hash()
 
 
+def test_static_control_shares_the_table1_runs():
+    cfg = smoke_cfg()
+    st, t1 = dict(ex.matrix("static", cfg)), dict(ex.matrix("table1", cfg))
+    for label in ("baseline", "teacher-high", "teacher-low"):
+        assert st[label].short_hash() == t1[label].short_hash()
+    rs = st["random-static"]
+    assert rs.masking.static and rs.masking.strategy == "random" and rs.name == "random-static"
+    assert rs.short_hash() not in {c.short_hash() for c in t1.values()}
+
+
 def test_unknown_experiment_is_a_one_line_error():
     with pytest.raises(ExperimentError, match="table1, table2, kd, mask-rate, frozen, weights, corpus"):
         ex.matrix("table9", smoke_cfg())
