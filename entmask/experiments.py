@@ -1465,7 +1465,10 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
              "of Δ excludes 0 in / against the claimed direction; unresolved: it contains 0, a row is on the "
              "unigram plateau, or a row has not finished. Held-out MLM loss is not used: a strategy-masked student "
              "is tested on random masks it never trained on (and a static teacher-masked one can memorise its "
-             "training rows: `exploration.mask_fit`), so the plateau is judged on the random-masked baseline.", "", md_table(table), ""]
+             "training rows: `exploration.mask_fit`), so the plateau is judged on the random-masked baseline.", "", md_table(table), "",
+             "Teacher-masking rows train on static masks (§2.2); on a corpus small enough to memorise, a difference "
+             "from random masking can come from the staticness rather than the entropy: `entmask experiment static` "
+             "trains random masks kept every epoch as the control.", ""]
     teacher = next((d.get("teacher") for d in loaded.values() if d.get("teacher")), None)
     if teacher and teacher.get("ratio"):
         lines += [f"Teacher: held-out accuracy {_pct(teacher['teacher_heldout_accuracy'])} vs random student "
