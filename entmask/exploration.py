@@ -503,23 +503,12 @@ def mask_fit_rows(model, ids: torch.Tensor, entropy: torch.Tensor, candidates: t
     """A masked LM's accuracy and loss on `ids` [N, T] under each strategy's masks (from `entropy` [N, T], as
     `strategy_masks` draws them), [MASK] at every selected position: one dict per strategy."""
     from entmask.masking import apply_mask
-    from entmask.models import mlm_loss
+    from entmask.models import score_masked
 
-    masks = strategy_masks(entropy, candidates, strategies, ratio, seed)
-    dev = next(model.parameters()).device
     out = []
-    for name, mask in masks.items():
+    for name, mask in strategy_masks(entropy, candidates, strategies, ratio, seed).items():
         masked, labels = apply_mask(ids, mask, mask_id, "mask")  # [N, T], labels -100 off the mask
-        loss_sum, ok, n = 0.0, 0, 0
-        with torch.no_grad():
-            for s in range(0, ids.shape[0], batch_size):
-                mi, lab = masked[s:s + batch_size].to(dev), labels[s:s + batch_size].to(dev)
-                loss, logits, sel = mlm_loss(model, mi, torch.ones_like(mi), lab)  # logits [M, V]
-                m = int(sel.sum())
-                loss_sum += float(loss) * m
-                ok += int((logits.argmax(-1) == lab[sel]).sum())
-                n += m
-        out.append({"strategy": name, "accuracy": ok / max(n, 1), "loss": loss_sum / max(n, 1), "masked_tokens": n})
+        out.append({"strategy": name, **score_masked(model, masked, labels, batch_size)})
     return out
 
 

@@ -311,6 +311,22 @@ def mlm_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     return F.cross_entropy(logits.float(), target), logits, selected
 
 
+def score_masked(model, masked_ids: torch.Tensor, labels: torch.Tensor, batch_size: int = 64) -> dict:
+    """Mean MLM loss and accuracy over the masked positions (labels != -100) of rows already masked [N, T], in
+    batches on the model's device: {"loss", "accuracy", "masked_tokens"} (the held-out evaluation and mask_fit)."""
+    dev = next(model.parameters()).device
+    loss_sum, ok, n = 0.0, 0, 0
+    with torch.no_grad():
+        for s in range(0, masked_ids.shape[0], batch_size):
+            mi, lab = masked_ids[s:s + batch_size].to(dev), labels[s:s + batch_size].to(dev)
+            loss, logits, sel = mlm_loss(model, mi, torch.ones_like(mi), lab, sparse=True)  # logits [M, V]
+            m = int(sel.sum())
+            loss_sum += float(loss) * m
+            ok += int((logits.argmax(-1) == lab[sel]).sum())
+            n += m
+    return {"loss": loss_sum / max(n, 1), "accuracy": ok / max(n, 1), "masked_tokens": n}
+
+
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """T^2 * KL(teacher || student) over the rows (masked positions), mean over rows. [M, V], [M, V] -> scalar."""
     if student_logits.numel() == 0:

@@ -32,8 +32,8 @@ from entmask.data import Corpus, prepare_corpus, unigram_baseline
 from entmask.entropy import SCORERS, _bf16_ok, check_finite, model_entropy, score_tokens, teacher_entropies
 from entmask.masking import (apply_mask, candidate_mask, continuation_table, needs_entropy, schedule_value,
                              select_mask, static_scores)
-from entmask.models import (build_model, encode, kd_loss, load_teacher, masked_logits, mlm_loss, reference_start,
-                            transformers_bars)
+from entmask.models import (build_model, encode, kd_loss, load_teacher, masked_logits, reference_start,
+                            score_masked, transformers_bars)
 
 HELDOUT_SEED = 20240607  # one fixed random masking of the test split, identical for every run (comparability)
 PROBE_ROWS = 64  # test rows used to measure a student's per-position entropy spread during training
@@ -288,20 +288,15 @@ def heldout_eval(model, corpus: Corpus, batch_size: int = 64, chunk: int = 1024,
     if rows is not None:
         ids, cand, mask = ids[:rows], cand[:rows], mask[:rows]
     masked, labels = apply_mask(ids, mask, tok.mask_token_id, "mask")
-    tot_loss, tot_ok, tot_n, ents = 0.0, 0, 0, []
+    sc = score_masked(model, masked, labels, batch_size)
+    ents = []
     for s in range(0, ids.shape[0], batch_size):
-        mi, lab = masked[s:s + batch_size].to(dev), labels[s:s + batch_size].to(dev)
-        loss, logits, sel = mlm_loss(model, mi, torch.ones_like(mi), lab, sparse=True)
-        n = int(sel.sum())
-        tot_loss += float(loss) * n
-        tot_ok += int((logits.argmax(-1) == lab[sel]).sum())
-        tot_n += n
         raw = ids[s:s + batch_size].to(dev)
         ent = model_entropy(model, raw, torch.ones_like(raw), chunk)
         ents.append(ent[cand[s:s + batch_size].to(dev)].double().cpu())
     e = torch.cat(ents)
-    out = {"heldout_loss": tot_loss / max(tot_n, 1), "heldout_accuracy": tot_ok / max(tot_n, 1),
-           "heldout_masked_tokens": tot_n, "entropy_mean": float(e.mean()), "entropy_sd": float(e.std())}
+    out = {"heldout_loss": sc["loss"], "heldout_accuracy": sc["accuracy"], "heldout_masked_tokens": sc["masked_tokens"],
+           "entropy_mean": float(e.mean()), "entropy_sd": float(e.std())}
     out.update(unigram_baseline(corpus.train_ids, labels[mask], corpus.special_ids))
     # Issue criterion for "left the unigram plateau": twice the top-token rate and varied entropies.
     out["left_plateau"] = bool(out["heldout_accuracy"] >= 2 * out["unigram_accuracy"] and out["entropy_sd"] >= 0.5)
