@@ -130,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--corpus", help="for `corpus`: another corpus by hub name (e.g. bookcorpus)")
     s.add_argument("--recipes", help="for `plateau`: comma-separated recipe labels (default: all of them)")
     s.add_argument("--report-only", action="store_true",
-                   help="for `plateau`: train nothing, report the runs as they are (finished, stopped, not run)")
+                   help="train nothing: write the table(s) from the runs that have finished (rows not finished "
+                        "at every pretraining seed are left out and named; for `plateau`: finished, stopped, not "
+                        "run), without waiting for a matrix that is training them")
 
     s = sub.add_parser("reproduce", help="execute the numbered notebooks with papermill")
     _common(s)
@@ -321,9 +323,11 @@ def cmd_experiment(a) -> int:
             raise CLIError(f"--recipes {a.recipes!r} names no recipe; give a comma-separated list, e.g. seq32")
     names = experiments.parse_names(a.name)
     if a.report_only:
-        if names != ["plateau"]:
-            raise CLIError("--report-only applies to the plateau experiment only")
-        kwargs["train"] = False
+        if a.workers != 1:
+            raise CLIError("--report-only trains nothing, so it has no rows to split: drop --workers")
+        for name in names:  # one table each, from what has finished; nothing is trained or locked
+            print(f"entmask: wrote {experiments.run(name, cfg, progress=not a.quiet, train=False, **kwargs)}")
+        return 0
     if len(names) > 1 or a.workers != 1:
         if kwargs:
             raise CLIError("--corpus, --recipes and --report-only apply to one experiment without --workers")

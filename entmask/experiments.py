@@ -243,6 +243,7 @@ class _Run:
     ft: list = field(default_factory=list)  # finetune_all rows (with pretrain_seed), all seeds
     seed_runs: list = field(default_factory=list)  # one {pretrain_seed, run_dir, metrics} per pretraining seed
     error: str | None = None  # set when the run could not be had (a corpus unavailable here)
+    unfinished: list = field(default_factory=list)  # report only (train=False): pretraining seeds not finished
 
 
 def _say(progress: bool, msg: str) -> None:
@@ -254,6 +255,39 @@ def pretrain_seeds(cfg: PretrainConfig) -> list[int]:
     """The pretraining seeds an experiment runs every row with (experiment.pretrain_seeds, else train.seed)."""
     ps = cfg.experiment.pretrain_seeds
     return list(ps) if ps else [cfg.train.seed]
+
+
+def _report_finished(specs, root, frozen: bool) -> list[_Run]:
+    """train=False of _pretrain_and_finetune: every row at every pretraining seed as it stands, training nothing and
+    taking no lock (so it can run beside the process that trains them). A (row, seed) counts only when its
+    pretraining and every fine-tuning of it have finished; the others are listed in _Run.unfinished."""
+    from entmask.finetune import finetune_all
+    from entmask.pretrain import run_folder
+
+    seeds = pretrain_seeds(specs[0][1]) if specs else []
+    out = []
+    for label, c in specs:
+        r = _Run(label, c)
+        for seed in seeds:
+            cs = copy.deepcopy(c)
+            cs.train.seed = seed
+            run_dir = run_folder(cs, "pretrain", root)
+            if not runs.is_finished(run_dir):
+                r.unfinished.append(seed)
+                continue
+            runs.check_version(run_dir)
+            ft = finetune_all(run_dir / "model", c.finetune, profile=c.profile, name=run_dir.name,
+                              data_dir=c.data.data_dir, root=root, frozen=frozen, progress=False, train=False)
+            if any(f["status"] == "not finished" for f in ft):
+                r.unfinished.append(seed)
+                continue
+            r.seed_runs.append({"pretrain_seed": seed, "run_dir": run_dir,
+                                "metrics": runs.read_json(run_dir / "metrics.json")})
+            r.ft.extend({**f, "pretrain_seed": seed} for f in ft)
+            if len(r.seed_runs) == 1:  # the first finished seed stands for the row, as in _pretrain_and_finetune
+                r.run_dir, r.metrics, r.cfg = run_dir, r.seed_runs[0]["metrics"], cs
+        out.append(r)
+    return out
 
 
 def _pretrain_and_finetune(name: str, specs, root, progress: bool, frozen: bool = False,
@@ -1095,16 +1129,35 @@ def _write(name: str, cfg: PretrainConfig, root, rs, table, scores, notes, heade
     return paths
 
 
-def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = True, corpus_name: str | None = None
-                ) -> ExperimentResult:
+def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = True, corpus_name: str | None = None,
+                train: bool = True) -> ExperimentResult:
     t0 = time.perf_counter()
     specs = matrix(name, cfg, corpus=corpus_name)
     frozen = name == "frozen"
-    rs = _pretrain_and_finetune(name, specs, root, progress, frozen=frozen, tolerate_data_errors=name == "corpus")
+    header, sections = [], []
+    if train:
+        rs = _pretrain_and_finetune(name, specs, root, progress, frozen=frozen, tolerate_data_errors=name == "corpus")
+    else:
+        rs = _report_finished(specs, root, frozen)
+        seeds = pretrain_seeds(cfg)
+        done, left = [r for r in rs if not r.unfinished], [r for r in rs if r.unfinished]
+        need = {b for r in done for b in (DELTA_BASE.get(name, {}).get(r.label), "baseline") if b}
+        need &= {lab for lab, _ in specs}
+        missing = sorted(need - {r.label for r in done})
+        if missing or not done:
+            raise ExperimentError(
+                f"--report-only: {name} has no finished row" + (f" beside its reference row {', '.join(missing)}"
+                                                               if done else "")
+                + f" at pretraining seed(s) {seeds}; name seeds that finished (e.g. --set "
+                f"'experiment.pretrain_seeds=[{seeds[0]}]') or run `entmask experiment {name}` first")
+        rs = done
+        if left:
+            header.append(f"**Report only: rows not finished at every pretraining seed {seeds} are left out**: "
+                          + "; ".join(f"{RUN_SPECS[r.label][1]} (seed(s) {r.unfinished})" for r in left)
+                          + ". Nothing was trained; the rows shown are whole.")
     paper_key = name if name in ("table1", "table2") else None
     table, scores, boots, notes, cov = _build(name, cfg, rs, paper_key=paper_key)
     extra = {"scores": scores, "bootstrap": boots, "finetune": _finetune_frame(rs)}
-    header, sections = [], []
     stem = runs.results_dir(cfg.profile, root) / name
     figures: dict = {}
 
@@ -1202,53 +1255,61 @@ def _with_frozen_delta(table, scores):
 
 
 # ---- the public entry points ---------------------------------------------------------------------------------
-def table1(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
+def table1(cfg: PretrainConfig, *, root=None, progress: bool = True, train: bool = True
+           ) -> ExperimentResult:
     """Teacher-masking: random baseline vs high, low, mid, marginal, alternating (the paper's Table 1)."""
-    return _experiment("table1", cfg, root=root, progress=progress)
+    return _experiment("table1", cfg, root=root, progress=progress, train=train)
 
 
-def static(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
+def static(cfg: PretrainConfig, *, root=None, progress: bool = True, train: bool = True
+           ) -> ExperimentResult:
     """Beyond the paper: random masks kept every epoch (masking.static) beside random, high and low teacher-masking,
     which are static too: separates what the static masks do (memorised on a small corpus) from the entropy."""
-    return _experiment("static", cfg, root=root, progress=progress)
+    return _experiment("static", cfg, root=root, progress=progress, train=train)
 
 
-def beyond(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
+def beyond(cfg: PretrainConfig, *, root=None, progress: bool = True, train: bool = True
+           ) -> ExperimentResult:
     """Beyond the paper: masked-view entropy and sampled selection from the teacher, 80/10/10 and excess-loss
     self-masking, against random masking at 1x and 2x steps (the compute figure)."""
-    return _experiment("beyond", cfg, root=root, progress=progress)
+    return _experiment("beyond", cfg, root=root, progress=progress, train=train)
 
 
-def table2(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
-    """Self-masking: baseline, teacher-high, self high cold, self high init (the paper's Table 2)."""
-    return _experiment("table2", cfg, root=root, progress=progress)
-
-
-def kd(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
-    """KD: baseline, self high init without KD, KD-only (random + KD), complete, after-init."""
-    return _experiment("kd", cfg, root=root, progress=progress)
-
-
-def mask_rate(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
-    """High and low teacher-masking at 15%, 40% and one token per row."""
-    return _experiment("mask-rate", cfg, root=root, progress=progress)
-
-
-def frozen(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
-    """Frozen-encoder probe of baseline and teacher-high, with the per-task delta high − baseline."""
-    return _experiment("frozen", cfg, root=root, progress=progress)
-
-
-def weights(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
-    """Fine-tuned vs pretrained weights of baseline and teacher-high: heatmaps, most-moved component per task."""
-    return _experiment("weights", cfg, root=root, progress=progress)
-
-
-def corpus(cfg: PretrainConfig, corpus_name: str | None = None, *, root=None, progress: bool = True
+def table2(cfg: PretrainConfig, *, root=None, progress: bool = True, train: bool = True
            ) -> ExperimentResult:
+    """Self-masking: baseline, teacher-high, self high cold, self high init (the paper's Table 2)."""
+    return _experiment("table2", cfg, root=root, progress=progress, train=train)
+
+
+def kd(cfg: PretrainConfig, *, root=None, progress: bool = True, train: bool = True
+       ) -> ExperimentResult:
+    """KD: baseline, self high init without KD, KD-only (random + KD), complete, after-init."""
+    return _experiment("kd", cfg, root=root, progress=progress, train=train)
+
+
+def mask_rate(cfg: PretrainConfig, *, root=None, progress: bool = True, train: bool = True
+              ) -> ExperimentResult:
+    """High and low teacher-masking at 15%, 40% and one token per row."""
+    return _experiment("mask-rate", cfg, root=root, progress=progress, train=train)
+
+
+def frozen(cfg: PretrainConfig, *, root=None, progress: bool = True, train: bool = True
+           ) -> ExperimentResult:
+    """Frozen-encoder probe of baseline and teacher-high, with the per-task delta high − baseline."""
+    return _experiment("frozen", cfg, root=root, progress=progress, train=train)
+
+
+def weights(cfg: PretrainConfig, *, root=None, progress: bool = True, train: bool = True
+            ) -> ExperimentResult:
+    """Fine-tuned vs pretrained weights of baseline and teacher-high: heatmaps, most-moved component per task."""
+    return _experiment("weights", cfg, root=root, progress=progress, train=train)
+
+
+def corpus(cfg: PretrainConfig, corpus_name: str | None = None, *, root=None, progress: bool = True,
+           train: bool = True) -> ExperimentResult:
     """High self-init vs baseline pretrained on another corpus ('NAME[:CONFIG[:SPLITS]]'); an unavailable corpus
     gives a table that says so instead of an error."""
-    return _experiment("corpus", cfg, root=root, progress=progress, corpus_name=corpus_name)
+    return _experiment("corpus", cfg, root=root, progress=progress, corpus_name=corpus_name, train=train)
 
 
 # ---- the small-scale recipe search (issue 5: students that leave the unigram plateau on a CPU) -------------------
@@ -1390,7 +1451,32 @@ CLAIMS: tuple = (
      "self-high-init", "baseline", +1),
     ("init>high", "... and by about 1 point over teacher-masked high entropy", "3.2", "table2", "self-high-init",
      "teacher-high", +1),
+    # Controls, not claims of the paper: teacher masks are static (§2.2), so "high beats random" mixes the entropy
+    # with the staticness; against random masks that are static too, only the entropy differs.
+    ("high>static", "control (not in the paper): high-entropy masks beat random masks that are static too", "3.1",
+     "static", "teacher-high", "random-static", +1),
+    ("low>static", "control (not in the paper): low-entropy masks beat random masks that are static too", "3.1",
+     "static", "teacher-low", "random-static", +1),
 )
+
+
+def tasks_above_majority(finetune: list[dict], base: str, tasks: list[str], units: list[tuple]) -> list[str]:
+    """The tasks of `tasks` on which row `base` (a table's random-masked baseline) beats the majority class on the
+    same examples, without collapsing, in every unit (pretraining seed, fine-tuning seed) of `units`.
+
+    A task where even the baseline's classifier is a majority guesser tests no pretraining: every row scores the
+    majority there or below, and a collapsed row can outscore a working one (MRPC's F1 rewards always saying
+    "paraphrase"). The set depends on the baseline only, never on the row a claim tests, so it is not picked to
+    favour an outcome. finetune: the records of a results file's extra["finetune"] (label, task, pretrain_seed,
+    seed, status, paper_score, majority_paper_score, collapsed)."""
+    ok = {}
+    for f in finetune:
+        if f.get("label") != base or f.get("status") != "ok" or f.get("task") not in tasks:
+            continue
+        s, m = f.get("paper_score"), f.get("majority_paper_score")
+        above = _num(s) and _num(m) and s > m and not f.get("collapsed")
+        ok.setdefault(f["task"], {})[(f.get("pretrain_seed") or 0, f["seed"])] = bool(above)
+    return [t for t in tasks if units and all(ok.get(t, {}).get(k, False) for k in units)]
 
 
 def judge(delta: float, lo: float, hi: float, expected: int, plateau: bool = False, n_units: int = 2) -> tuple:
@@ -1417,7 +1503,7 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
 
     out_dir = runs.results_dir(cfg.profile, root)
     loaded = {}
-    for name in ("table1", "table2"):
+    for name in sorted({c[3] for c in CLAIMS}):
         f = out_dir / f"{name}.json"
         if f.exists():
             loaded[name] = runs.read_json(f)
@@ -1429,7 +1515,9 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
         row = {"claim": cid, "paper (§)": f"{words} (§{sec})", "compares": f"{RUN_SPECS[model][1]} vs {RUN_SPECS[ref][1]}"}
         d = loaded.get(table)
         if d is None:
-            rows.append({**row, "verdict": "unresolved", "why": f"{table} has not been run"})
+            rows.append({**row, "verdict": "unresolved", "why": f"{table} has not been run",
+                         "verdict (tasks above majority)": "unresolved",
+                         "why (tasks above majority)": f"{table} has not been run"})
             continue
         ft = pd.DataFrame(d["extra"].get("finetune", []))
         tasks = [t for t in TASK_ORDER if t in d["tasks"]]
@@ -1443,7 +1531,10 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
         common = sorted(set(units[model]) & set(units[ref]))
         cov = [t for t in tasks if common and all(t in units[model][k] and t in units[ref][k] for k in common)]
         if not common or not cov:
-            rows.append({**row, "verdict": "unresolved", "why": "the rows have no finished fine-tuning in common"})
+            empty = [RUN_SPECS[x][1] for x in (model, ref) if not units[x]]
+            why = f"not finished: {', '.join(empty)}" if empty else "the rows have no finished fine-tuning in common"
+            rows.append({**row, "verdict": "unresolved", "why": why, "verdict (tasks above majority)": "unresolved",
+                         "why (tasks above majority)": why})
             continue
         pm = [{t: predictions_of(units[model][k][t]) for t in cov} for k in common]
         pb = [{t: predictions_of(units[ref][k][t]) for t in cov} for k in common]
@@ -1455,17 +1546,46 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
         base = [x for x in ("baseline",) if x in info and info[x].get("random_masked", True)]
         plateau = any(info.get(x, {}).get("left_plateau") is False for x in (base or (model, ref)))
         verdict, why = judge(b["delta"], b["lo"], b["hi"], sign, plateau, len(common))
-        rows.append({**row, "Δ Total": round(b["delta"], 2), "95% CI": f"[{b['lo']:+.2f}, {b['hi']:+.2f}]",
-                     "per-seed Δ": ", ".join(f"{x:+.2f}" for x in b["seed_deltas"]), "seeds": len(common),
-                     "tasks": ", ".join(TASK_LABEL[t] for t in cov), "verdict": verdict, "why": why})
+        row.update({"Δ Total": round(b["delta"], 2), "95% CI": f"[{b['lo']:+.2f}, {b['hi']:+.2f}]",
+                    "per-seed Δ": ", ".join(f"{x:+.2f}" for x in b["seed_deltas"]), "seeds": len(common),
+                    "tasks": ", ".join(TASK_LABEL[t] for t in cov), "verdict": verdict, "why": why})
+        # The same claim on the tasks where the baseline beats the majority class: a Total over tasks where every
+        # classifier collapsed measures who collapses most profitably, not the pretraining.
+        inf = tasks_above_majority(d["extra"].get("finetune", []), "baseline", cov, common)
+        if not inf:
+            row.update({"tasks above majority": "none", "verdict (tasks above majority)": "unresolved",
+                        "why (tasks above majority)": "the baseline beats the majority class on no task"})
+        else:
+            bi = b if inf == cov else bootstrap_total_delta(
+                [{t: p[t] for t in inf} for p in pm], [{t: p[t] for t in inf} for p in pb], metric="paper",
+                n=cfg.finetune.bootstrap or 1000, seed=0, groups=[k[0] for k in common])
+            vi, wi = judge(bi["delta"], bi["lo"], bi["hi"], sign, plateau, len(common))
+            row.update({"tasks above majority": ", ".join(TASK_LABEL[t] for t in inf),
+                        "Δ (tasks above majority)": round(bi["delta"], 2),
+                        "95% CI (tasks above majority)": f"[{bi['lo']:+.2f}, {bi['hi']:+.2f}]",
+                        "verdict (tasks above majority)": vi, "why (tasks above majority)": wi})
+        rows.append(row)
     table = pd.DataFrame(rows)
+    if "seeds" in table:
+        table["seeds"] = table["seeds"].astype("Int64")  # a count, also where a claim has none (NA, not 1.0)
     lines = [f"# The paper's claims at profile `{cfg.profile}`", "",
              "Judged by GLUE Totals (the paper's metric x 100, mean over the tasks both rows finished), with a "
              "two-level paired bootstrap over seeds and validation examples. Supported / contradicted: the 95% CI "
              "of Δ excludes 0 in / against the claimed direction; unresolved: it contains 0, a row is on the "
              "unigram plateau, or a row has not finished. Held-out MLM loss is not used: a strategy-masked student "
              "is tested on random masks it never trained on (and a static teacher-masked one can memorise its "
-             "training rows: `exploration.mask_fit`), so the plateau is judged on the random-masked baseline.", "", md_table(table), "",
+             "training rows: `exploration.mask_fit`), so the plateau is judged on the random-masked baseline. "
+             "Each claim is judged twice: on the Total of every task both rows finished (the paper's measure), and "
+             "on the tasks where the random baseline beats the majority class without collapsing at every seed "
+             "(`tasks_above_majority`; chosen by the baseline alone, never by the row under test): where every "
+             "classifier collapses, a Total rewards the most profitable collapse. The controls at the end are not "
+             "claims of the paper.", "", "## On the Total of every task both rows finished (the paper's measure)", "",
+             md_table(table.reindex(columns=["claim", "paper (§)", "compares", "Δ Total", "95% CI", "per-seed Δ",
+                                             "seeds", "tasks", "verdict", "why"]).astype(object).fillna("")), "",
+             "## On the tasks where the random baseline beats the majority class", "",
+             md_table(table.reindex(columns=["claim", "compares", "tasks above majority", "Δ (tasks above majority)",
+                                             "95% CI (tasks above majority)", "verdict (tasks above majority)",
+                                             "why (tasks above majority)"]).astype(object).fillna("")), "",
              "Teacher-masking rows train on static masks (§2.2); on a corpus small enough to memorise, a difference "
              "from random masking can come from the staticness rather than the entropy: `entmask experiment static` "
              "trains random masks kept every epoch as the control.", ""]
@@ -1502,11 +1622,13 @@ def run(name: str, cfg: PretrainConfig, progress: bool = True, root=None, **kw) 
     if recipes is not None and name != "plateau":
         raise ExperimentError(f"--recipes applies to the plateau experiment only, not {name!r}")
     if name == "corpus":
-        res = corpus(cfg, other, root=root, progress=progress)
+        res = corpus(cfg, other, root=root, progress=progress, train=train)
     elif name == "plateau":
         res = plateau(cfg, root=root, progress=progress, recipes=recipes, train=train)
+    elif name == "verdicts":
+        res = verdicts(cfg, root=root, progress=progress)  # trains nothing either way
     else:
-        res = EXPERIMENTS[name](cfg, root=root, progress=progress)
+        res = EXPERIMENTS[name](cfg, root=root, progress=progress, train=train)
     return res.paths["md"]
 
 

@@ -295,11 +295,13 @@ def _load_state(model_dir: Path) -> dict:
 # ---- one run -------------------------------------------------------------------------------------------------
 def finetune_task(model_dir, task: str, cfg: FinetuneConfig, seed: int, *, profile: str, name: str,
                   data_dir: str | None = None, root=None, frozen: bool = False, force: bool = False,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, train: bool = True) -> dict:
     """Fine-tune (or, frozen=True, probe) the model in `model_dir` on one GLUE task; return its metrics.
 
     A finished run with the same hash is reused (its metrics returned, with "reused": True) unless force=True.
     A task whose data are absent returns {"task", "status": "absent", "reason"} and writes nothing.
+    train=False trains nothing and takes no lock (a report while another process trains): an unfinished run
+    returns {"task", "seed", "frozen", "status": "not finished"}.
     """
     from entmask.entropy import teacher_key
 
@@ -314,6 +316,12 @@ def finetune_task(model_dir, task: str, cfg: FinetuneConfig, seed: int, *, profi
     hdict = finetune_hash_dict(cfg, task, seed, frozen, pkey)
     h = stable_hash(hdict)
     parent = runs.stage_dir(profile, f"finetune/{task}", root)
+    if not train:
+        run = runs.find_run(parent, h)
+        if run is None or not runs.is_finished(run):
+            return {"task": task, "seed": int(seed), "frozen": bool(frozen), "status": "not finished"}
+        runs.check_version(run)
+        return {**runs.read_json(run / "metrics.json"), "reused": True, "run_dir": str(run)}
     with runs.locked(parent / f".{h}"):
         run = runs.run_dir_for(parent, f"{name}-frozen" if frozen else name, h)
         if runs.is_finished(run) and not force:
@@ -492,11 +500,11 @@ def _assert_encoder_unchanged(model, pretrained: dict, head_init: dict) -> bool:
 
 
 def finetune_all(model_dir, cfg: FinetuneConfig, *, profile: str, name: str, data_dir: str | None = None,
-                 root=None, frozen: bool = False, progress: bool = True) -> list[dict]:
+                 root=None, frozen: bool = False, progress: bool = True, train: bool = True) -> list[dict]:
     """finetune_task over cfg.tasks x cfg.seeds (absent tasks included as status 'absent' rows)."""
     out = []
     for task in cfg.tasks:
         for seed in cfg.seeds:
             out.append(finetune_task(model_dir, task, cfg, seed, profile=profile, name=name, data_dir=data_dir,
-                                     root=root, frozen=frozen, progress=progress))
+                                     root=root, frozen=frozen, progress=progress, train=train))
     return out

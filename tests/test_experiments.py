@@ -611,4 +611,105 @@ def test_verdicts_from_finished_tables(results, exp_root):
     assert (t["verdict"] == "unresolved").all()
     hi = t[t["claim"] == "high>random"].iloc[0]
     assert hi["tasks"] == "CoLA, MRPC" and hi["seeds"] >= 1
+    assert t[t["claim"] == "high>static"].iloc[0]["why"] == "static has not been run"  # the control's table
     assert res.paths["md"].exists() and "two-level paired bootstrap" in res.paths["md"].read_text()
+
+
+def _ft(label, task, ps, score, maj, collapsed=False, run_dir=None, status="ok"):
+    return {"label": label, "task": task, "pretrain_seed": ps, "seed": 0, "status": status, "paper_score": score,
+            "majority_paper_score": maj, "collapsed": collapsed, "run_dir": run_dir}
+
+
+def test_tasks_above_majority_follow_the_baseline_only():
+    units = [(0, 0), (1, 0)]
+    ft = [_ft("baseline", "sst2", 0, 76.7, 50.9), _ft("baseline", "sst2", 1, 75.0, 50.9),
+          _ft("baseline", "mrpc", 0, 79.2, 81.2), _ft("baseline", "mrpc", 1, 82.0, 81.2),  # below at one seed
+          _ft("baseline", "cola", 0, 69.5, 69.1, True), _ft("baseline", "cola", 1, 69.5, 69.1, True),  # collapsed
+          _ft("baseline", "rte", 0, 55.0, 52.7),  # seed 1 missing
+          _ft("baseline", "qnli", 0, 60.0, 48.5), _ft("baseline", "qnli", 1, 61.0, 48.5),
+          # the row under test never chooses the tasks
+          _ft("teacher-high", "qnli", 0, 10.0, 48.5), _ft("teacher-high", "mrpc", 1, 90.0, 81.2)]
+    tasks = ["cola", "mrpc", "qnli", "rte", "sst2"]
+    assert ex.tasks_above_majority(ft, "baseline", tasks, units) == ["qnli", "sst2"]
+    assert ex.tasks_above_majority(ft, "baseline", ["rte", "mrpc"], [(0, 0)]) == ["rte"]
+    assert ex.tasks_above_majority(ft, "baseline", tasks, []) == []
+    assert ex.tasks_above_majority(ft, "teacher-high", tasks, [(1, 0)]) == ["mrpc"]
+
+
+def test_verdicts_judge_collapse_apart_from_the_tasks_above_majority(tmp_path):
+    """Two pretraining seeds, MRPC and SST-2. The tested row collapses onto MRPC's positive class (F1 0.81 against
+    the baseline's ~0.6) and is 10 points worse on SST-2: its Total is higher, so the paper's measure 'supports' the
+    claim, while on the one task where the baseline beats the majority class (SST-2) the claim is contradicted."""
+    rng = np.random.default_rng(0)
+    n = 400
+    y_mrpc = (rng.random(n) < 0.68).astype(int)
+    y_sst = (rng.random(n) < 0.5).astype(int)
+    majority = {"mrpc": 100 * 2 * y_mrpc.mean() / (1 + y_mrpc.mean()), "sst2": 100 * max(y_sst.mean(), 1 - y_sst.mean())}
+
+    def flip(y, share):
+        out = y.copy()
+        idx = rng.choice(len(y), int(share * len(y)), replace=False)
+        out[idx] = 1 - out[idx]
+        return out
+
+    ft = []
+    for ps in (0, 1):
+        preds = {("baseline", "mrpc"): flip(y_mrpc, 0.5), ("baseline", "sst2"): flip(y_sst, 0.2),
+                 ("teacher-high", "mrpc"): np.ones(n, int), ("teacher-high", "sst2"): flip(y_sst, 0.3)}
+        for (label, task), yp in preds.items():
+            d = tmp_path / f"{label}-{task}-{ps}"
+            d.mkdir()
+            (d / "predictions.json").write_text(json.dumps({"y_true": (y_mrpc if task == "mrpc" else y_sst).tolist(),
+                                                            "y_pred": yp.tolist()}))
+            from entmask.finetune import _metric
+            score = 100 * _metric("f1" if task == "mrpc" else "accuracy", y_mrpc if task == "mrpc" else y_sst, yp)
+            ft.append(_ft(label, task, ps, score, majority[task], collapsed=bool((yp == 1).all()), run_dir=str(d)))
+    out = tmp_path / "smoke" / "results"
+    out.mkdir(parents=True)
+    info = {"baseline": {"random_masked": True, "left_plateau": True}, "teacher-high": {"random_masked": False}}
+    (out / "table1.json").write_text(json.dumps({"tasks": ["mrpc", "sst2"], "runs": info, "extra": {"finetune": ft}}))
+    t = ex.verdicts(smoke_cfg(), root=tmp_path, progress=False).table.set_index("claim")
+    hi = t.loc["high>random"]
+    assert hi["seeds"] == 2 and hi["tasks"] == "MRPC, SST-2"
+    assert hi["verdict"] == "supported" and hi["Δ Total"] > 2
+    assert hi["tasks above majority"] == "SST-2"
+    assert hi["verdict (tasks above majority)"] == "contradicted" and hi["Δ (tasks above majority)"] < -5
+    assert t.loc["low>random", "why"] == "not finished: low (teacher)"
+    assert t.loc["cold<random", "why"] == "table2 has not been run"
+    assert t.loc["high>static", "verdict (tasks above majority)"] == "unresolved"
+    md = (out / "verdicts.md").read_text()
+    assert "## On the tasks where the random baseline beats the majority class" in md
+
+
+@pytest.mark.slow
+def test_report_only_writes_tables_from_what_finished(results, exp_root, capsys):
+    """train=False (`--report-only`) rebuilds a table from the finished runs, training and locking nothing; a row
+    with an unfinished fine-tuning is left out and named; no finished row at the asked seeds is a one-line error."""
+    from entmask import cli
+
+    cfg = smoke_cfg()
+    before = results["table2"].paths["csv"].read_text()
+    folders = lambda: sorted(str(p) for p in exp_root.rglob("*") if p.is_dir())
+    had = folders()
+    res = ex.table2(cfg, root=exp_root, progress=False, train=False)
+    assert res.paths["csv"].read_text() == before and folders() == had
+    ft = results["table2"].extra["finetune"]
+    hidden = Path(ft[(ft["label"] == "self-high-cold") & (ft["status"] == "ok")]["run_dir"].iloc[0]) / "metrics.json"
+    hidden.rename(hidden.with_suffix(".away"))
+    try:
+        res = ex.table2(cfg, root=exp_root, progress=False, train=False)
+        assert list(ours(res)["strategy"]) == ["random", "high (teacher)", "high (self, init)"]
+        md = res.paths["md"].read_text()
+        assert "Report only: rows not finished at every pretraining seed [0] are left out**: high (self, cold) " \
+               "(seed(s) [0])" in md
+        assert folders() == had
+    finally:
+        hidden.with_suffix(".away").rename(hidden)
+        ex.table2(cfg, root=exp_root, progress=False, train=False)  # the table as the other tests expect it
+    later = config.resolve("smoke", {**OVERRIDES, "experiment.pretrain_seeds": [0, 5]})
+    with pytest.raises(ExperimentError, match=r"no finished row at pretraining seed\(s\) \[0, 5\]"):
+        ex.table1(later, root=exp_root, progress=False, train=False)
+    assert cli.main(["experiment", "table1", "--profile", "smoke", "--runs-dir", str(exp_root), "--report-only",
+                     "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--report-only trains nothing" in err
