@@ -535,8 +535,10 @@ Each claim of §3.1-3.2 compares two rows of Tables 1 and 2 by their GLUE Total,
 seeds and validation examples (`entmask experiment verdicts`). It is *supported* or *contradicted* only when the
 95% CI excludes 0; a student on the unigram plateau, one seed, or an unfinished row leaves it *unresolved*.
 Held-out MLM loss is not used: a strategy-masked student is tested on random masks it never trained on, so its
-held-out loss can pass log V with no bug. (Table 1's rows come from notebook 01; without it only Table 2's claims
-can be judged.)
+held-out loss can pass log V with no bug. Each claim is judged a second time on the *tasks above majority*:
+those where the random baseline beats the majority class without collapsing at every seed (chosen by the baseline
+alone), because a Total over tasks where every classifier collapses rewards the most profitable collapse. (Table 1's
+rows come from notebook 01; without it only Table 2's claims can be judged.)
 """),
         code('''
 vd = experiments.verdicts(cfg, root=root, progress=progress)
@@ -551,6 +553,7 @@ metrics = {
                                 {label: float(row["jaccard"]) for label, row in last.iterrows()}),
     "chance_jaccard": float(overlap["chance"].iloc[0]) if len(overlap) else None,
     "verdicts": dict(zip(vd.table["claim"], vd.table["verdict"])),
+    "verdicts_above_majority": dict(zip(vd.table["claim"], vd.table["verdict (tasks above majority)"])),
     "self_entropy_sd_last_epoch": ({} if not len(drift) else
                                    {label: g["entropy_sd"].iloc[-1] for label, g in drift.groupby("label")}),
 }
