@@ -507,13 +507,24 @@ def test_rows_held_by_another_process_are_skipped_then_reused(tmp_path, monkeypa
     monkeypatch.setattr(finetune, "finetune_all", lambda *a, **k: [{"task": "mrpc", "seed": 0}])
     rs = ex._pretrain_and_finetune("table2", specs, tmp_path, progress=False)
     b, h, c, i = [c.name for _, c in specs]
-    # teacher-high seed 0 is busy until the 5th row: skipped, then taken as soon as it is free (before later rows)
-    assert order == [(b, 0), (c, 0), (i, 0), (b, 1), (h, 1), (h, 0), (c, 1), (i, 1)]
+    # Within a seed the self-masking rows (costliest) come first; teacher-high seed 0 is busy until the 5th row:
+    # skipped, then taken as soon as it is free (before later rows)
+    assert order == [(c, 0), (i, 0), (b, 0), (c, 1), (i, 1), (h, 0), (b, 1), (h, 1)]
     for r in rs:
         assert [sr["pretrain_seed"] for sr in r.seed_runs] == [0, 1]
         assert [f["pretrain_seed"] for f in r.ft] == [0, 1]
         assert r.cfg.train.seed == 0 and r.metrics["heldout_accuracy"] == 0.1
         assert r.run_dir == tmp_path / f"{r.cfg.name}-0"
+
+
+def test_costliest_rows_are_claimed_first():
+    cfg = smoke_cfg()
+    costs = {label: ex.row_cost(c) for label, c in ex.matrix("kd", cfg)}
+    assert costs["self-high-init"] == pytest.approx(2.7 * costs["baseline"])
+    assert costs["kd-complete"] == pytest.approx(1.5 * costs["self-high-init"])
+    assert costs["kd-only"] == pytest.approx(1.5 * costs["baseline"])
+    two_x = dict(ex.matrix("beyond", cfg))["baseline-2x"]
+    assert ex.row_cost(two_x) == pytest.approx(2 * costs["baseline"])
 
 
 def _seeded(c, seed):
