@@ -243,7 +243,7 @@ class _Run:
     ft: list = field(default_factory=list)  # finetune_all rows (with pretrain_seed), all seeds
     seed_runs: list = field(default_factory=list)  # one {pretrain_seed, run_dir, metrics} per pretraining seed
     error: str | None = None  # set when the run could not be had (a corpus unavailable here)
-    unfinished: list = field(default_factory=list)  # report only (train=False): pretraining seeds not finished
+    unfinished: dict = field(default_factory=dict)  # report only (train=False): seed not finished -> how far it got
 
 
 def _say(progress: bool, msg: str) -> None:
@@ -262,7 +262,7 @@ def _report_finished(specs, root, frozen: bool) -> list[_Run]:
     taking no lock (so it can run beside the process that trains them). A (row, seed) counts only when its
     pretraining and every fine-tuning of it have finished; the others are listed in _Run.unfinished."""
     from entmask.finetune import finetune_all
-    from entmask.pretrain import run_folder
+    from entmask.pretrain import last_complete_checkpoint, run_folder
 
     seeds = pretrain_seeds(specs[0][1]) if specs else []
     out = []
@@ -273,13 +273,22 @@ def _report_finished(specs, root, frozen: bool) -> list[_Run]:
             cs.train.seed = seed
             run_dir = run_folder(cs, "pretrain", root)
             if not runs.is_finished(run_dir):
-                r.unfinished.append(seed)
+                ck = last_complete_checkpoint(run_dir / "checkpoints")
+                if ck:
+                    st = runs.read_json(Path(ck) / "trainer_state.json")
+                    r.unfinished[seed] = (f"pretraining, checkpoint at step {st['global_step']:,} of "
+                                          f"{st['max_steps']:,}")
+                else:
+                    r.unfinished[seed] = "pretraining, no checkpoint yet" if run_dir.exists() else "not started"
                 continue
             runs.check_version(run_dir)
             ft = finetune_all(run_dir / "model", c.finetune, profile=c.profile, name=run_dir.name,
                               data_dir=c.data.data_dir, root=root, frozen=frozen, progress=False, train=False)
-            if any(f["status"] == "not finished" for f in ft):
-                r.unfinished.append(seed)
+            left = [f for f in ft if f["status"] == "not finished"]
+            if left:
+                have = [f for f in ft if f["status"] != "absent"]  # tasks without data here are never run
+                r.unfinished[seed] = (f"pretrained; {len(have) - len(left)} of {len(have)} fine-tuning runs "
+                                      f"finished")
                 continue
             r.seed_runs.append({"pretrain_seed": seed, "run_dir": run_dir,
                                 "metrics": runs.read_json(run_dir / "metrics.json")})
@@ -1172,8 +1181,13 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
         rs = done
         if left:
             header.append(f"**Report only: rows not finished at every pretraining seed {seeds} are left out**: "
-                          + "; ".join(f"{RUN_SPECS[r.label][1]} (seed(s) {r.unfinished})" for r in left)
+                          + "; ".join(f"{RUN_SPECS[r.label][1]} ("
+                                      + ", ".join(f"seed {k}: {v}" for k, v in r.unfinished.items()) + ")"
+                                      for r in left)
                           + ". Nothing was trained; the rows shown are whole.")
+            for r in left:
+                _say(progress, f"{name}: not finished: {RUN_SPECS[r.label][1]}: "
+                               + "; ".join(f"seed {k}: {v}" for k, v in r.unfinished.items()))
     paper_key = name if name in ("table1", "table2") else None
     table, scores, boots, notes, cov = _build(name, cfg, rs, paper_key=paper_key)
     extra = {"scores": scores, "bootstrap": boots, "finetune": _finetune_frame(rs)}

@@ -517,6 +517,28 @@ def test_rows_held_by_another_process_are_skipped_then_reused(tmp_path, monkeypa
         assert r.run_dir == tmp_path / f"{r.cfg.name}-0"
 
 
+def test_report_says_how_far_an_unfinished_row_got(tmp_path):
+    """--report-only on rows never run, one started without a checkpoint, one stopped at a complete checkpoint and
+    one whose newest checkpoint was cut off (no trainer_state.json): each says how far it got. No data needed."""
+    from entmask.pretrain import run_folder
+
+    specs = ex.matrix("table2", config.resolve("smoke", {**OVERRIDES, "experiment.pretrain_seeds": [3]}))
+    folder = {label: run_folder(_seeded(c, 3), "pretrain", tmp_path) for label, c in specs}
+    folder["teacher-high"].mkdir(parents=True)
+    for label, steps in (("self-high-cold", (2,)), ("self-high-init", (2, 4))):
+        for st in steps:
+            ck = folder[label] / "checkpoints" / f"checkpoint-{st}"
+            ck.mkdir(parents=True)
+            (ck / "model.safetensors").write_bytes(b"x")
+            (ck / "optimizer.pt").write_bytes(b"x")
+            if st == 2:  # checkpoint-4 of self-high-init was cut off before its trainer_state.json
+                (ck / "trainer_state.json").write_text(json.dumps({"global_step": st, "max_steps": 6}))
+    got = {r.label: r.unfinished for r in ex._report_finished(specs, tmp_path, frozen=False)}
+    assert got == {"baseline": {3: "not started"}, "teacher-high": {3: "pretraining, no checkpoint yet"},
+                   "self-high-cold": {3: "pretraining, checkpoint at step 2 of 6"},
+                   "self-high-init": {3: "pretraining, checkpoint at step 2 of 6"}}
+
+
 def test_costliest_rows_are_claimed_first():
     cfg = smoke_cfg()
     costs = {label: ex.row_cost(c) for label, c in ex.matrix("kd", cfg)}
@@ -712,7 +734,7 @@ def test_report_only_writes_tables_from_what_finished(results, exp_root, capsys)
         assert list(ours(res)["strategy"]) == ["random", "high (teacher)", "high (self, init)"]
         md = res.paths["md"].read_text()
         assert "Report only: rows not finished at every pretraining seed [0] are left out**: high (self, cold) " \
-               "(seed(s) [0])" in md
+               "(seed 0: pretrained; 1 of 2 fine-tuning runs finished)" in md
         assert folders() == had
     finally:
         hidden.with_suffix(".away").rename(hidden)
