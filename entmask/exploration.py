@@ -495,18 +495,31 @@ def view_check(cfg, model_dir, max_rows: int | None = 512, seed: int = 0, root=N
 
 
 FIT_STRATEGIES = ("random",) + tuple(x for x in STRATEGIES if x != "random")  # the baseline first
+STATIC = "random-static"  # mask_fit's name for masking.static's masks: random, drawn once per row, kept every epoch
+
+
+def fit_masks(ids: torch.Tensor, entropy: torch.Tensor, candidates: torch.Tensor, strategies: Sequence[str],
+              ratio: float = 0.15, seed: int = 0, static_seed: int = 0) -> dict[str, torch.Tensor]:
+    """The masks mask_fit scores: `strategy_masks`, plus "random-static", the masks a `masking.static` student
+    trained on at `static_seed` (the k highest of masking.static_scores, as its training steps draw them)."""
+    from entmask.masking import select_mask, static_scores
+
+    masks = strategy_masks(entropy, candidates, [s for s in strategies if s != STATIC], ratio, seed)
+    if STATIC in strategies:
+        masks[STATIC] = select_mask(static_scores(ids, static_seed), candidates, "high", ratio)  # [N, T]
+    return masks
 
 
 def mask_fit_rows(model, ids: torch.Tensor, entropy: torch.Tensor, candidates: torch.Tensor, mask_id: int,
                   strategies: Sequence[str] = FIT_STRATEGIES, ratio: float = 0.15, seed: int = 0,
-                  batch_size: int = 128) -> list[dict]:
+                  batch_size: int = 128, static_seed: int = 0) -> list[dict]:
     """A masked LM's accuracy and loss on `ids` [N, T] under each strategy's masks (from `entropy` [N, T], as
-    `strategy_masks` draws them), [MASK] at every selected position: one dict per strategy."""
+    `fit_masks` draws them), [MASK] at every selected position: one dict per strategy."""
     from entmask.masking import apply_mask
     from entmask.models import score_masked
 
     out = []
-    for name, mask in strategy_masks(entropy, candidates, strategies, ratio, seed).items():
+    for name, mask in fit_masks(ids, entropy, candidates, strategies, ratio, seed, static_seed).items():
         masked, labels = apply_mask(ids, mask, mask_id, "mask")  # [N, T], labels -100 off the mask
         out.append({"strategy": name, **score_masked(model, masked, labels, batch_size)})
     return out
@@ -522,6 +535,7 @@ def mask_fit(cfg, model_dir, strategies: Sequence[str] = FIT_STRATEGIES, max_row
     (never seen), [MASK] only. A student that generalises scores alike on both; one that memorised scores high on
     train under its own strategy and near zero on test. Returns a DataFrame: split, strategy, accuracy, loss,
     masked_tokens. (Random masks here are drawn from `seed`, not the held-out evaluation's fixed masks.)
+    "random-static" in `strategies` scores a `masking.static` student on its own training masks (cfg.train.seed).
     """
     import pandas as pd
 
@@ -533,7 +547,7 @@ def mask_fit(cfg, model_dir, strategies: Sequence[str] = FIT_STRATEGIES, max_row
     for split in ("train", "test"):
         v = teacher_view(cfg, split=split, max_rows=max_rows, seed=seed, root=root, progress=progress)
         for r in mask_fit_rows(model, v.ids, v.entropy, v.candidates, v.tokenizer.mask_token_id, strategies,
-                               cfg.masking.ratio, seed, cfg.train.eval_batch_size):
+                               cfg.masking.ratio, seed, cfg.train.eval_batch_size, static_seed=cfg.train.seed):
             rows.append({"split": split, **r})
     return pd.DataFrame(rows)
 

@@ -143,6 +143,7 @@ def test_self_masks_follow_the_model(session_runs, tmp_path):
 def test_static_random_masks_repeat_every_epoch_and_dynamic_ones_do_not(session_runs, tmp_path):
     """masking.static: a row gets the same random k-subset at every step (here: two steps, rows in another order)
     and another subset under another seed; plain random masking redraws it."""
+    from entmask.exploration import fit_masks
     from entmask.masking import candidate_mask, num_to_mask
     from entmask.models import build_model
 
@@ -164,6 +165,9 @@ def test_static_random_masks_repeat_every_epoch_and_dynamic_ones_do_not(session_
         again[order] = tr.last_mask
         assert (first <= cand).all() and (first.sum(1) == num_to_mask(cand, 0.15)).all()
         got[(static, seed)] = (first, again)
+        if static:  # exploration.mask_fit scores a static student on exactly these masks
+            fit = fit_masks(ids, torch.zeros(ids.shape), cand, ["random-static"], 0.15, static_seed=seed)
+            assert torch.equal(fit["random-static"], first)
     assert torch.equal(*got[(True, 0)])  # static: the same positions of the same row
     assert not torch.equal(got[(True, 0)][0], got[(True, 1)][0])  # another seed, another static subset
     assert not torch.equal(*got[(False, 0)])  # random: redrawn
