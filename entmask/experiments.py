@@ -1526,6 +1526,63 @@ def judge(delta: float, lo: float, hi: float, expected: int, plateau: bool = Fal
     return "unresolved", f"Δ {delta:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}] contains 0"
 
 
+VERDICT_COLOR = {"supported": "#55A868", "contradicted": "#C44E52", "unresolved": "#8C8C8C"}
+
+
+def _ci(text) -> tuple[float, float] | None:
+    """'[-0.79, +2.46]' -> (-0.79, 2.46); anything else (no CI) -> None."""
+    try:
+        lo, hi = str(text).strip("[]").split(",")
+        return float(lo), float(hi)
+    except ValueError:
+        return None
+
+
+def plot_verdicts(table, stem: Path) -> dict:
+    """Forest plot of the claims: Δ with its 95% CI on the Total (circle) and on the tasks above majority
+    (square), coloured by verdict; the arrow at the left says which way the paper claims. Claims with no Δ
+    (not run, not finished) are listed with their reason instead of a point."""
+    if table is None or not len(table):
+        return {}
+    n = len(table)
+    fig = _figure(8.6, 0.42 * n + 1.3)
+    ax = fig.add_subplot(111)
+    labels = []
+    for i, row in enumerate(table.to_dict("records")):
+        y = n - 1 - i
+        sign = next(c[6] for c in CLAIMS if c[0] == row["claim"])
+        control = "not in the paper" in next(c[1] for c in CLAIMS if c[0] == row["claim"])
+        labels.append(f"{'control: ' if control else ''}{row['compares']}  ({'↑' if sign > 0 else '↓'} "
+                      f"{'expected' if control else 'claimed'})")
+        drawn = False
+        for off, (dcol, cicol, vcol, marker) in ((0.12, ("Δ Total", "95% CI", "verdict", "o")),
+                                                 (-0.12, ("Δ (tasks above majority)", "95% CI (tasks above majority)",
+                                                          "verdict (tasks above majority)", "s"))):
+            ci, d = _ci(row.get(cicol)), row.get(dcol)
+            if ci is None or not _num(d):
+                continue
+            color = VERDICT_COLOR.get(row.get(vcol), "#8C8C8C")
+            ax.errorbar([d], [y + off], xerr=[[d - ci[0]], [ci[1] - d]], fmt=marker, color=color, ms=5, capsize=3,
+                        lw=1.2)
+            drawn = True
+        if not drawn:
+            ax.text(0, y, str(row.get("why", "")), ha="center", va="center", fontsize=7, color="#555555",
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(n))
+    ax.set_yticklabels(labels[::-1], fontsize=8)
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.set_xlabel("Δ GLUE (model row − reference row), points, with 95% CI (two-level bootstrap)")
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], marker="o", ls="", color="#555555", label="Total, every task"),
+               Line2D([], [], marker="s", ls="", color="#555555", label="tasks above majority")]
+    handles += [Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in VERDICT_COLOR.items()]
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.06 - 0.9 / (n + 3)),
+              ncol=5, frameon=False)
+    ax.set_title("The paper's claims at this profile: Δ and 95% CI, coloured by verdict", fontsize=9)
+    return _save(fig, stem)
+
+
 def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
     """Each of the paper's §3.1-3.2 claims marked supported, contradicted or unresolved from the finished Table 1
     and Table 2 results of this profile (GLUE Totals; two-level bootstrap over seeds and examples between the two
@@ -1628,6 +1685,9 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
                   f"{_pct(teacher['student_heldout_accuracy'])} ({teacher['ratio']:.2f}x).", ""]
     stem = out_dir / "verdicts"
     paths = {"md": stem.with_suffix(".md"), "json": stem.with_suffix(".json"), "csv": stem.with_suffix(".csv")}
+    paths.update(plot_verdicts(table, stem))
+    if "png" in paths:
+        lines += ["![The claims: Δ and 95% CI per claim, coloured by verdict](verdicts.png)", ""]
     runs.atomic_write_text(paths["md"], "\n".join(lines))
     runs.atomic_write_text(paths["csv"], table.to_csv(index=False))
     runs.write_json(paths["json"], {"profile": cfg.profile, "claims": rows, "teacher": teacher,

@@ -712,6 +712,9 @@ def test_verdicts_judge_collapse_apart_from_the_tasks_above_majority(tmp_path):
     assert t.loc["high>static", "verdict (tasks above majority)"] == "unresolved"
     md = (out / "verdicts.md").read_text()
     assert "## On the tasks where the random baseline beats the majority class" in md
+    assert "](verdicts.png)" in md and (out / "verdicts.png").stat().st_size > 10_000  # the forest plot
+    assert ex._ci(hi["95% CI"]) == tuple(float(x) for x in hi["95% CI"].strip("[]").split(", "))
+    assert ex._ci("") is None and ex._ci(float("nan")) is None
 
 
 @pytest.mark.slow
