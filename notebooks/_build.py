@@ -542,6 +542,7 @@ rows come from notebook 01; without it only Table 2's claims can be judged.)
 """),
         code('''
 vd = experiments.verdicts(cfg, root=root, progress=progress)
+notebooks.show_figures(vd, ["png"])
 display(vd.table)
 '''),
     ],

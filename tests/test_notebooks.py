@@ -369,7 +369,7 @@ EXPECTED_RESULTS = [
     "weights.csv", "weights.md", "weights-heatmap.png",
     "mask-rate.csv", "mask-rate.md", "mask-rate.png", "frozen.csv", "frozen.md", "frozen.png",
     "beyond.csv", "beyond.md", "beyond-compute.png", "06_masked_vs_unmasked_view.csv", "06_compute.csv",
-    "table1-compute.png", "01_mask_fit.csv", "01_mask_fit.png",
+    "table1-compute.png", "01_mask_fit.csv", "01_mask_fit.png", "verdicts.md", "verdicts.png",
 ]
 
 
