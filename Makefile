@@ -8,7 +8,7 @@ export ENTMASK_DATA_DIR
 PROFILE ?= tiny
 PYTEST_ARGS ?=
 
-.PHONY: setup reproduce test test-fast kernel lab bench clean-runs matrix-cpu-long
+.PHONY: setup reproduce test test-fast kernel lab bench clean-runs matrix-cpu-long results-cpu-long
 
 $(BIN)/entmask: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,13 @@ lab: kernel
 ## 2 cores train these small students ~1.1-1.2x faster than one process. Rerunning resumes (runs are found by hash).
 matrix-cpu-long: setup
 	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --set "experiment.pretrain_seeds=[0,1]" --workers 2
+
+## While (or after) the matrix runs: its tables from what has finished at SEEDS (default both), and the verdicts.
+## Trains nothing and takes no lock, so it is safe beside the running matrix: make results-cpu-long SEEDS=0
+SEEDS ?= 0,1
+results-cpu-long: setup
+	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --report-only --set "experiment.pretrain_seeds=[$(SEEDS)]"
+	$(BIN)/entmask experiment verdicts --profile cpu-long --quiet
 
 bench: setup
 	$(BIN)/entmask bench --preset bertlet --seq-len 128
