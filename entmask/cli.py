@@ -325,12 +325,19 @@ def cmd_experiment(a) -> int:
     if a.report_only:
         if a.workers != 1:
             raise CLIError("--report-only trains nothing, so it has no rows to split: drop --workers")
+        if kwargs and len(names) > 1:
+            raise CLIError("--corpus and --recipes apply to one experiment; name only that one")
+        failed = 0
         for name in names:  # one table each, from what has finished; nothing is trained or locked
-            print(f"entmask: wrote {experiments.run(name, cfg, progress=not a.quiet, train=False, **kwargs)}")
-        return 0
+            try:
+                print(f"entmask: wrote {experiments.run(name, cfg, progress=not a.quiet, train=False, **kwargs)}")
+            except experiments.ExperimentError as e:  # the other tables are still worth writing
+                print(f"entmask: error: {str(e).splitlines()[0]}", file=sys.stderr)
+                failed += 1
+        return 2 if failed else 0
     if len(names) > 1 or a.workers != 1:
         if kwargs:
-            raise CLIError("--corpus, --recipes and --report-only apply to one experiment without --workers")
+            raise CLIError("--corpus and --recipes apply to one experiment without --workers")
         for out in experiments.run_many(names, cfg, workers=a.workers, progress=not a.quiet):
             print(f"entmask: wrote {out}")
         return 0

@@ -41,17 +41,19 @@ def _entropy_rows(x: torch.Tensor) -> torch.Tensor:
     """Entropy of softmax over the last dim of a 2-D block, float32. [N, V] -> [N]
 
     -inf logits are fine (they contribute 0); NaN/+inf anywhere in a row, or a row of all -inf, makes the result
-    NaN (reported by check_finite, not silently 0). Two kernels per device, whichever is faster there: on CUDA
+    NaN (reported by check_finite, not silently 0). Two kernels, whichever is faster on the device: on CUDA
     entr(softmax(x)) (entr(0) = 0; 2x log_softmax + exp on an H200, docs/performance.md); on the CPU
-    log_softmax + exp, one transcendental per logit instead of entr's exp and log (1.35x entr at 1 thread,
-    4,096 x 30,522 logits: `bench.bench_entropy`; it is most of a self-masking step on a CPU). The two agree to
-    ~2e-6 nats.
+    log_softmax + exp, one transcendental per logit instead of entr's exp and log (measured at one thread on
+    4,096 x 30,522 logits with `bench.bench_entropy`: 2.06x entr at the CPU's chunk of 128 positions, 1.41x at
+    1,024; it is most of a self-masking step on a CPU). They agree to ~4e-6 nats (near-uniform rows of 30,522; the
+    CPU kernel is within ~6e-6 of float64 there, entr ~2e-6); a one-hot row gives -0.0 on the CPU.
     """
     if x.is_cuda:
         return torch.special.entr(torch.softmax(x.float(), dim=-1)).sum(dim=-1)
     logp = torch.log_softmax(x, dim=-1, dtype=torch.float32)  # [N, V]
-    # A -inf logit has p = 0: 0 * -inf would be NaN, 0 * (the lowest float) is 0. clamp keeps NaN rows NaN.
-    logp = logp.clamp_min_(_F32_MIN)
+    # A -inf logit has p = 0: 0 * -inf would be NaN, 0 * (the lowest float) is 0. clamp keeps NaN rows NaN; in
+    # place (no copy) unless autograd needs log_softmax's output for backward.
+    logp = logp.clamp_min(_F32_MIN) if logp.requires_grad else logp.clamp_min_(_F32_MIN)
     return -(logp.exp() * logp).sum(dim=-1)
 
 
@@ -337,7 +339,7 @@ def masked_pass(model, input_ids: torch.Tensor, candidates: torch.Tensor, mask_i
             l_out = torch.empty(h.shape[0], device=h.device)
             for a in range(0, h.shape[0], step):  # the head a chunk at a time: no [M, V] float32 for all of M
                 logits = model.cls(h[a:a + step]).float()  # [c, V]
-                e_out[a:a + step] = torch.special.entr(torch.softmax(logits, -1)).sum(-1)
+                e_out[a:a + step] = _entropy_rows(logits)  # the device's faster kernel
                 l_out[a:a + step] = torch.nn.functional.cross_entropy(logits, target[a:a + step], reduction="none")
             ent[sel], loss[sel] = e_out, l_out
     return {"entropy": ent, "loss": loss}

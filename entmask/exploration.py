@@ -248,7 +248,8 @@ def corpus_sentences(view: EntropyView, n: int = 3, max_pieces: int = 40, start:
 
 # ---- masks and their overlap -----------------------------------------------------------------------------------
 def strategy_masks(entropy: torch.Tensor, candidates: torch.Tensor, strategies: Sequence[str] = STRATEGIES,
-                   ratio: float = 0.15, seed: int = 0, batch_size: int = 1) -> dict[str, torch.Tensor]:
+                   ratio: float = 0.15, seed: int = 0, batch_size: int = 1, num_tokens: int | None = None
+                   ) -> dict[str, torch.Tensor]:
     """Each strategy's mask over the same rows, from `select_mask` with a generator seeded by `seed`.
 
     `alternating` flips one coin per call of select_mask; training calls it once per batch, so here the rows are
@@ -259,11 +260,11 @@ def strategy_masks(entropy: torch.Tensor, candidates: torch.Tensor, strategies: 
         name = canonical_strategy(s)
         gen = torch.Generator().manual_seed(int(seed))
         if name == "alternating":
-            parts = [select_mask(entropy[i:i + batch_size], candidates[i:i + batch_size], name, ratio, generator=gen)
-                     for i in range(0, entropy.shape[0], batch_size)]
+            parts = [select_mask(entropy[i:i + batch_size], candidates[i:i + batch_size], name, ratio, num_tokens,
+                                 generator=gen) for i in range(0, entropy.shape[0], batch_size)]
             out[name] = torch.cat(parts) if parts else torch.zeros_like(candidates, dtype=torch.bool)
         else:
-            out[name] = select_mask(entropy, candidates, name, ratio, generator=gen)
+            out[name] = select_mask(entropy, candidates, name, ratio, num_tokens, generator=gen)
     return out
 
 
@@ -499,27 +500,29 @@ STATIC = "random-static"  # mask_fit's name for masking.static's masks: random, 
 
 
 def fit_masks(ids: torch.Tensor, entropy: torch.Tensor, candidates: torch.Tensor, strategies: Sequence[str],
-              ratio: float = 0.15, seed: int = 0, static_seed: int = 0) -> dict[str, torch.Tensor]:
+              ratio: float = 0.15, seed: int = 0, static_seed: int = 0, num_tokens: int | None = None
+              ) -> dict[str, torch.Tensor]:
     """The masks mask_fit scores: `strategy_masks`, plus "random-static", the masks a `masking.static` student
     trained on at `static_seed` (the k highest of masking.static_scores, as its training steps draw them)."""
     from entmask.masking import select_mask, static_scores
 
-    masks = strategy_masks(entropy, candidates, [s for s in strategies if s != STATIC], ratio, seed)
+    masks = strategy_masks(entropy, candidates, [s for s in strategies if s != STATIC], ratio, seed,
+                           num_tokens=num_tokens)
     if STATIC in strategies:
-        masks[STATIC] = select_mask(static_scores(ids, static_seed), candidates, "high", ratio)  # [N, T]
+        masks[STATIC] = select_mask(static_scores(ids, static_seed), candidates, "high", ratio, num_tokens)  # [N, T]
     return masks
 
 
 def mask_fit_rows(model, ids: torch.Tensor, entropy: torch.Tensor, candidates: torch.Tensor, mask_id: int,
                   strategies: Sequence[str] = FIT_STRATEGIES, ratio: float = 0.15, seed: int = 0,
-                  batch_size: int = 128, static_seed: int = 0) -> list[dict]:
+                  batch_size: int = 128, static_seed: int = 0, num_tokens: int | None = None) -> list[dict]:
     """A masked LM's accuracy and loss on `ids` [N, T] under each strategy's masks (from `entropy` [N, T], as
     `fit_masks` draws them), [MASK] at every selected position: one dict per strategy."""
     from entmask.masking import apply_mask
     from entmask.models import score_masked
 
     out = []
-    for name, mask in fit_masks(ids, entropy, candidates, strategies, ratio, seed, static_seed).items():
+    for name, mask in fit_masks(ids, entropy, candidates, strategies, ratio, seed, static_seed, num_tokens).items():
         masked, labels = apply_mask(ids, mask, mask_id, "mask")  # [N, T], labels -100 off the mask
         out.append({"strategy": name, **score_masked(model, masked, labels, batch_size)})
     return out
@@ -535,19 +538,30 @@ def mask_fit(cfg, model_dir, strategies: Sequence[str] = FIT_STRATEGIES, max_row
     (never seen), [MASK] only. A student that generalises scores alike on both; one that memorised scores high on
     train under its own strategy and near zero on test. Returns a DataFrame: split, strategy, accuracy, loss,
     masked_tokens. (Random masks here are drawn from `seed`, not the held-out evaluation's fixed masks.)
-    "random-static" in `strategies` scores a `masking.static` student on its own training masks (cfg.train.seed).
+    The masks follow what the student trained with: the masking ratio / number of tokens and, for
+    "random-static" (a `masking.static` student's own training masks), the pretraining seed are read from the run's
+    config.json beside `model_dir` (else from `cfg`), so a seed-1 run is scored on its seed-1 masks.
     """
     import pandas as pd
 
     from entmask.models import load_teacher, transformers_bars
+    from entmask.runs import read_json
 
+    run_cfg = Path(model_dir).parent / "config.json"
+    trained = read_json(run_cfg) if run_cfg.is_file() else {}
+    tm, tt = trained.get("masking", {}), trained.get("train", {})
+    if tm.get("whole_word", "none") != "none":
+        raise ValueError(f"{model_dir} was trained with whole-word masking ({tm['whole_word']}); mask_fit scores "
+                         f"token-level masks only")
+    ratio, num_tokens = tm.get("ratio", cfg.masking.ratio), tm.get("num_tokens", cfg.masking.num_tokens)
     with transformers_bars(progress):
         model = load_teacher(model_dir).eval()
     rows = []
     for split in ("train", "test"):
         v = teacher_view(cfg, split=split, max_rows=max_rows, seed=seed, root=root, progress=progress)
         for r in mask_fit_rows(model, v.ids, v.entropy, v.candidates, v.tokenizer.mask_token_id, strategies,
-                               cfg.masking.ratio, seed, cfg.train.eval_batch_size, static_seed=cfg.train.seed):
+                               ratio, seed, cfg.train.eval_batch_size, static_seed=tt.get("seed", cfg.train.seed),
+                               num_tokens=num_tokens):
             rows.append({"split": split, **r})
     return pd.DataFrame(rows)
 

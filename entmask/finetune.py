@@ -307,21 +307,22 @@ def finetune_task(model_dir, task: str, cfg: FinetuneConfig, seed: int, *, profi
 
     model_dir = Path(model_dir)
     _check_model_dir(model_dir)
-    try:
-        data = task_data(task, cfg, data_dir)
-    except TaskAbsent as e:  # other DataErrors (too few examples, unlabelled split) are real errors
-        return {"task": task, "seed": int(seed), "frozen": bool(frozen), "status": "absent", "reason": str(e)}
-
     pkey = teacher_key(model_dir)
     hdict = finetune_hash_dict(cfg, task, seed, frozen, pkey)
     h = stable_hash(hdict)
     parent = runs.stage_dir(profile, f"finetune/{task}", root)
-    if not train:
+    if not train:  # read only: no data loaded for a finished run, no lock, nothing repaired
         run = runs.find_run(parent, h)
-        if run is None or not runs.is_finished(run):
-            return {"task": task, "seed": int(seed), "frozen": bool(frozen), "status": "not finished"}
-        runs.check_version(run)
-        return {**runs.read_json(run / "metrics.json"), "reused": True, "run_dir": str(run)}
+        found = runs.finished_metrics(run) if run is not None else None
+        if found is not None:
+            runs.check_version(run)
+            return {**found, "reused": True, "run_dir": str(run)}
+    try:
+        data = task_data(task, cfg, data_dir)
+    except TaskAbsent as e:  # other DataErrors (too few examples, unlabelled split) are real errors
+        return {"task": task, "seed": int(seed), "frozen": bool(frozen), "status": "absent", "reason": str(e)}
+    if not train:
+        return {"task": task, "seed": int(seed), "frozen": bool(frozen), "status": "not finished"}
     with runs.locked(parent / f".{h}"):
         run = runs.run_dir_for(parent, f"{name}-frozen" if frozen else name, h)
         if runs.is_finished(run) and not force:

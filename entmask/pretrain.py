@@ -511,23 +511,31 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
     return trainer
 
 
-def last_complete_checkpoint(folder: Path) -> str | None:
+def last_complete_checkpoint(folder: Path, quiet: bool = False) -> str | None:
     """The newest checkpoint that was written to the end. The Trainer writes trainer_state.json last, so a
     checkpoint without a parseable one was cut off (kill -9, full disk) and is skipped, never half-read."""
+    found = checkpoint_state(folder, quiet)
+    return found[0] if found else None
+
+
+def checkpoint_state(folder: Path, quiet: bool = False) -> tuple[str, dict] | None:
+    """(path, trainer_state) of the newest complete checkpoint in `folder`, or None. Reads only, so a report can
+    look at a run another process is training (a checkpoint rotated away meanwhile is skipped)."""
     import json
 
-    if not folder.is_dir():
+    if not Path(folder).is_dir():
         return None
-    cands = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+    cands = sorted((p for p in Path(folder).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
                    key=lambda p: int(p.name.split("-")[-1]), reverse=True)
     for c in cands:
         try:
-            json.loads((c / "trainer_state.json").read_text())
+            state = json.loads((c / "trainer_state.json").read_text())
         except (OSError, ValueError):
-            print(f"entmask: skipping incomplete checkpoint {c.name}")
+            if not quiet:
+                print(f"entmask: skipping incomplete checkpoint {c.name}")
             continue
         if list(c.glob("*.safetensors")) and (c / "optimizer.pt").exists():
-            return str(c)
+            return str(c), state
     return None
 
 

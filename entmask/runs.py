@@ -217,6 +217,15 @@ def is_finished(run: Path) -> bool:
         return False
 
 
+def finished_metrics(run: Path) -> dict | None:
+    """The metrics of a finished run, or None; reads only (no repair, no lock): for reports beside a running job.
+    metrics.json is written last and atomically, so a file that is there and parses is a finished run."""
+    try:
+        return json.loads((Path(run) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def check_version(run: Path) -> None:
     """Refuse to reuse a folder written by another entmask version (its config may mean something else)."""
     meta = Path(run) / "entmask.json"

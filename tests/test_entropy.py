@@ -47,11 +47,23 @@ def test_bf16_and_large_magnitudes_and_neg_inf():
 
 
 def test_non_finite_rows_are_detected():
-    x = torch.tensor([[float("-inf")] * 3, [0.0, float("nan"), 1.0], [0.0, 1.0, 2.0]])
+    x = torch.tensor([[float("-inf")] * 3, [0.0, float("nan"), 1.0], [0.0, 1.0, 2.0], [0.0, float("inf"), 1.0]])
     h = token_entropy(x)
-    assert torch.isnan(h[0]) and torch.isnan(h[1]) and torch.isfinite(h[2])
-    with pytest.raises(EntropyError, match="2 position"):
+    assert torch.isnan(h[0]) and torch.isnan(h[1]) and torch.isfinite(h[2]) and torch.isnan(h[3])
+    with pytest.raises(EntropyError, match="3 position"):
         check_finite(h, "test")
+
+
+def test_entropy_has_a_gradient():
+    """token_entropy stays differentiable (the CPU kernel clamps in place only when no gradient is needed):
+    dH/dx_i = -p_i (log p_i + H)."""
+    x = torch.tensor([[0.5, -1.0, 2.0, float("-inf")]], requires_grad=True)
+    h = token_entropy(x)
+    h.sum().backward()
+    p = torch.softmax(x.detach(), -1)
+    logp = torch.log(p.clamp_min(1e-30))
+    expect = -(p * (logp + h.detach()[:, None]))
+    assert torch.allclose(x.grad[:, :3], expect[:, :3], atol=1e-6) and x.grad[0, 3] == 0
 
 
 def test_model_entropy_equals_dense_and_restores_mode():

@@ -653,20 +653,32 @@ def _ft(label, task, ps, score, maj, collapsed=False, run_dir=None, status="ok")
             "majority_paper_score": maj, "collapsed": collapsed, "run_dir": run_dir}
 
 
-def test_tasks_above_majority_follow_the_baseline_only():
+def test_tasks_above_majority_are_chosen_by_both_rows_together():
     units = [(0, 0), (1, 0)]
-    ft = [_ft("baseline", "sst2", 0, 76.7, 50.9), _ft("baseline", "sst2", 1, 75.0, 50.9),
-          _ft("baseline", "mrpc", 0, 79.2, 81.2), _ft("baseline", "mrpc", 1, 82.0, 81.2),  # below at one seed
-          _ft("baseline", "cola", 0, 69.5, 69.1, True), _ft("baseline", "cola", 1, 69.5, 69.1, True),  # collapsed
-          _ft("baseline", "rte", 0, 55.0, 52.7),  # seed 1 missing
-          _ft("baseline", "qnli", 0, 60.0, 48.5), _ft("baseline", "qnli", 1, 61.0, 48.5),
-          # the row under test never chooses the tasks
-          _ft("teacher-high", "qnli", 0, 10.0, 48.5), _ft("teacher-high", "mrpc", 1, 90.0, 81.2)]
+    rows = ("teacher-high", "baseline")
+    ft = [_ft("baseline", "sst2", 0, 76.7, 50.9), _ft("teacher-high", "sst2", 0, 51.0, 50.9),  # mean 63.9 > 50.9
+          _ft("baseline", "sst2", 1, 75.0, 50.9), _ft("teacher-high", "sst2", 1, 50.9, 50.9, True),
+          # MRPC: the tested row collapses onto the majority (81.2), the baseline is below it: mean 80.2 < 81.2
+          _ft("baseline", "mrpc", 0, 79.2, 81.2), _ft("teacher-high", "mrpc", 0, 81.2, 81.2, True),
+          _ft("baseline", "mrpc", 1, 83.0, 81.2), _ft("teacher-high", "mrpc", 1, 81.2, 81.2, True),
+          # CoLA: both collapsed onto the majority: not above it
+          _ft("baseline", "cola", 0, 69.1, 69.1, True), _ft("teacher-high", "cola", 0, 69.1, 69.1, True),
+          _ft("baseline", "cola", 1, 69.1, 69.1, True), _ft("teacher-high", "cola", 1, 69.1, 69.1, True),
+          # RTE: above at seed 0, seed 1 of the tested row missing
+          _ft("baseline", "rte", 0, 55.0, 52.7), _ft("teacher-high", "rte", 0, 56.0, 52.7),
+          _ft("baseline", "rte", 1, 55.0, 52.7),
+          # QNLI: a third row does not count; the pretraining seed may be missing (seed 0) or NaN
+          _ft("baseline", "qnli", None, 60.0, 48.5), _ft("teacher-high", "qnli", float("nan"), 58.0, 48.5),
+          _ft("baseline", "qnli", 1, 61.0, 48.5), _ft("teacher-high", "qnli", 1, 59.0, 48.5),
+          _ft("teacher-low", "qnli", 1, 0.0, 48.5)]
     tasks = ["cola", "mrpc", "qnli", "rte", "sst2"]
-    assert ex.tasks_above_majority(ft, "baseline", tasks, units) == ["qnli", "sst2"]
-    assert ex.tasks_above_majority(ft, "baseline", ["rte", "mrpc"], [(0, 0)]) == ["rte"]
-    assert ex.tasks_above_majority(ft, "baseline", tasks, []) == []
-    assert ex.tasks_above_majority(ft, "teacher-high", tasks, [(1, 0)]) == ["mrpc"]
+    assert ex.tasks_above_majority(ft, rows, tasks, units) == ["qnli", "sst2"]
+    assert ex.tasks_above_majority(ft, rows, ["rte", "mrpc", "cola"], [(0, 0)]) == ["rte"]
+    assert ex.tasks_above_majority(ft, rows, ["mrpc"], [(1, 0)]) == ["mrpc"]  # 82.1 > 81.2
+    assert ex.tasks_above_majority(ft, rows, tasks, []) == []
+    # symmetric: which row is tested and which is the reference does not matter
+    assert ex.tasks_above_majority(ft, rows[::-1], tasks, units) == ["qnli", "sst2"]
+    assert ex.unit_key({"pretrain_seed": float("nan"), "seed": 2}) == (0, 2) == ex.unit_key({"seed": 2.0})
 
 
 def test_verdicts_judge_collapse_apart_from_the_tasks_above_majority(tmp_path):
@@ -711,40 +723,53 @@ def test_verdicts_judge_collapse_apart_from_the_tasks_above_majority(tmp_path):
     assert t.loc["cold<random", "why"] == "table2 has not been run"
     assert t.loc["high>static", "verdict (tasks above majority)"] == "unresolved"
     md = (out / "verdicts.md").read_text()
-    assert "## On the tasks where the random baseline beats the majority class" in md
+    assert "## Sensitivity: on the tasks where the two rows beat the majority class" in md
     assert "](verdicts.png)" in md and (out / "verdicts.png").stat().st_size > 10_000  # the forest plot
-    assert ex._ci(hi["95% CI"]) == tuple(float(x) for x in hi["95% CI"].strip("[]").split(", "))
-    assert ex._ci("") is None and ex._ci(float("nan")) is None
+    assert ex._ci("[-0.79, +2.46]") == (-0.79, 2.46) and ex._ci("[+2.27, +9.56]") == (2.27, 9.56)
+    assert ex._ci("") is None and ex._ci(float("nan")) is None and ex._ci("[1, 2, 3]") is None
 
 
 @pytest.mark.slow
-def test_report_only_writes_tables_from_what_finished(results, exp_root, capsys):
-    """train=False (`--report-only`) rebuilds a table from the finished runs, training and locking nothing; a row
-    with an unfinished fine-tuning is left out and named; no finished row at the asked seeds is a one-line error."""
-    from entmask import cli
+def test_report_only_writes_tables_from_what_finished(results, exp_root, capsys, monkeypatch):
+    """train=False (`--report-only`) rebuilds a table from the finished runs, training nothing and taking no lock
+    (any lock taken fails the test); a row with an unfinished fine-tuning is left out and named; a reference row not
+    finished at the asked seeds is a one-line error that names the seeds that did finish."""
+    import filelock
+
+    from entmask import cli, runs
+
+    def no_lock(*a, **k):
+        raise AssertionError("a report took a lock")
 
     cfg = smoke_cfg()
     before = results["table2"].paths["csv"].read_text()
     folders = lambda: sorted(str(p) for p in exp_root.rglob("*") if p.is_dir())
     had = folders()
-    res = ex.table2(cfg, root=exp_root, progress=False, train=False)
-    assert res.paths["csv"].read_text() == before and folders() == had
     ft = results["table2"].extra["finetune"]
     hidden = Path(ft[(ft["label"] == "self-high-cold") & (ft["status"] == "ok")]["run_dir"].iloc[0]) / "metrics.json"
-    hidden.rename(hidden.with_suffix(".away"))
-    try:
+    with monkeypatch.context() as m:
+        for target, attr in ((runs, "locked"), (runs, "claim_first"), (filelock.FileLock, "acquire"),
+                             (filelock.SoftFileLock, "acquire")):
+            m.setattr(target, attr, no_lock)
         res = ex.table2(cfg, root=exp_root, progress=False, train=False)
-        assert list(ours(res)["strategy"]) == ["random", "high (teacher)", "high (self, init)"]
-        md = res.paths["md"].read_text()
-        assert "Report only: rows not finished at every pretraining seed [0] are left out**: high (self, cold) " \
-               "(seed 0: pretrained; 1 of 2 fine-tuning runs finished)" in md
-        assert folders() == had
-    finally:
-        hidden.with_suffix(".away").rename(hidden)
-        ex.table2(cfg, root=exp_root, progress=False, train=False)  # the table as the other tests expect it
-    later = config.resolve("smoke", {**OVERRIDES, "experiment.pretrain_seeds": [0, 5]})
-    with pytest.raises(ExperimentError, match=r"no finished row at pretraining seed\(s\) \[0, 5\]"):
-        ex.table1(later, root=exp_root, progress=False, train=False)
+        assert res.paths["csv"].read_text() == before and folders() == had
+        hidden.rename(hidden.with_suffix(".away"))
+        try:
+            res = ex.table2(cfg, root=exp_root, progress=False, train=False)
+            assert list(ours(res)["strategy"]) == ["random", "high (teacher)", "high (self, init)"]
+            md = res.paths["md"].read_text()
+            assert "Report only: rows not finished at every pretraining seed [0] are left out**: high (self, cold) " \
+                   "(seed 0: pretrained; 1 of 2 fine-tuning runs finished)" in md
+            assert "high (self, cold): seed 0: pretrained; 1 of 2" in capsys.readouterr().out  # even when quiet
+            assert folders() == had
+        finally:
+            hidden.with_suffix(".away").rename(hidden)
+        later = config.resolve("smoke", {**OVERRIDES, "experiment.pretrain_seeds": [0, 5]})
+        with pytest.raises(ExperimentError, match=r"table1 at pretraining seed\(s\) \[0, 5\]: reference row random "
+                                                  r"has not finished \(seed 5: not started\); report the seed\(s\) "
+                                                  r"that did with --set .experiment.pretrain_seeds=\[0\]."):
+            ex.table1(later, root=exp_root, progress=False, train=False)
+    ex.table2(cfg, root=exp_root, progress=False)  # the full table again, as the other tests expect it
     assert cli.main(["experiment", "table1", "--profile", "smoke", "--runs-dir", str(exp_root), "--report-only",
                      "--workers", "2"]) == 2
     err = capsys.readouterr().err
