@@ -245,6 +245,10 @@ class _Run:
     error: str | None = None  # set when the run could not be had (a corpus unavailable here)
     unfinished: dict = field(default_factory=dict)  # report only (train=False): seed not finished -> how far it got
 
+    def how_far(self, sep: str = ", ") -> str:
+        """'seed 0: pretraining, checkpoint at step 3,000 of 4,760' for each unfinished seed (report only)."""
+        return sep.join(f"seed {k}: {v}" for k, v in self.unfinished.items())
+
 
 def _say(progress: bool, msg: str) -> None:
     if progress:
@@ -1180,8 +1184,8 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
             # The seeds a report could show: those at which every reference row and at least one other finished.
             ok = [s for s in seeds if all(s not in r.unfinished for r in rs if r.label in refs)
                   and any(s not in r.unfinished for r in rs if r.label not in refs)]
-            what = ("; ".join(f"reference row {RUN_SPECS[r.label][1]} has not finished ("
-                              + ", ".join(f"seed {k}: {v}" for k, v in r.unfinished.items()) + ")" for r in missing)
+            what = ("; ".join(f"reference row {RUN_SPECS[r.label][1]} has not finished ({r.how_far()})"
+                              for r in missing)
                     if missing else "no row has finished")
             hint = (f"report the seed(s) that did with --set 'experiment.pretrain_seeds=[{','.join(map(str, ok))}]'"
                     if ok else f"no pretraining seed has finished yet; run `entmask experiment {name}` first")
@@ -1189,13 +1193,10 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
         rs = done
         if left:
             header.append(f"**Report only: rows not finished at every pretraining seed {seeds} are left out**: "
-                          + "; ".join(f"{RUN_SPECS[r.label][1]} ("
-                                      + ", ".join(f"seed {k}: {v}" for k, v in r.unfinished.items()) + ")"
-                                      for r in left)
+                          + "; ".join(f"{RUN_SPECS[r.label][1]} ({r.how_far()})" for r in left)
                           + ". Nothing was trained; the rows shown are whole.")
             for r in left:  # said even with --quiet: it is what a report is asked for
-                _say(True, f"{name}: not finished: {RUN_SPECS[r.label][1]}: "
-                               + "; ".join(f"seed {k}: {v}" for k, v in r.unfinished.items()))
+                _say(True, f"{name}: not finished: {RUN_SPECS[r.label][1]}: {r.how_far('; ')}")
     paper_key = name if name in ("table1", "table2") else None
     table, scores, boots, notes, cov = _build(name, cfg, rs, paper_key=paper_key)
     extra = {"scores": scores, "bootstrap": boots, "finetune": _finetune_frame(rs)}
