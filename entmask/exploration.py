@@ -14,7 +14,8 @@ What it is: small, tested functions that turn per-token entropies and masks into
     self_mask_overlap            how a self-masking run's masks overlap the teacher's, epoch by epoch
     view_check / teacher_check   masked vs unmasked view of a model's entropies on the held-out split
     mask_fit / mask_fit_rows     a student's accuracy under each strategy's masks on train vs held-out rows
-                                 (has a static-mask student memorised its training rows?)
+                                 (has a static-mask student memorised its training rows? "self-high": a
+                                 self-masking student on the masks its own entropies pick)
 
 What it is not: it trains nothing and selects masks only through `entmask.masking.select_mask` and scores tokens
 only through `entmask.entropy` (so what it shows is what training does). No plotting: notebooks draw.
@@ -497,6 +498,10 @@ def view_check(cfg, model_dir, max_rows: int | None = 512, seed: int = 0, root=N
 
 FIT_STRATEGIES = ("random",) + tuple(x for x in STRATEGIES if x != "random")  # the baseline first
 STATIC = "random-static"  # mask_fit's name for masking.static's masks: random, drawn once per row, kept every epoch
+# mask_fit's prefix for a strategy applied to the scored model's *own* entropies ("self-high"): the masks a
+# self-masking student would pick for a row at the end of training. Its training masks moved as it learned, so
+# these are its last masks, not all of them.
+SELF = "self-"
 
 
 def fit_masks(ids: torch.Tensor, entropy: torch.Tensor, candidates: torch.Tensor, strategies: Sequence[str],
@@ -517,12 +522,31 @@ def mask_fit_rows(model, ids: torch.Tensor, entropy: torch.Tensor, candidates: t
                   strategies: Sequence[str] = FIT_STRATEGIES, ratio: float = 0.15, seed: int = 0,
                   batch_size: int = 128, static_seed: int = 0, num_tokens: int | None = None) -> list[dict]:
     """A masked LM's accuracy and loss on `ids` [N, T] under each strategy's masks (from `entropy` [N, T], as
-    `fit_masks` draws them), [MASK] at every selected position: one dict per strategy."""
+    `fit_masks` draws them, or for "self-<strategy>" from the model's own entropies), [MASK] at every selected
+    position: one dict per strategy, in the order asked."""
     from entmask.masking import apply_mask
     from entmask.models import score_masked
 
+    own = [s for s in strategies if s.startswith(SELF)]
+    for name in own:
+        try:
+            canonical_strategy(name[len(SELF):])
+        except ValueError as e:
+            raise ValueError(f"mask_fit strategy {name!r}: {e}") from None
+    masks = fit_masks(ids, entropy, candidates, [s for s in strategies if s not in own], ratio, seed, static_seed,
+                      num_tokens)
+    if own:
+        from entmask.entropy import model_entropy
+
+        with torch.no_grad():
+            own_entropy = torch.cat([model_entropy(model, ids[i:i + batch_size].to(model.device)).cpu()
+                                     for i in range(0, ids.shape[0], batch_size)])  # [N, T]
+        for name in own:
+            masks[name] = strategy_masks(own_entropy, candidates, [name[len(SELF):]], ratio, seed,
+                                         num_tokens=num_tokens)[canonical_strategy(name[len(SELF):])]  # [N, T]
     out = []
-    for name, mask in fit_masks(ids, entropy, candidates, strategies, ratio, seed, static_seed, num_tokens).items():
+    for name in strategies:
+        mask = masks[name if name in own or name == STATIC else canonical_strategy(name)]  # fit_masks keys canonically
         masked, labels = apply_mask(ids, mask, mask_id, "mask")  # [N, T], labels -100 off the mask
         out.append({"strategy": name, **score_masked(model, masked, labels, batch_size)})
     return out
@@ -541,6 +565,8 @@ def mask_fit(cfg, model_dir, strategies: Sequence[str] = FIT_STRATEGIES, max_row
     The masks follow what the student trained with: the masking ratio / number of tokens and, for
     "random-static" (a `masking.static` student's own training masks), the pretraining seed are read from the run's
     config.json beside `model_dir` (else from `cfg`), so a seed-1 run is scored on its seed-1 masks.
+    "self-<strategy>" (e.g. "self-high") selects with the model's own entropies instead of the teacher's: for a
+    self-masking student, the masks it would pick for each row now (its training masks moved as it learned).
     """
     import pandas as pd
 

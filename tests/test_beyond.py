@@ -364,3 +364,27 @@ def test_mask_fit_rows_scores_each_strategy_on_its_own_masks():
     assert math.isclose(rows["high"]["loss"], math.log(math.exp(10) + V - 1) - 10, abs_tol=1e-6)
     assert rows["low"]["accuracy"] == 0.0 and rows["low"]["masked_tokens"] == 12
     assert 0.0 <= rows["random"]["accuracy"] < 1.0
+
+
+def test_mask_fit_rows_self_strategies_select_with_the_models_own_entropy():
+    """Given the negated own entropies as the 'teacher', the teacher's high masks are the model's own low ones and
+    vice versa: self-low must score exactly as high does, self-high as low. An alias ("max") scores as "high"."""
+    from entmask.entropy import model_entropy
+    from entmask.exploration import mask_fit_rows
+
+    m = _mlm(4)
+    ids = torch.randint(5, V, (6, 20), generator=torch.Generator().manual_seed(5))
+    ids[:, 0], ids[:, -1] = 1, 2
+    cand = (ids != 1) & (ids != 2)
+    with torch.no_grad():
+        own = model_entropy(m, ids)  # [6, 20]
+    assert all(own[i][cand[i]].unique().numel() == int(cand[i].sum()) for i in range(6))  # no ties within a row
+    rows = {r["strategy"]: r for r in mask_fit_rows(m, ids, -own, cand, mask_id=3,
+                                                   strategies=("self-high", "high", "self-low", "low", "max"),
+                                                   batch_size=4)}
+    assert list(rows) == ["self-high", "high", "self-low", "low", "max"]
+    for a, b in (("self-low", "high"), ("self-high", "low"), ("max", "high")):
+        assert rows[a] == {**rows[b], "strategy": a}
+    assert rows["self-high"]["loss"] != rows["self-low"]["loss"]
+    with pytest.raises(ValueError, match="'self-bogus'"):
+        mask_fit_rows(m, ids, own, cand, mask_id=3, strategies=("self-bogus",))
