@@ -1740,9 +1740,134 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
     return ExperimentResult(name="verdicts", table=table, paths=paths)
 
 
+# ---- learned or memorised? ---------------------------------------------------------------------------------------
+MEMO_TABLES = ("table1", "table2", "static")  # the rows whose masks mask_fit can redraw (teacher, self, static)
+MEMO_SPLITS = {"train": "training rows (seen)", "test": "held-out rows"}
+
+
+def memorisation(cfg: PretrainConfig, *, root=None, progress: bool = True, tables=MEMO_TABLES,
+                 max_rows: int | None = 512) -> ExperimentResult:
+    """Each finished pretraining run of `tables`, at every pretraining seed, scored on the masks it trained with
+    (`exploration.own_masks`: its teacher strategy, its own entropies for self-masking, its static random masks)
+    and on random masks, over `max_rows` seeded training rows it saw and as many held-out rows it did not
+    (`exploration.mask_fit`). Trains nothing and needs no GLUE: a run counts once its pretraining has finished.
+    Writes runs/<profile>/results/memorisation.{md,csv,json,png,svg}."""
+    import pandas as pd
+
+    from entmask import exploration
+    from entmask.pretrain import run_folder
+
+    t0 = time.perf_counter()
+    bad = [t for t in tables if t not in POOLABLE]
+    if bad:
+        raise ExperimentError(f"memorisation scores the rows of {', '.join(POOLABLE)}, not {', '.join(bad)}")
+    specs = _pooled_specs(list(tables), cfg)
+    views = None
+    rows, left = [], []
+    for label, c in specs:
+        own = exploration.own_masks(c.masking)
+        text = RUN_SPECS[label.split(":")[-1]][1]  # _pooled_specs prefixes a label reused for another config
+        for seed in pretrain_seeds(c):
+            cs = copy.deepcopy(c)
+            cs.train.seed = seed
+            run_dir = run_folder(cs, "pretrain", root)
+            metrics = runs.finished_metrics(run_dir)
+            if own is None or metrics is None:
+                left.append(f"{text}, seed {seed}: "
+                            + ("its masks cannot be redrawn here" if own is None else "pretraining not finished"))
+                continue
+            if views is None:
+                views = {split: exploration.teacher_view(cfg, split=split, max_rows=max_rows, root=root,
+                                                         progress=progress) for split in MEMO_SPLITS}
+            _say(progress, f"memorisation: {text} seed {seed} on {own} masks ({run_dir.name})")
+            fit = exploration.mask_fit(cs, run_dir / "model", strategies=list(dict.fromkeys([own, "random"])),
+                                       root=root, progress=False, views=views)
+            for f in fit.to_dict("records"):
+                rows.append({"row": text, "pretrain_seed": seed, "masks": f["strategy"],
+                             "own": f["strategy"] == own, "split": f["split"], "accuracy": f["accuracy"],
+                             "loss": f["loss"], "masked_tokens": f["masked_tokens"],
+                             "heldout_accuracy": metrics.get("heldout_accuracy"), "run": run_dir.name})
+    if not rows:
+        raise ExperimentError(f"no finished pretraining run of {', '.join(tables)} at profile {cfg.profile}; run "
+                              f"`entmask experiment {','.join(tables)} --profile {cfg.profile}` first")
+    scores = pd.DataFrame(rows)
+    table = memorisation_table(scores)
+    out_dir = runs.results_dir(cfg.profile, root)
+    stem = out_dir / "memorisation"
+    paths = {"md": stem.with_suffix(".md"), "json": stem.with_suffix(".json"), "csv": stem.with_suffix(".csv")}
+    paths.update(plot_memorisation(scores, stem))
+    n = {split: int(v.ids.shape[0]) for split, v in views.items()}
+    lines = [f"# Learned or memorised? Each student on the masks it trained with (profile `{cfg.profile}`)", "",
+             f"Each finished pretraining run scored on {n['train']:,} seeded training rows it saw and {n['test']:,} "
+             "held-out rows it did not, every selected token replaced by [MASK] (`exploration.mask_fit`). **Own "
+             "masks** are the ones it trained on: its strategy over the teacher's entropies (teacher-masking, static "
+             "across epochs, paper §2.2), its strategy over its *own final* entropies (self-masking: its training "
+             "masks moved as it learned, so these are its last ones), or its random masks drawn once per row "
+             "(random-static). A student that learned scores alike on both splits; one that memorised its training "
+             "rows' answers scores far higher on them. **Random masks** are a fresh random 15% draw (seed 0), not "
+             "the held-out evaluation's fixed masks, so they differ from the tables' held-out accuracy by the draw "
+             "(shown beside them).", "", md_table(table), ""]
+    if left:
+        lines += ["Not scored: " + "; ".join(left) + ".", ""]
+    if "png" in paths:
+        lines += ["![Own-mask accuracy on training vs held-out rows](memorisation.png)", ""]
+    runs.atomic_write_text(paths["md"], "\n".join(lines))
+    runs.atomic_write_text(paths["csv"], scores.to_csv(index=False))
+    runs.write_json(paths["json"], {"profile": cfg.profile, "tables": list(tables), "rows": n, "not_scored": left,
+                                    "records": table.to_dict("records"), "scores": scores.to_dict("records"),
+                                    "seconds": time.perf_counter() - t0,
+                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "git_commit": runs.git_commit()})
+    _say(progress, f"memorisation: wrote {paths['md']}")
+    return ExperimentResult(name="memorisation", table=table, paths=paths, extra={"scores": scores})
+
+
+def memorisation_table(scores):
+    """One line per (row, pretraining seed): accuracy (%) and loss on its own masks, training vs held-out rows,
+    their gap, and its accuracy on random masks on both splits."""
+    import pandas as pd
+
+    out = []
+    for (row, seed), g in scores.groupby(["row", "pretrain_seed"], sort=False):
+        get = {(f["own"], f["split"]): f for f in g.to_dict("records")}
+        own_tr, own_te = get[(True, "train")], get[(True, "test")]
+        rnd_tr, rnd_te = get.get((False, "train"), own_tr), get.get((False, "test"), own_te)  # random's own = random
+        out.append({"row": row, "pretrain seed": seed, "own masks": own_tr["masks"],
+                    "own, training rows": round(100 * own_tr["accuracy"], 1),
+                    "own, held-out rows": round(100 * own_te["accuracy"], 1),
+                    "gap (points)": round(100 * (own_tr["accuracy"] - own_te["accuracy"]), 1),
+                    "own loss, training / held-out": f"{own_tr['loss']:.2f} / {own_te['loss']:.2f}",
+                    "random masks, training / held-out": f"{100 * rnd_tr['accuracy']:.1f} / "
+                                                         f"{100 * rnd_te['accuracy']:.1f}",
+                    "held-out eval (tables)": _pct(own_tr["heldout_accuracy"]), "run": own_tr["run"]})
+    return pd.DataFrame(out)
+
+
+def plot_memorisation(scores, stem: Path) -> dict:
+    """Own-mask accuracy on training vs held-out rows, one bar pair per row, one panel per pretraining seed."""
+    import seaborn as sns
+
+    own = scores[scores["own"]].assign(accuracy=lambda d: 100 * d["accuracy"],
+                                       split=lambda d: d["split"].map(MEMO_SPLITS),
+                                       row=lambda d: d["row"].str.replace(" (", "\n(", regex=False))
+    seeds = sorted(own["pretrain_seed"].unique())
+    n_rows = own["row"].nunique()
+    fig = _figure(max(6.0, 1.15 * n_rows + 1.5), 3.0 * len(seeds) + 0.4)
+    for i, seed in enumerate(seeds):
+        ax = fig.add_subplot(len(seeds), 1, i + 1)
+        sns.barplot(data=own[own["pretrain_seed"] == seed], x="row", y="accuracy", hue="split",
+                    hue_order=list(MEMO_SPLITS.values()), ax=ax)
+        for cont in ax.containers:
+            ax.bar_label(cont, fmt="%.1f", fontsize=7)
+        ax.set(xlabel="", ylabel="masked-token accuracy, %", ylim=(0, 112))
+        ax.set_title(f"pretraining seed {seed}: each student on its own masks", fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.legend(fontsize=7, loc="upper right")
+    return _save(fig, stem)
+
+
 EXPERIMENTS = {"table1": table1, "table2": table2, "kd": kd, "mask-rate": mask_rate, "frozen": frozen,
                "weights": weights, "corpus": corpus, "plateau": plateau, "verdicts": verdicts, "beyond": beyond,
-               "static": static}
+               "static": static, "memorisation": memorisation}
 
 
 def run(name: str, cfg: PretrainConfig, progress: bool = True, root=None, **kw) -> Path:
@@ -1762,8 +1887,8 @@ def run(name: str, cfg: PretrainConfig, progress: bool = True, root=None, **kw) 
         res = corpus(cfg, other, root=root, progress=progress, train=train)
     elif name == "plateau":
         res = plateau(cfg, root=root, progress=progress, recipes=recipes, train=train)
-    elif name == "verdicts":
-        res = verdicts(cfg, root=root, progress=progress)  # trains nothing either way
+    elif name in ("verdicts", "memorisation"):
+        res = EXPERIMENTS[name](cfg, root=root, progress=progress)  # trains nothing either way
     else:
         res = EXPERIMENTS[name](cfg, root=root, progress=progress, train=train)
     return res.paths["md"]

@@ -552,8 +552,22 @@ def mask_fit_rows(model, ids: torch.Tensor, entropy: torch.Tensor, candidates: t
     return out
 
 
+def own_masks(masking) -> str | None:
+    """The name mask_fit gives the masks a pretraining row trained on (from its MaskingConfig), or None where
+    mask_fit cannot redraw them (a scorer other than entropy, whole words, a schedule, a stochastic strategy)."""
+    m = masking
+    strategy = canonical_strategy(m.strategy)
+    if m.scorer != "entropy" or m.whole_word != "none" or m.schedule != "constant" or strategy not in STRATEGIES:
+        return None
+    if m.static:
+        return STATIC
+    if strategy == "random":
+        return "random"
+    return SELF + strategy if m.source == "self" else strategy
+
+
 def mask_fit(cfg, model_dir, strategies: Sequence[str] = FIT_STRATEGIES, max_rows: int | None = 512,
-             seed: int = 0, root=None, progress: bool = True):
+             seed: int = 0, root=None, progress: bool = True, views: Mapping[str, EntropyView] | None = None):
     """Does a student predict its strategy's masked tokens, or has it memorised its training rows' answers?
 
     Teacher-masking is static (paper §2.2): every epoch masks the same positions of the same row, so over many
@@ -567,6 +581,7 @@ def mask_fit(cfg, model_dir, strategies: Sequence[str] = FIT_STRATEGIES, max_row
     config.json beside `model_dir` (else from `cfg`), so a seed-1 run is scored on its seed-1 masks.
     "self-<strategy>" (e.g. "self-high") selects with the model's own entropies instead of the teacher's: for a
     self-masking student, the masks it would pick for each row now (its training masks moved as it learned).
+    `views` ({"train": ..., "test": ...} from teacher_view) saves rebuilding them when scoring many models.
     """
     import pandas as pd
 
@@ -584,7 +599,9 @@ def mask_fit(cfg, model_dir, strategies: Sequence[str] = FIT_STRATEGIES, max_row
         model = load_teacher(model_dir).eval()
     rows = []
     for split in ("train", "test"):
-        v = teacher_view(cfg, split=split, max_rows=max_rows, seed=seed, root=root, progress=progress)
+        v = (views or {}).get(split)
+        if v is None:
+            v = teacher_view(cfg, split=split, max_rows=max_rows, seed=seed, root=root, progress=progress)
         for r in mask_fit_rows(model, v.ids, v.entropy, v.candidates, v.tokenizer.mask_token_id, strategies,
                                ratio, seed, cfg.train.eval_batch_size, static_seed=tt.get("seed", cfg.train.seed),
                                num_tokens=num_tokens):

@@ -400,29 +400,24 @@ notebooks.show_figures(t1, ["entropy_png", "curves_png"])
 A strategy-masked student's held-out accuracy (the table's "held-out acc") is measured under random masks it
 never trained on, so it can be near 0 with a loss above log V and no bug. And teacher-masking is static (§2.2:
 "the selection of the masks is necessarily static"): every epoch masks the same positions of each row.
-`exploration.mask_fit` scores each student under its own strategy's teacher masks on training rows it saw and on
-held-out rows it did not. A student that learned scores alike on both; one that memorised its training rows'
-answers scores high on train and low on held-out. On the `cpu-long` profile (40 epochs of a 454k-token corpus)
-the high student scored 91.3% on train and 0.2% on held-out rows, the low student 100.0% and 56.9%, the random
-one 29.2% and 25.1% (docs/results-cpu-long.md). `entmask experiment static` trains the control: random masks kept
-every epoch, staticness without entropy.
+`experiments.memorisation` scores each student on the masks it trained with, on training rows it saw and on
+held-out rows it did not (`exploration.mask_fit`). A student that learned scores alike on both; one that memorised
+its training rows' answers scores high on train and low on held-out. On the `cpu-long` profile (40 epochs of a
+454k-token corpus) the high student scored 91.3% on train and 0.2% on held-out rows, the low student 100.0% and
+56.9%, the random one 29.2% and 25.1% (docs/results-cpu-long.md). `entmask experiment static` trains the control:
+random masks kept every epoch, staticness without entropy; `entmask experiment memorisation` scores every finished
+row of Tables 1-2 and the control.
 """),
         code('''
-own = {"baseline": "random", "teacher-high": "high", "teacher-low": "low"}
-fit = pd.concat([exploration.mask_fit(cfg, t1.runs[label] / "model", strategies=[strategy], root=root,
-                                      progress=False).assign(student=label)
-                 for label, strategy in own.items()])
-fit["accuracy"] = 100 * fit["accuracy"]
-display(fit.pivot(index="student", columns="split", values="accuracy").round(1))
-notebooks.save_table(fit, "01_mask_fit", cfg)
-ax = sns.barplot(data=fit, x="student", y="accuracy", hue="split")
-ax.set(ylabel="masked-token accuracy, %", title="Each student on its own strategy's masks: train vs held-out rows")
-notebooks.save_figure(ax.figure, "01_mask_fit", cfg)
-plt.show()
+memo = experiments.memorisation(cfg, tables=["table1"], root=root, progress=False)
+display(memo.table.drop(columns=["run"]))
+notebooks.show_figures(memo, ["png"])
 '''),
     ],
     '''
-metrics = {"table1": notebooks.experiment_metrics(t1)}
+metrics = {"table1": notebooks.experiment_metrics(t1),
+           "memorisation": {r["row"]: {"own_masks": r["own masks"], "training_rows": r["own, training rows"],
+                                       "heldout_rows": r["own, held-out rows"]} for r in memo.table.to_dict("records")}}
 notebooks.record("01_teacher_masking", metrics, cfg,
                  headline=["table1.baseline.Total", "table1.teacher-high.Total", "table1.teacher-high.delta",
                            "table1.teacher-alternating.delta"])

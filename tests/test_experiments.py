@@ -774,3 +774,64 @@ def test_report_only_writes_tables_from_what_finished(results, exp_root, capsys,
                      "--workers", "2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--report-only trains nothing" in err
+
+
+# ---- learned or memorised? (experiments.memorisation) ------------------------------------------------------------
+def test_own_masks_name_what_each_row_trained_on():
+    from entmask.exploration import own_masks
+
+    def m(**kw):
+        return config.resolve("smoke", {f"masking.{k}": v for k, v in kw.items()}).masking
+
+    assert own_masks(m(strategy="max")) == "high"  # aliases resolve
+    assert own_masks(m(strategy="random")) == "random" == own_masks(m(strategy="random", source="self"))
+    assert own_masks(m(strategy="high", source="self")) == "self-high"
+    assert own_masks(m(strategy="random", static=True)) == "random-static"
+    assert own_masks(m(strategy="sampled")) is None  # stochastic: mask_fit cannot redraw it
+    assert own_masks(m(strategy="high", source="self", scorer="masked_entropy")) is None
+    assert own_masks(m(strategy="high", whole_word="max")) is None
+
+
+def test_memorisation_table_from_scores():
+    import pandas as pd
+
+    rec = lambda row, masks, own, split, acc, loss: {"row": row, "pretrain_seed": 0, "masks": masks, "own": own,
+                                                      "split": split, "accuracy": acc, "loss": loss,
+                                                      "masked_tokens": 10, "heldout_accuracy": 0.25, "run": row}
+    scores = pd.DataFrame([rec("random", "random", True, "train", 0.30, 4.0),
+                           rec("random", "random", True, "test", 0.25, 5.0),
+                           rec("high (teacher)", "high", True, "train", 0.913, 0.84),
+                           rec("high (teacher)", "random", False, "train", 0.055, 9.0),
+                           rec("high (teacher)", "high", True, "test", 0.002, 14.79),
+                           rec("high (teacher)", "random", False, "test", 0.001, 9.5)])
+    t = ex.memorisation_table(scores).set_index("row")
+    assert list(t.index) == ["random", "high (teacher)"]
+    hi = t.loc["high (teacher)"]
+    assert (hi["own masks"], hi["own, training rows"], hi["own, held-out rows"], hi["gap (points)"]) == \
+           ("high", 91.3, 0.2, 91.1)
+    assert hi["own loss, training / held-out"] == "0.84 / 14.79"
+    assert hi["random masks, training / held-out"] == "5.5 / 0.1"
+    assert t.loc["random", "random masks, training / held-out"] == "30.0 / 25.0"  # random's own masks are random
+
+
+def test_memorisation_scores_each_finished_run_on_its_own_masks(results, exp_root):
+    """At smoke size (after the fixture): every Table 1-2 row on its own masks, the untrained static control named
+    as not scored, and each own-mask count exactly k per sampled row."""
+    from entmask.exploration import teacher_view
+    from entmask.masking import num_to_mask
+
+    res = results["memorisation"]
+    t = res.table.set_index("row")
+    assert dict(t["own masks"]) == {"random": "random", "high (teacher)": "high", "low (teacher)": "low",
+                                    "mid (teacher)": "mid", "marginal (teacher)": "marginal",
+                                    "alternating (teacher)": "alternating", "high (self, cold)": "self-high",
+                                    "high (self, init)": "self-high"}
+    assert ((t["own, training rows"] - t["own, held-out rows"] - t["gap (points)"]).abs() <= 0.1 + 1e-9).all()
+    md = res.paths["md"].read_text()
+    assert "Not scored: random (static masks), seed 0: pretraining not finished." in md
+    scores = __import__("pandas").read_csv(res.paths["csv"])
+    cfg = smoke_cfg()
+    for split in ("train", "test"):
+        v = teacher_view(cfg, split=split, max_rows=512, root=exp_root, progress=False)
+        k = int(num_to_mask(v.candidates, cfg.masking.ratio, cfg.masking.num_tokens).sum())
+        assert (scores[scores["split"] == split]["masked_tokens"] == k).all(), split

@@ -369,7 +369,7 @@ EXPECTED_RESULTS = [
     "weights.csv", "weights.md", "weights-heatmap.png",
     "mask-rate.csv", "mask-rate.md", "mask-rate.png", "frozen.csv", "frozen.md", "frozen.png",
     "beyond.csv", "beyond.md", "beyond-compute.png", "06_masked_vs_unmasked_view.csv", "06_compute.csv",
-    "table1-compute.png", "01_mask_fit.csv", "01_mask_fit.png", "verdicts.md", "verdicts.png",
+    "table1-compute.png", "memorisation.csv", "memorisation.png", "verdicts.md", "verdicts.png",
 ]
 
 
@@ -402,11 +402,14 @@ def test_every_notebook_executes_at_smoke(reproduced):
     t1 = pd.read_csv(results / "table1.csv")
     assert {"random", "high (teacher)"} <= set(t1["strategy"].dropna())
     assert pd.to_numeric(t1["CoLA"].astype(str).str.split("±").str[0].str.rstrip("†"), errors="coerce").notna().any()
-    fit = pd.read_csv(results / "01_mask_fit.csv")
-    assert sorted(zip(fit["student"], fit["split"], fit["strategy"])) == sorted(
-        (lab, split, s) for lab, s in (("baseline", "random"), ("teacher-high", "high"), ("teacher-low", "low"))
+    fit = pd.read_csv(results / "memorisation.csv")  # notebook 01 section 4: every Table 1 student, own + random
+    own = fit[fit["own"]]
+    assert sorted(zip(own["row"], own["split"], own["masks"])) == sorted(
+        (row, split, s) for row, s in [("random", "random")] + [(f"{x} (teacher)", x) for x in STRATEGIES[:5]]
         for split in ("train", "test"))
-    assert fit["accuracy"].between(0, 100).all() and (fit["masked_tokens"] > 0).all()
+    assert fit["accuracy"].between(0, 1).all() and (fit["masked_tokens"] > 0).all()
+    r01 = json.loads((out / "01_teacher_masking.metrics.json").read_text())["metrics"]["memorisation"]
+    assert r01["high (teacher)"]["own_masks"] == "high" and 0 <= r01["high (teacher)"]["training_rows"] <= 100
     ov = pd.read_csv(results / "00_mask_overlap.csv").set_index("strategy")
     assert list(ov.index) == list(STRATEGIES) and ov.loc["high", "low"] == 0.0 and ov.loc["mid", "mid"] == 1.0
     r00 = json.loads((out / "00_entropy_exploration.metrics.json").read_text())["metrics"]
