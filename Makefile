@@ -49,11 +49,13 @@ matrix-cpu-long: setup
 	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --set "experiment.pretrain_seeds=[0,1]" --workers 2
 
 ## While (or after) the matrix runs: its tables from what has finished at SEEDS (default both), and the verdicts.
-## Trains nothing and takes no lock, so it is safe beside the running matrix: make results-cpu-long SEEDS=0
+## Trains nothing, so it is safe beside the running matrix: make results-cpu-long SEEDS=0 (the tables take no
+## lock; memorisation holds the corpus and entropy caches' locks only while it reads them)
 SEEDS ?= 0,1
 results-cpu-long: setup
 	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --report-only --set "experiment.pretrain_seeds=[$(SEEDS)]"
 	$(BIN)/entmask experiment verdicts --profile cpu-long --quiet
+	$(BIN)/entmask experiment memorisation --profile cpu-long --quiet
 
 bench: setup
 	$(BIN)/entmask bench --preset bertlet --seq-len 128

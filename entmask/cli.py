@@ -120,9 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("experiment", help="run one of the paper's experiments and write its table")
     _common(s)
-    s.add_argument("name", help="table1 | table2 | kd | mask-rate | frozen | weights | corpus | plateau | verdicts | beyond | static "
-                                "(the paper's claims judged on finished table1/table2 results); several poolable "
-                                "ones comma-separated, e.g. table1,table2, share their rows")
+    s.add_argument("name", help="table1 | table2 | kd | mask-rate | frozen | weights | corpus | plateau | verdicts "
+                                "(the paper's claims judged on finished table1/table2 results) | beyond | static | "
+                                "memorisation (each finished student on the masks it trained with, seen vs held-out "
+                                "rows); several poolable ones comma-separated, e.g. table1,table2, share their rows")
     s.add_argument("--workers", type=int, default=1,
                    help="split the rows between N processes with cores/N torch threads each (small models on a "
                         "CPU: 2 one-thread workers beat one two-thread process); the same command started twice "
