@@ -1699,6 +1699,10 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
     table = pd.DataFrame(rows)
     if "seeds" in table:
         table["seeds"] = table["seeds"].astype("Int64")  # a count, also where a claim has none (NA, not 1.0)
+    shown = table.copy()  # signed, two decimals, as the other tables print a Δ (the numeric table stays numeric)
+    for col in ("Δ Total", "Δ (tasks above majority)"):
+        if col in shown:
+            shown[col] = [f"{v:+.2f}" if _num(v) else "" for v in shown[col]]
     lines = [f"# The paper's claims at profile `{cfg.profile}`", "",
              "Judged by GLUE Totals (the paper's metric x 100, mean over the tasks both rows finished), with a "
              "two-level paired bootstrap over seeds and validation examples. Supported / contradicted: the 95% CI "
@@ -1714,10 +1718,10 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
              "Δ; it was added after seeing the first seed, and the two judgments are not corrected for being two. "
              "The controls at the end are not claims of the paper.", "",
              "Read from: " + "; ".join(inputs) + ".", "", "## On the Total of every task both rows finished (the paper's measure)", "",
-             md_table(table.reindex(columns=["claim", "paper (§)", "compares", "Δ Total", "95% CI", "per-seed Δ",
+             md_table(shown.reindex(columns=["claim", "paper (§)", "compares", "Δ Total", "95% CI", "per-seed Δ",
                                              "seeds", "tasks", "verdict", "why"]).astype(object).fillna("")), "",
              "## Sensitivity: on the tasks where the two rows beat the majority class", "",
-             md_table(table.reindex(columns=["claim", "compares", "tasks above majority", "Δ (tasks above majority)",
+             md_table(shown.reindex(columns=["claim", "compares", "tasks above majority", "Δ (tasks above majority)",
                                              "95% CI (tasks above majority)", "verdict (tasks above majority)",
                                              "why (tasks above majority)"]).astype(object).fillna("")), "",
              "Teacher-masking rows train on static masks (§2.2); on a corpus small enough to memorise, a difference "

@@ -724,6 +724,7 @@ def test_verdicts_judge_collapse_apart_from_the_tasks_above_majority(tmp_path):
     assert t.loc["high>static", "verdict (tasks above majority)"] == "unresolved"
     md = (out / "verdicts.md").read_text()
     assert "## Sensitivity: on the tasks where the two rows beat the majority class" in md
+    assert f"| {hi['Δ Total']:+.2f} | {hi['95% CI']} |" in md  # signed, two decimals, beside its CI
     assert "](verdicts.png)" in md and (out / "verdicts.png").stat().st_size > 10_000  # the forest plot
     assert ex._ci("[-0.79, +2.46]") == (-0.79, 2.46) and ex._ci("[+2.27, +9.56]") == (2.27, 9.56)
     assert ex._ci("") is None and ex._ci(float("nan")) is None and ex._ci("[1, 2, 3]") is None
