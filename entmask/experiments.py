@@ -1777,8 +1777,8 @@ def memorisation(cfg: PretrainConfig, *, root=None, progress: bool = True, table
             run_dir = run_folder(cs, "pretrain", root)
             metrics = runs.finished_metrics(run_dir)
             if own is None or metrics is None:
-                left.append(f"{text}, seed {seed}: "
-                            + ("its masks cannot be redrawn here" if own is None else "pretraining not finished"))
+                left.append((f"{text}, seed {seed}",
+                             "masks mask_fit cannot redraw" if own is None else "pretraining not finished"))
                 continue
             if views is None:
                 views = {split: exploration.teacher_view(cfg, split=split, max_rows=max_rows, root=root,
@@ -1811,13 +1811,14 @@ def memorisation(cfg: PretrainConfig, *, root=None, progress: bool = True, table
              "rows' answers scores far higher on them. **Random masks** are a fresh random 15% draw (seed 0), not "
              "the held-out evaluation's fixed masks, so they differ from the tables' held-out accuracy by the draw "
              "(shown beside them).", "", md_table(table), ""]
-    if left:
-        lines += ["Not scored: " + "; ".join(left) + ".", ""]
+    for why in dict.fromkeys(w for _, w in left):
+        lines += [f"Not scored ({why}): " + "; ".join(r for r, w in left if w == why) + ".", ""]
     if "png" in paths:
         lines += ["![Own-mask accuracy on training vs held-out rows](memorisation.png)", ""]
     runs.atomic_write_text(paths["md"], "\n".join(lines))
     runs.atomic_write_text(paths["csv"], scores.to_csv(index=False))
-    runs.write_json(paths["json"], {"profile": cfg.profile, "tables": list(tables), "rows": n, "not_scored": left,
+    runs.write_json(paths["json"], {"profile": cfg.profile, "tables": list(tables), "rows": n,
+                                    "not_scored": [{"run": r, "why": w} for r, w in left],
                                     "records": table.to_dict("records"), "scores": scores.to_dict("records"),
                                     "seconds": time.perf_counter() - t0,
                                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "git_commit": runs.git_commit()})

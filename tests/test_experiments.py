@@ -829,7 +829,7 @@ def test_memorisation_scores_each_finished_run_on_its_own_masks(results, exp_roo
                                     "high (self, init)": "self-high"}
     assert ((t["own, training rows"] - t["own, held-out rows"] - t["gap (points)"]).abs() <= 0.1 + 1e-9).all()
     md = res.paths["md"].read_text()
-    assert "Not scored: random (static masks), seed 0: pretraining not finished." in md
+    assert "Not scored (pretraining not finished): random (static masks), seed 0." in md
     scores = __import__("pandas").read_csv(res.paths["csv"])
     cfg = smoke_cfg()
     for split in ("train", "test"):
