@@ -49,8 +49,9 @@ def results(exp_root) -> dict:
     for name, fn in ex.EXPERIMENTS.items():
         # plateau: the recipe search trains for thousands of steps, tested below at toy sizes; beyond: executed by
         # notebook 06 in tests/test_notebooks.py (and its matrix in tests/test_beyond.py); static: its one new run
-        # (random masks kept every epoch) is trained in tests/test_beyond.py
-        if name not in ("plateau", "beyond", "static"):
+        # (random masks kept every epoch) is trained in tests/test_beyond.py; memorisation trains nothing (tested
+        # on these runs below)
+        if name not in ("plateau", "beyond", "static", "memorisation"):
             out[name] = fn(cfg, root=exp_root, progress=False)
     return out
 
@@ -815,13 +816,14 @@ def test_memorisation_table_from_scores():
     assert t.loc["random", "random masks, training / held-out"] == "30.0 / 25.0"  # random's own masks are random
 
 
+@pytest.mark.slow
 def test_memorisation_scores_each_finished_run_on_its_own_masks(results, exp_root):
     """At smoke size (after the fixture): every Table 1-2 row on its own masks, the untrained static control named
     as not scored, and each own-mask count exactly k per sampled row."""
     from entmask.exploration import teacher_view
     from entmask.masking import num_to_mask
 
-    res = results["memorisation"]
+    res = ex.memorisation(smoke_cfg(), root=exp_root, progress=False)
     t = res.table.set_index("row")
     assert dict(t["own masks"]) == {"random": "random", "high (teacher)": "high", "low (teacher)": "low",
                                     "mid (teacher)": "mid", "marginal (teacher)": "marginal",
