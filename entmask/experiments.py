@@ -14,6 +14,8 @@ cfg.finetune.tasks x cfg.finetune.seeds, and writes under runs/<profile>/results
     <NAME>-curves.*       pretraining loss and masked accuracy against step
     <NAME>-entropy.*      teacher entropies of masked vs maskable tokens per strategy (table1, table2, kd, mask-rate)
     weights-heatmap.*     weight movement, layer x component, per task (weights only)
+`verdicts` (the claims judged on the finished tables) and `memorisation` (each finished run on the masks it trained
+with, training vs held-out rows) train nothing and write verdicts.* and memorisation.* beside them.
 
 What it is not: no training loop and no statistics of its own (pretrain, finetune and analysis do those), and no
 claims: a table of students still on the unigram plateau says so in its header, in words.
