@@ -193,6 +193,9 @@ def test_plateau_note_only_when_a_student_is_on_it():
     assert ex.plateau_note([{**left, "random_masked": True}, strat]) is None
     assert "1 of 1" in ex.plateau_note([{**on, "random_masked": True}, strat])
     assert "1 of 1" in ex.plateau_note([strat])
+    # Which rows are random-masked: random dynamic masks only (static random masks are memorised like strategy ones)
+    judged = {label: ex.random_masked(c) for label, c in ex.matrix("static", smoke_cfg())}
+    assert judged == {"baseline": True, "random-static": False, "teacher-high": False, "teacher-low": False}
 
 
 def test_notes_name_absent_tasks_and_the_qnli_split():
