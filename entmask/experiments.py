@@ -263,6 +263,13 @@ def pretrain_seeds(cfg: PretrainConfig) -> list[int]:
     return list(ps) if ps else [cfg.train.seed]
 
 
+def at_seed(c: PretrainConfig, seed: int) -> PretrainConfig:
+    """A copy of row config `c` at pretraining seed `seed` (what every per-seed run of a row is keyed by)."""
+    cs = copy.deepcopy(c)
+    cs.train.seed = seed
+    return cs
+
+
 def _report_finished(specs, root, frozen: bool) -> list[_Run]:
     """train=False of _pretrain_and_finetune: every row at every pretraining seed as it stands, training nothing and
     taking no lock (so it can run beside the process that trains them). A (row, seed) counts only when its
@@ -275,8 +282,7 @@ def _report_finished(specs, root, frozen: bool) -> list[_Run]:
     for label, c in specs:
         r = _Run(label, c)
         for seed in seeds:
-            cs = copy.deepcopy(c)
-            cs.train.seed = seed
+            cs = at_seed(c, seed)
             run_dir = run_folder(cs, "pretrain", root)
             metrics = runs.finished_metrics(run_dir)
             if metrics is None:
@@ -343,8 +349,7 @@ def _pretrain_and_finetune(name: str, specs, root, progress: bool, frozen: bool 
     for k, seed in enumerate(seeds):
         for i in order:
             label, c = specs[i]
-            cs = copy.deepcopy(c)
-            cs.train.seed = seed
+            cs = at_seed(c, seed)
             todo.append((len(todo) + 1, label, seed, c, cs))
     n = len(todo)
     wait = lambda p: _say(progress, f"{name}: waiting for {p.name}: another entmask process is training that "
@@ -1777,8 +1782,7 @@ def memorisation(cfg: PretrainConfig, *, root=None, progress: bool = True, table
         own = exploration.own_masks(c.masking)
         text = RUN_SPECS[label.split(":")[-1]][1]  # _pooled_specs prefixes a label reused for another config
         for seed in pretrain_seeds(c):
-            cs = copy.deepcopy(c)
-            cs.train.seed = seed
+            cs = at_seed(c, seed)
             run_dir = run_folder(cs, "pretrain", root)
             metrics = runs.finished_metrics(run_dir)
             if own is None or metrics is None:
