@@ -204,7 +204,7 @@ def _print_run(run: Path) -> None:
         return
     d = json.loads(m.read_text())
     keys = ["heldout_loss", "heldout_accuracy", "unigram_accuracy", "entropy_mean", "entropy_sd",
-            "entropy_masked_mean", "entropy_maskable_mean", "left_plateau", "train_seconds"]
+            "entropy_masked_mean", "entropy_maskable_mean", "left_plateau", "train_seconds", "train_seconds_total"]
     print(f"entmask: {run}")
     print("  " + ", ".join(f"{k}={_fmt(d.get(k))}" for k in keys if k in d))
 

@@ -647,6 +647,7 @@ def _build(name: str, cfg: PretrainConfig, rs: list[_Run], *, paper_key: str | N
         d["run"] = r.run_dir.name if r.run_dir else "unavailable"  # the reason is in the header
         n.update(left_plateau=lp, heldout_accuracy=m.get("heldout_accuracy"),
                  unigram_accuracy=m.get("unigram_accuracy"), train_seconds=m.get("train_seconds"),
+                 train_seconds_total=m.get("train_seconds_total"),
                  steps=m.get("steps"), error=r.error, self_sd_switch=sw, self_sd_end=end)
         disp.append(d)
         nums.append(n)
@@ -1442,7 +1443,7 @@ def plateau(cfg: PretrainConfig, *, root=None, progress: bool = True, recipes=No
         rows.append({"recipe": label, "why": RECIPES[label][1], "status": status, "model": c.model.preset,
                      "lr": c.train.lr, "batch": c.train.batch_size * c.train.grad_accum, "seq_len": c.data.seq_len,
                      "mask_ratio": c.masking.ratio, "steps": m["steps"] if m else last.get("step"),
-                     "train_minutes": m["train_seconds"] / 60 if m else None,
+                     "train_minutes": (m.get("train_seconds_total") or m["train_seconds"]) / 60 if m else None,
                      "heldout_accuracy": last.get("heldout_accuracy"), "unigram_accuracy": last.get("unigram_accuracy"),
                      "entropy_sd": last.get("entropy_sd"), "left_plateau": last.get("left_plateau"),
                      "first_exit_step": first_exit(curve), "run": str(run), "hash": c.short_hash()})

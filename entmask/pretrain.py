@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import ExportableState
 
 from entmask import runs
 from entmask.config import ConfigError, PretrainConfig
@@ -499,7 +500,7 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
     keep_epochs = cfg.masking.source == "self" or cfg.kd.mode in ("complete", "after-init")
     cb = EpochCallback(run, corpus.test_ids[:PROBE_ROWS], corpus, keep_epochs)
     curve = CurveCallback(run, corpus, cfg)
-    callbacks = [cb, curve, FailpointCallback("pretrain-step")] + ([_StopAt(stop_after)] if stop_after is not None
+    callbacks = [cb, curve, WallClock(), FailpointCallback("pretrain-step")] + ([_StopAt(stop_after)] if stop_after is not None
                                                                    else []) + list(extra_callbacks or [])
     callbacks += _tensorboard(run / "logs" / "tensorboard")
     trainer = EntropyMaskingTrainer(model=model, args=args, train_dataset=PackedDataset(corpus.train_ids, ent),
@@ -551,6 +552,46 @@ def _train(cfg: PretrainConfig, run: Path, model, corpus: Corpus, **kw):
     return trainer, result, secs, last, trainer.steps_per_epoch
 
 
+class WallClock(TrainerCallback, ExportableState):
+    """Seconds of training behind the final model, across resumes. The Trainer writes an ExportableState
+    callback's `state()` into every checkpoint's trainer_state.json, so a run resumed three times still knows how
+    long its earlier processes took to reach the checkpoint it resumed from. Time a killed process spent past its
+    last checkpoint produced no step of the final model and is not counted. (Read back in on_train_begin rather
+    than through `restore_callback_states_from_checkpoint`, which would also restore TrainerControl's flags: a
+    checkpoint saved by a stopped run carries should_training_stop=True.)"""
+
+    def __init__(self):
+        self.segments: list[dict] = []  # one per process: {"from_step", "to_step", "seconds"}
+        self.complete = True  # False when resumed from a checkpoint written before entmask recorded this
+        self._t0 = self._from = self._step = None
+
+    def on_train_begin(self, args, state, control, **kw):
+        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        saved = saved[0] if isinstance(saved, list) and saved else saved
+        attrs = (saved or {}).get("attributes", {})
+        self.segments = [dict(s) for s in attrs.get("segments", [])]
+        self.complete = state.global_step == 0 or (bool(saved) and attrs.get("complete", True))
+        self._t0, self._from, self._step = time.perf_counter(), state.global_step, state.global_step
+
+    def on_step_end(self, args, state, control, **kw):
+        self._step = state.global_step
+
+    def all_segments(self) -> list[dict]:
+        if self._t0 is None:
+            return list(self.segments)
+        return self.segments + [{"from_step": self._from, "to_step": self._step,
+                                 "seconds": round(time.perf_counter() - self._t0, 3)}]
+
+    def total_seconds(self, segments: list[dict] | None = None) -> float | None:
+        """Seconds of every process up to the steps it handed on (of `segments`, a snapshot of all_segments(),
+        so that the total and the list agree); None if an earlier process's are unknown."""
+        segments = self.all_segments() if segments is None else segments
+        return round(sum(s["seconds"] for s in segments), 3) if self.complete else None
+
+    def state(self) -> dict:
+        return {"args": {}, "attributes": {"segments": self.all_segments(), "complete": self.complete}}
+
+
 class FailpointCallback(TrainerCallback):
     """Passes `runs.failpoint(name)` after every optimizer step (the kill -9 tests pick the step)."""
 
@@ -585,7 +626,11 @@ def _finish(cfg: PretrainConfig, run: Path, trainer, result, secs: float, resume
         vals = [h[key] for h in train_logs if key in h]
         return sum(vals) / len(vals) if vals else None
 
-    tokens = trainer.state.global_step * cfg.train.batch_size * cfg.train.grad_accum * cfg.data.seq_len
+    clock = next(c for c in trainer.callback_handler.callbacks if isinstance(c, WallClock))
+    segments = clock.all_segments()
+    # tokens of the steps this process trained: a resumed run's seconds cover only those
+    steps_here = trainer.state.global_step - (segments[-1]["from_step"] if segments else 0)
+    tokens = steps_here * cfg.train.batch_size * cfg.train.grad_accum * cfg.data.seq_len * runs.world_size()
     epochs_path = run / "logs" / "epochs.json"
     curve_path = run / "logs" / "curve.json"
     metrics = {
@@ -593,7 +638,8 @@ def _finish(cfg: PretrainConfig, run: Path, trainer, result, secs: float, resume
         "source": cfg.masking.source, "self_start": cfg.masking.self_start, "kd": cfg.kd.mode,
         "ratio": cfg.masking.ratio, "num_tokens": cfg.masking.num_tokens,
         "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_seconds": secs,
-        "tokens_per_s": tokens / max(secs, 1e-9), "resumed_from": Path(resumed_from).name if resumed_from else None,
+        "tokens_per_s": tokens / max(secs, 1e-9), "train_seconds_total": clock.total_seconds(segments),
+        "wallclock_segments": segments, "resumed_from": Path(resumed_from).name if resumed_from else None,
         "final_train_loss": train_logs[-1]["loss"] if train_logs else None, "train_loss": result.training_loss,
         "entropy_masked_mean": avg("entropy_masked"), "entropy_maskable_mean": avg("entropy_maskable"),
         "masked_accuracy_last": train_logs[-1].get("masked_accuracy") if train_logs else None,
@@ -613,7 +659,7 @@ def _finish(cfg: PretrainConfig, run: Path, trainer, result, secs: float, resume
                                       extra.get("steps_per_epoch", 1), int(corpus.train_ids.shape[0]),
                                       metrics["masked_per_row_mean"], metrics["candidates_per_row_mean"],
                                       runs.world_size()),
-                          "wall_seconds": secs}
+                          "wall_seconds": metrics["train_seconds_total"] or secs}
     model.save_pretrained(str(run / "model"))
     corpus.tokenizer.save_pretrained(str(run / "model"))
     if (run / "checkpoints").is_dir():

@@ -188,7 +188,19 @@ def test_resume_reaches_same_weights(session_runs, tmp_path):
     part = pretrain.pretrain(smoke(name="part", **over), root=tmp_path / "b", progress=False, stop_after=8)
     assert not (part / "metrics.json").exists() and (part / "checkpoints" / "checkpoint-8").is_dir()
     done = pretrain.pretrain(smoke(name="part", **over), root=tmp_path / "b", progress=False)
-    assert metrics(done)["resumed_from"] == "checkpoint-8"
+    m = metrics(done)
+    assert m["resumed_from"] == "checkpoint-8"
+    # the wall clock survives the resume: the first process's seconds up to checkpoint-8, then this one's
+    seg = m["wallclock_segments"]
+    assert [(s["from_step"], s["to_step"]) for s in seg] == [(0, 8), (8, 24)], seg
+    assert all(s["seconds"] > 0 for s in seg)
+    assert m["train_seconds_total"] == pytest.approx(sum(s["seconds"] for s in seg))
+    assert seg[-1]["seconds"] == pytest.approx(m["train_seconds"], rel=0.05, abs=0.5)
+    # throughput counts only the steps this process trained (16 of 24), not the whole run over its seconds
+    t = smoke().train
+    per_step = t.batch_size * t.grad_accum * smoke().data.seq_len
+    assert m["tokens_per_s"] == pytest.approx(16 * per_step / m["train_seconds"], rel=1e-6)
+    assert metrics(full)["wallclock_segments"][0]["from_step"] == 0 and metrics(full)["train_seconds_total"] > 0
     wa = load_file(str(full / "model" / "model.safetensors"))
     wb = load_file(str(done / "model" / "model.safetensors"))
     assert wa.keys() == wb.keys()

@@ -388,3 +388,29 @@ def test_damaged_parquet_one_line(own_mirror, capsys, tmp_path):
     line = one_line_error(capsys, "pretrain", "--profile", "smoke", "--data-dir", str(own_mirror),
                           "--runs-dir", str(tmp_path / "runs"))
     assert str(f) in line and "is damaged" in line and "MANIFEST.md" in line
+
+
+def test_wall_clock_of_a_resumed_run_adds_up_or_says_it_cannot():
+    """WallClock reads earlier processes' seconds back from the checkpoint's trainer state; a checkpoint written
+    before entmask recorded them gives an unknown total (None), never the last process's seconds as the run's."""
+    from transformers import TrainerState
+
+    def begin(step, stored):
+        clock = pretrain.WallClock()
+        clock.on_train_begin(None, TrainerState(global_step=step, stateful_callbacks=stored), None)
+        clock.on_step_end(None, TrainerState(global_step=step + 5), None)
+        return clock
+
+    fresh = begin(0, {})
+    assert fresh.complete and [(s["from_step"], s["to_step"]) for s in fresh.all_segments()] == [(0, 5)]
+    earlier = {"WallClock": {"args": {}, "attributes": {"segments": [{"from_step": 0, "to_step": 500,
+                                                                         "seconds": 100.0}], "complete": True}}}
+    resumed = begin(500, earlier)
+    segs = resumed.all_segments()
+    assert [(s["from_step"], s["to_step"]) for s in segs] == [(0, 500), (500, 505)]
+    assert resumed.total_seconds(segs) == pytest.approx(100.0 + segs[1]["seconds"])
+    assert resumed.state()["attributes"]["segments"][0]["seconds"] == 100.0  # handed on to the next checkpoint
+    legacy = begin(500, {})  # resumed from a checkpoint of an older entmask
+    assert not legacy.complete and legacy.total_seconds() is None
+    assert not begin(900, {"WallClock": {"args": {}, "attributes": {**earlier["WallClock"]["attributes"],
+                                                                     "complete": False}}}).complete
