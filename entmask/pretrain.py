@@ -572,6 +572,9 @@ class WallClock(TrainerCallback, ExportableState):
         self.segments = [dict(s) for s in attrs.get("segments", [])]
         self.complete = state.global_step == 0 or (bool(saved) and attrs.get("complete", True))
         self._t0, self._from, self._step = time.perf_counter(), state.global_step, state.global_step
+        # The Trainer indexes stateful_callbacks by name when it saves; a state loaded from a checkpoint written
+        # without this callback lacks the key (a KeyError at the first save after the resume).
+        state.stateful_callbacks[type(self).__name__] = self.state()
 
     def on_step_end(self, args, state, control, **kw):
         self._step = state.global_step

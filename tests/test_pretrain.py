@@ -1,6 +1,7 @@
 """Smoke pretraining end to end on the mirror's WikiText: runs, reuse, --force, resume, teacher cache, self-masking."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -187,6 +188,16 @@ def test_resume_reaches_same_weights(session_runs, tmp_path):
     full = pretrain.pretrain(smoke(name="full", **over), root=tmp_path / "a", progress=False)
     part = pretrain.pretrain(smoke(name="part", **over), root=tmp_path / "b", progress=False, stop_after=8)
     assert not (part / "metrics.json").exists() and (part / "checkpoints" / "checkpoint-8").is_dir()
+    # a copy whose checkpoint predates the wall clock (an older entmask wrote it): it must resume, save again and
+    # say its total is unknown
+    shutil.copytree(tmp_path / "b", tmp_path / "c")
+    state_file = next((tmp_path / "c").rglob("checkpoint-8/trainer_state.json"))
+    state = json.loads(state_file.read_text())
+    del state["stateful_callbacks"]["WallClock"]
+    state_file.write_text(json.dumps(state))
+    old = metrics(pretrain.pretrain(smoke(name="part", **over), root=tmp_path / "c", progress=False))
+    assert old["steps"] == 24 and old["train_seconds_total"] is None
+    assert [(s["from_step"], s["to_step"]) for s in old["wallclock_segments"]] == [(8, 24)]
     done = pretrain.pretrain(smoke(name="part", **over), root=tmp_path / "b", progress=False)
     m = metrics(done)
     assert m["resumed_from"] == "checkpoint-8"

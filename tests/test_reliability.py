@@ -397,7 +397,9 @@ def test_wall_clock_of_a_resumed_run_adds_up_or_says_it_cannot():
 
     def begin(step, stored):
         clock = pretrain.WallClock()
-        clock.on_train_begin(None, TrainerState(global_step=step, stateful_callbacks=stored), None)
+        state = TrainerState(global_step=step, stateful_callbacks=stored)
+        clock.on_train_begin(None, state, None)
+        assert "WallClock" in state.stateful_callbacks  # the Trainer's save indexes it by name
         clock.on_step_end(None, TrainerState(global_step=step + 5), None)
         return clock
 
