@@ -419,8 +419,9 @@ def validate(cfg: PretrainConfig, fingerprint: bool = True) -> PretrainConfig:
         raise ConfigError(f"finetune.tasks={ft.tasks!r} names a task twice; list each once")
     ps = cfg.experiment.pretrain_seeds
     if ps is not None:
-        _check(bool(ps) and all(isinstance(x, int) and not isinstance(x, bool) for x in ps) and len(set(ps)) == len(ps),
-               "experiment.pretrain_seeds", ps, "must be a non-empty list of distinct integers, e.g. 0,1 (or none)")
+        _check(bool(ps) and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2 ** 32 for x in ps)
+               and len(set(ps)) == len(ps), "experiment.pretrain_seeds", ps,
+               "must be a non-empty list of distinct integers in [0, 2**32), e.g. 0,1 (or none)")
     _check_scheduler(cfg.train.scheduler, "train.scheduler")
     _check_scheduler(cfg.reference.scheduler, "reference.scheduler")
     if fingerprint:
@@ -832,6 +833,24 @@ def default_name(cfg: PretrainConfig) -> str:
     elif m.ratio != 0.15:
         name += f"-r{int(round(m.ratio * 100))}"
     return name
+
+
+def overrides_of(cfg: PretrainConfig) -> dict:
+    """The dotted fields where `cfg` differs from its profile's preset (name aside): what a command that rebuilds
+    it must pass with --set."""
+    base = resolve(cfg.profile)
+    return {k: get_dotted(cfg, k) for k in all_keys(cfg) if k != "name" and get_dotted(cfg, k) != get_dotted(base, k)}
+
+
+def set_args(cfg: PretrainConfig) -> str:
+    """`overrides_of(cfg)` as command-line --set options (empty when it is the preset), for messages that name a
+    command to run."""
+    import json
+
+    def show(v):
+        return v if isinstance(v, str) else json.dumps(v).replace(" ", "")
+
+    return "".join(f" --set '{k}={show(v)}'" for k, v in overrides_of(cfg).items())
 
 
 def all_keys(cfg: PretrainConfig | None = None) -> list[str]:

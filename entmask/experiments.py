@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from entmask import paper, runs
-from entmask.config import PretrainConfig, apply_overrides, validate
+from entmask.config import PretrainConfig, apply_overrides, set_args, validate
 
 
 class ExperimentError(RuntimeError):
@@ -1199,7 +1199,8 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
                               for r in missing)
                     if missing else "no row has finished")
             hint = (f"report the seed(s) that did with --set 'experiment.pretrain_seeds=[{','.join(map(str, ok))}]'"
-                    if ok else f"no pretraining seed has finished yet; run `entmask experiment {name}` first")
+                    if ok else f"no pretraining seed has finished yet; run `entmask experiment {name} --profile "
+                    f"{cfg.profile}{set_args(cfg)}` first")
             raise ExperimentError(f"--report-only: {name} at pretraining seed(s) {seeds}: {what}; {hint}")
         rs = done
         if left:
@@ -1770,12 +1771,20 @@ def memorisation(cfg: PretrainConfig, *, root=None, progress: bool = True, table
     import pandas as pd
 
     from entmask import exploration
+    from entmask.models import ModelError
     from entmask.pretrain import run_folder
 
     t0 = time.perf_counter()
+    tables = [t.strip() for t in tables.split(",")] if isinstance(tables, str) else list(tables or [])
+    tables = [t for t in tables if t]
     bad = [t for t in tables if t not in POOLABLE]
-    if bad:
-        raise ExperimentError(f"memorisation scores the rows of {', '.join(POOLABLE)}, not {', '.join(bad)}")
+    if bad or not tables:
+        raise ExperimentError(f"memorisation scores the rows of {', '.join(POOLABLE)}, not "
+                              f"{', '.join(map(repr, bad)) or 'an empty list'}")
+    try:
+        exploration.check_max_rows(max_rows)
+    except ValueError as e:
+        raise ExperimentError(f"memorisation: {e}") from None
     specs = _pooled_specs(list(tables), cfg)
     views = None
     rows, left = [], []
@@ -1790,20 +1799,34 @@ def memorisation(cfg: PretrainConfig, *, root=None, progress: bool = True, table
                 left.append((f"{text}, seed {seed}",
                              "masks mask_fit cannot redraw" if own is None else "pretraining not finished"))
                 continue
+            try:  # a finished run a user moved, damaged or wrote with another entmask: say so, score the rest
+                runs.check_version(run_dir)
+                model_dir = exploration.student_model_dir(run_dir)
+            except (runs.RunError, ValueError) as e:
+                left.append((f"{text}, seed {seed} ({run_dir.name})", f"finished but unreadable: {e}"))
+                continue
             if views is None:
+                tdir = _built_teacher(cfg, root)
                 views = {split: exploration.teacher_view(cfg, split=split, max_rows=max_rows, root=root,
-                                                         progress=progress) for split in MEMO_SPLITS}
+                                                         progress=progress, teacher_dir=tdir) for split in MEMO_SPLITS}
             _say(progress, f"memorisation: {text} seed {seed} on {own} masks ({run_dir.name})")
-            fit = exploration.mask_fit(cs, run_dir / "model", strategies=list(dict.fromkeys([own, "random"])),
-                                       root=root, progress=False, views=views)
+            try:
+                fit = exploration.mask_fit(cs, model_dir, strategies=list(dict.fromkeys([own, "random"])),
+                                           root=root, progress=False, views=views)
+            except (runs.RunError, ModelError, ValueError, OSError) as e:
+                left.append((f"{text}, seed {seed} ({run_dir.name})",
+                             f"finished but its model could not be scored: {str(e).splitlines()[0]}"))
+                continue
             for f in fit.to_dict("records"):
                 rows.append({"row": text, "pretrain_seed": seed, "masks": f["strategy"],
                              "own": f["strategy"] == own, "split": f["split"], "accuracy": f["accuracy"],
                              "loss": f["loss"], "masked_tokens": f["masked_tokens"],
                              "heldout_accuracy": metrics.get("heldout_accuracy"), "run": run_dir.name})
     if not rows:
-        raise ExperimentError(f"no finished pretraining run of {', '.join(tables)} at profile {cfg.profile}; run "
-                              f"`entmask experiment {','.join(tables)} --profile {cfg.profile}` first")
+        unreadable = [f"{r}: {w}" for r, w in left if w.startswith("finished but")]
+        raise ExperimentError(f"no finished pretraining run of {', '.join(tables)} at profile {cfg.profile} could be "
+                              f"scored" + (f" ({'; '.join(unreadable)})" if unreadable else "") + "; run `entmask "
+                              f"experiment {','.join(tables)} --profile {cfg.profile}{set_args(cfg)}` first")
     scores = pd.DataFrame(rows)
     table = memorisation_table(scores)
     out_dir = runs.results_dir(cfg.profile, root)
@@ -1834,6 +1857,20 @@ def memorisation(cfg: PretrainConfig, *, root=None, progress: bool = True, table
                                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "git_commit": runs.git_commit()})
     _say(progress, f"memorisation: wrote {paths['md']}")
     return ExperimentResult(name="memorisation", table=table, paths=paths, extra={"scores": scores})
+
+
+def _built_teacher(cfg: PretrainConfig, root=None) -> Path:
+    """The teacher folder the runs trained with, never trained here: a report must not start a teacher run."""
+    from entmask.pretrain import resolve_teacher, run_folder
+
+    if cfg.teacher != "reference":
+        return resolve_teacher(cfg, root, progress=False)
+    ref = run_folder(cfg, "reference", root)
+    if runs.finished_metrics(ref) is None or not (ref / "model" / "config.json").is_file():
+        raise ExperimentError(f"memorisation reads the teacher's entropies, and the reference teacher {ref} is not "
+                              f"built (or was moved): build it with `entmask reference --profile {cfg.profile}"
+                              f"{set_args(cfg)}`")
+    return ref / "model"
 
 
 def memorisation_table(scores):
@@ -1877,6 +1914,7 @@ def plot_memorisation(scores, stem: Path) -> dict:
         ax.set_title(f"pretraining seed {seed}: each student on its own masks", fontsize=9)
         ax.tick_params(axis="x", labelsize=8)
         ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout(h_pad=1.5)  # the two-line row labels of one panel must not run into the next one's title
     return _save(fig, stem)
 
 

@@ -23,6 +23,7 @@ Frequencies are counts in the *train* split of the prepared corpus (special toke
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,18 +73,19 @@ def token_counts(ids: torch.Tensor, vocab_size: int, special_ids: Sequence[int] 
 
 
 def teacher_view(cfg, split: str = "train", max_rows: int | None = 256, seed: int = 0, root=None,
-                 device: str | None = None, progress: bool = True) -> EntropyView:
+                 device: str | None = None, progress: bool = True, teacher_dir=None) -> EntropyView:
     """The teacher's per-token entropies over `max_rows` seeded rows of a split of the prepared corpus.
 
     The entropies come from `entmask.entropy.teacher_entropies` over the whole split, the same cached file that
     teacher-masking runs read, so on the train split this costs nothing once a teacher-masked run exists.
+    `teacher_dir`: the teacher's model folder; by default `cfg.teacher`, building the reference if it is missing.
     """
     from entmask.data import prepare_corpus
     from entmask.entropy import teacher_entropies
     from entmask.pretrain import check_teacher, resolve_teacher
 
     corpus = prepare_corpus(cfg.data, root, progress)
-    teacher_dir = resolve_teacher(cfg, root, progress)
+    teacher_dir = Path(teacher_dir) if teacher_dir else resolve_teacher(cfg, root, progress)  # builds a missing one
     check_teacher(teacher_dir, corpus)
     if split not in ("train", "test"):
         raise ValueError(f"split={split!r}: choose train or test")
@@ -527,12 +529,12 @@ def mask_fit_rows(model, ids: torch.Tensor, entropy: torch.Tensor, candidates: t
     from entmask.masking import apply_mask
     from entmask.models import score_masked
 
+    strategies = check_fit_strategies(strategies)
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: give a positive number of rows per forward pass")
+    if ids.shape[0] == 0:
+        raise ValueError("mask_fit_rows got no rows to score: give at least one row")
     own = [s for s in strategies if s.startswith(SELF)]
-    for name in own:
-        try:
-            canonical_strategy(name[len(SELF):])
-        except ValueError as e:
-            raise ValueError(f"mask_fit strategy {name!r}: {e}") from None
     masks = fit_masks(ids, entropy, candidates, [s for s in strategies if s not in own], ratio, seed, static_seed,
                       num_tokens)
     if own:
@@ -552,9 +554,31 @@ def mask_fit_rows(model, ids: torch.Tensor, entropy: torch.Tensor, candidates: t
     return out
 
 
+def check_fit_strategies(strategies) -> list[str]:
+    """mask_fit's strategy names as a list (one name given as a string is one strategy), each one checked: a
+    masking strategy or alias, "random-static", or "self-<strategy>"."""
+    names = [strategies] if isinstance(strategies, str) else list(strategies or [])
+    valid = f"choose from {', '.join(STRATEGIES)} (or an alias), {STATIC}, or {SELF}<strategy> such as {SELF}high"
+    if not names:
+        raise ValueError(f"mask_fit needs at least one strategy: {valid}")
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"mask_fit strategy {name!r} is not a name: {valid}")
+        if name == STATIC:
+            continue
+        try:
+            canonical_strategy(name[len(SELF):] if name.startswith(SELF) else name)
+        except ValueError:
+            raise ValueError(f"unknown mask_fit strategy {name!r}: {valid}") from None
+    return names
+
+
 def own_masks(masking) -> str | None:
     """The name mask_fit gives the masks a pretraining row trained on (from its MaskingConfig), or None where
-    mask_fit cannot redraw them (a scorer other than entropy, whole words, a schedule, a stochastic strategy)."""
+    mask_fit cannot redraw them (a scorer other than entropy, whole words, a schedule, a strategy outside
+    masking.STRATEGIES). `alternating` is redrawn with one coin per row where training tossed one per batch and
+    epoch: a row trained under both mask sets about half the epochs each, so over many epochs its drawn set is
+    one it trained on; after a few epochs some rows may never have seen theirs."""
     m = masking
     strategy = canonical_strategy(m.strategy)
     if m.scorer != "entropy" or m.whole_word != "none" or m.schedule != "constant" or strategy not in STRATEGIES:
@@ -582,13 +606,17 @@ def mask_fit(cfg, model_dir, strategies: Sequence[str] = FIT_STRATEGIES, max_row
     "self-<strategy>" (e.g. "self-high") selects with the model's own entropies instead of the teacher's: for a
     self-masking student, the masks it would pick for each row now (its training masks moved as it learned).
     `views` ({"train": ..., "test": ...} from teacher_view) saves rebuilding them when scoring many models.
+    `model_dir` is a pretraining run folder or its model/ folder.
     """
     import pandas as pd
 
     from entmask.models import load_teacher, transformers_bars
     from entmask.runs import read_json
 
-    run_cfg = Path(model_dir).parent / "config.json"
+    strategies = check_fit_strategies(strategies)
+    check_max_rows(max_rows)
+    model_dir = student_model_dir(model_dir)
+    run_cfg = model_dir.parent / "config.json"
     trained = read_json(run_cfg) if run_cfg.is_file() else {}
     tm, tt = trained.get("masking", {}), trained.get("train", {})
     if tm.get("whole_word", "none") != "none":
@@ -607,6 +635,32 @@ def mask_fit(cfg, model_dir, strategies: Sequence[str] = FIT_STRATEGIES, max_row
                                num_tokens=num_tokens):
             rows.append({"split": split, **r})
     return pd.DataFrame(rows)
+
+
+def check_max_rows(max_rows) -> None:
+    """max_rows is None (every row) or a positive whole number (a seeded sample of that many rows)."""
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1):
+        raise ValueError(f"max_rows={max_rows!r}: give a positive number of rows, or None for every row")
+
+
+def student_model_dir(path) -> Path:
+    """The model folder of a pretraining run, given the run folder (which holds model/) or the model folder. A
+    run folder's own config.json is entmask's, not a model's: a model folder's names a transformers model_type."""
+    p = Path(path).expanduser()
+
+    def is_model(d: Path) -> bool:
+        try:
+            return "model_type" in json.loads((d / "config.json").read_text())
+        except (OSError, ValueError):
+            return False
+
+    for cand in (p / "model", p):
+        if is_model(cand):
+            return cand
+    unfinished = (p / "checkpoints").is_dir() and not (p / "metrics.json").exists()
+    raise ValueError(f"{p} holds no model (no transformers config.json there or in model/): give a pretraining run "
+                     f"folder or its model/ folder" + ("; this run has not finished (no model/ yet)" if unfinished
+                                                       else ""))
 
 
 def teacher_check(cfg, max_rows: int | None = 512, seed: int = 0, root=None, progress: bool = True,

@@ -324,7 +324,9 @@ def score_masked(model, masked_ids: torch.Tensor, labels: torch.Tensor, batch_si
             loss_sum += float(loss) * m
             ok += int((logits.argmax(-1) == lab[sel]).sum())
             n += m
-    return {"loss": loss_sum / max(n, 1), "accuracy": ok / max(n, 1), "masked_tokens": n}
+    if n == 0:  # nothing was masked: no score (0% would read as a real one)
+        return {"loss": float("nan"), "accuracy": float("nan"), "masked_tokens": 0}
+    return {"loss": loss_sum / n, "accuracy": ok / n, "masked_tokens": n}
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -388,3 +389,56 @@ def test_mask_fit_rows_self_strategies_select_with_the_models_own_entropy():
     assert rows["self-high"]["loss"] != rows["self-low"]["loss"]
     with pytest.raises(ValueError, match="'self-bogus'"):
         mask_fit_rows(m, ids, own, cand, mask_id=3, strategies=("self-bogus",))
+    # one name as a string is one strategy (not its letters)
+    assert [r["strategy"] for r in mask_fit_rows(m, ids, own, cand, mask_id=3, strategies="high")] == ["high"]
+
+
+@pytest.mark.parametrize("strategies, needle", [
+    (("bogus",), "unknown mask_fit strategy 'bogus'"), (("HIGH",), "unknown mask_fit strategy 'HIGH'"),
+    (("",), "unknown mask_fit strategy ''"), (("self-",), "unknown mask_fit strategy 'self-'"),
+    ((None,), "mask_fit strategy None is not a name"), ((), "needs at least one strategy")])
+def test_mask_fit_strategy_names_checked_with_the_valid_ones_listed(strategies, needle):
+    from entmask.exploration import check_fit_strategies
+
+    with pytest.raises(ValueError, match=re.escape(needle)) as e:
+        check_fit_strategies(strategies)
+    assert "random-static" in str(e.value) and "self-<strategy>" in str(e.value)  # mask_fit's own names too
+
+
+def test_mask_fit_inputs_that_would_give_a_fake_score():
+    """No rows, nothing masked, a bad row count: an error or NaN, never a 0% that reads like a score."""
+    from entmask.exploration import check_max_rows, mask_fit_rows, student_model_dir
+    from entmask.models import score_masked
+
+    m = _mlm(1)
+    ids = torch.randint(5, V, (2, 10), generator=torch.Generator().manual_seed(0))
+    cand = torch.ones_like(ids, dtype=torch.bool)
+    with pytest.raises(ValueError, match="no rows to score"):
+        mask_fit_rows(m, ids[:0], torch.rand(0, 10), cand[:0], mask_id=3, strategies=("random",))
+    with pytest.raises(ValueError, match="batch_size=0"):
+        mask_fit_rows(m, ids, torch.rand(2, 10), cand, mask_id=3, strategies=("random",), batch_size=0)
+    none = mask_fit_rows(m, ids, torch.rand(2, 10), torch.zeros_like(cand), mask_id=3, strategies=("high",))[0]
+    assert none["masked_tokens"] == 0 and math.isnan(none["accuracy"]) and math.isnan(none["loss"])
+    assert math.isnan(score_masked(m, ids, torch.full_like(ids, -100))["accuracy"])
+    for bad in (0, -1, "10", 2.5, True):
+        with pytest.raises(ValueError, match="max_rows="):
+            check_max_rows(bad)
+    check_max_rows(None), check_max_rows(1)
+
+
+def test_student_model_dir_takes_a_run_folder_or_its_model(tmp_path):
+    from entmask.exploration import student_model_dir
+
+    run = tmp_path / "high-teacher-0123456789"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "config.json").write_text('{"model_type": "bert"}')
+    (run / "config.json").write_text('{"masking": {}}')  # entmask's config, beside model/
+    assert student_model_dir(run) == run / "model" == student_model_dir(run / "model")
+    (run / "model").rename(run / "moved")
+    with pytest.raises(ValueError, match=r"holds no model \(no transformers config.json there or in model/\)") as e:
+        student_model_dir(run)
+    assert "not finished" not in str(e.value)
+    unfinished = tmp_path / "u"
+    (unfinished / "checkpoints").mkdir(parents=True)
+    with pytest.raises(ValueError, match="this run has not finished"):
+        student_model_dir(unfinished)

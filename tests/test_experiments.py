@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -797,6 +798,37 @@ def test_own_masks_name_what_each_row_trained_on():
     assert own_masks(m(strategy="high", whole_word="max")) is None
 
 
+def test_memorisation_refuses_bad_arguments_and_never_trains_a_teacher(tmp_path):
+    """Bad tables / max_rows: one line each; with no reference teacher built it says how to build one and trains
+    nothing (a report must not start a teacher run); the command it names keeps the user's --set overrides."""
+    cfg = smoke_cfg()
+    with pytest.raises(ex.ExperimentError, match="not 'bogus'"):
+        ex.memorisation(cfg, root=tmp_path, progress=False, tables="table1,bogus")
+    with pytest.raises(ex.ExperimentError, match="not an empty list"):
+        ex.memorisation(cfg, root=tmp_path, progress=False, tables=[])
+    with pytest.raises(ex.ExperimentError, match="max_rows=0"):
+        ex.memorisation(cfg, root=tmp_path, progress=False, max_rows=0)
+    seeded = config.resolve("smoke", {"experiment.pretrain_seeds": [2], "masking.ratio": 0.3})
+    with pytest.raises(ex.ExperimentError, match=re.escape("`entmask experiment table1 --profile smoke --set "
+                                                           "'masking.ratio=0.3' --set 'experiment.pretrain_seeds=[2]'`")):
+        ex.memorisation(seeded, root=tmp_path, progress=False, tables="table1")
+    with pytest.raises(ex.ExperimentError, match=re.escape("build it with `entmask reference --profile smoke "
+                                                           "--set 'masking.ratio=0.3'")):
+        ex._built_teacher(config.resolve("smoke", {"masking.ratio": 0.3}), root=tmp_path)
+    assert not list(tmp_path.rglob("reference-*"))
+
+
+def test_set_args_round_trips_through_the_cli_parser():
+    from entmask.config import apply_overrides, overrides_of, parse_set_args, set_args
+
+    cfg = config.resolve("smoke", {"experiment.pretrain_seeds": [0, 1], "masking.strategy": "high",
+                                   "train.lr": 3e-4})
+    assert set(overrides_of(cfg)) == {"experiment.pretrain_seeds", "masking.strategy", "train.lr"}
+    items = [a.strip().strip("'") for a in set_args(cfg).split("--set") if a.strip()]
+    again = apply_overrides(config.resolve("smoke"), parse_set_args(items))
+    assert again.short_hash() == cfg.short_hash() and set_args(config.resolve("smoke")) == ""
+
+
 def test_memorisation_table_from_scores():
     import pandas as pd
 
@@ -835,6 +867,16 @@ def test_memorisation_scores_each_finished_run_on_its_own_masks(results, exp_roo
     assert ((t["own, training rows"] - t["own, held-out rows"] - t["gap (points)"]).abs() <= 0.1 + 1e-9).all()
     md = res.paths["md"].read_text()
     assert "Not scored (pretraining not finished): random (static masks), seed 0." in md
+    # a finished run whose model/ was moved away is listed as not scored, and the others are still scored
+    low = exp_root / "smoke" / "pretrain" / t.loc["low (teacher)", "run"]
+    (low / "model").rename(low / "model.moved")
+    try:
+        again = ex.memorisation(smoke_cfg(), root=exp_root, progress=False, tables="table1", max_rows=16)
+    finally:
+        (low / "model.moved").rename(low / "model")
+    assert "low (teacher)" not in set(again.table["row"]) and "high (teacher)" in set(again.table["row"])
+    assert f"finished but unreadable: {low} holds no model" in again.paths["md"].read_text()
+    res = ex.memorisation(smoke_cfg(), root=exp_root, progress=False)  # the full table back for what follows
     scores = __import__("pandas").read_csv(res.paths["csv"])
     cfg = smoke_cfg()
     for split in ("train", "test"):

@@ -175,6 +175,8 @@ def test_entropy_cache_checks_what_it_was_built_for(session_runs, tmp_path, caps
     ({"finetune.seeds": "[]"}, "finetune.seeds=[] must be a non-empty list of distinct integers"),
     ({"finetune.seeds": "[-1]"}, "finetune.seeds=[-1] must be a non-empty list of distinct integers in [0, 2**32)"),
     ({"train.seed": -1}, "train.seed=-1 must be in [0, 2**32)"),
+    ({"experiment.pretrain_seeds": "[-1]"}, "experiment.pretrain_seeds=[-1] must be a non-empty list of distinct "
+                                            "integers in [0, 2**32)"),
     ({"finetune.tasks": "rte,rte"}, "names a task twice"),
     ({"profile": "../../escaped"}, "is not a profile"),
     ({"model.overrides.vocab_size": 1}, "model.overrides.vocab_size is set from the tokenizer"),
