@@ -839,18 +839,20 @@ def overrides_of(cfg: PretrainConfig) -> dict:
     """The dotted fields where `cfg` differs from its profile's preset (name aside): what a command that rebuilds
     it must pass with --set."""
     base = resolve(cfg.profile)
-    return {k: get_dotted(cfg, k) for k in all_keys(cfg) if k != "name" and get_dotted(cfg, k) != get_dotted(base, k)}
+    return {k: get_dotted(cfg, k) for k in all_keys(cfg)
+            if k not in ("name", "data.fingerprint") and get_dotted(cfg, k) != get_dotted(base, k)}  # computed
 
 
 def set_args(cfg: PretrainConfig) -> str:
     """`overrides_of(cfg)` as command-line --set options (empty when it is the preset), for messages that name a
     command to run."""
     import json
+    import shlex
 
     def show(v):
-        return v if isinstance(v, str) else json.dumps(v).replace(" ", "")
+        return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
 
-    return "".join(f" --set '{k}={show(v)}'" for k, v in overrides_of(cfg).items())
+    return "".join(f" --set {shlex.quote(f'{k}={show(v)}')}" for k, v in overrides_of(cfg).items())
 
 
 def all_keys(cfg: PretrainConfig | None = None) -> list[str]:

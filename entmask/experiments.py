@@ -407,6 +407,13 @@ def _seed_mean_metrics(r: _Run) -> dict:
     return out
 
 
+def wall_minutes(metrics: dict | None) -> float | None:
+    from entmask.pretrain import wall_seconds
+
+    secs = wall_seconds(metrics) if metrics else None
+    return secs / 60 if secs is not None else None
+
+
 def run_compute(cfg: PretrainConfig, run_dir: Path | None, metrics: dict) -> dict | None:
     """A finished run's compute record (`pretrain.run_flops`): from its metrics.json, or, for runs finished before
     entmask recorded compute, estimated from its config, model and teacher folders and logged masking figures."""
@@ -416,7 +423,7 @@ def run_compute(cfg: PretrainConfig, run_dir: Path | None, metrics: dict) -> dic
         return None
     from transformers import BertConfig
 
-    from entmask.pretrain import run_flops
+    from entmask.pretrain import run_flops, wall_seconds
 
     teacher = metrics.get("teacher")
     tcfg = BertConfig.from_pretrained(teacher) if teacher and (Path(teacher) / "config.json").exists() else None
@@ -424,7 +431,7 @@ def run_compute(cfg: PretrainConfig, run_dir: Path | None, metrics: dict) -> dic
     rows = corpus.get("sequences_train") or corpus.get("train_rows") or 0
     out = run_flops(cfg, BertConfig.from_pretrained(Path(run_dir) / "model"), tcfg, int(metrics["steps"]),
                     int(metrics.get("steps_per_epoch") or 1), int(rows))
-    return {**out, "wall_seconds": metrics.get("train_seconds"), "estimated_after_the_run": True}
+    return {**out, "wall_seconds": wall_seconds(metrics), "estimated_after_the_run": True}
 
 
 def _row_flops(r: _Run) -> float | None:
@@ -1444,7 +1451,7 @@ def plateau(cfg: PretrainConfig, *, root=None, progress: bool = True, recipes=No
         rows.append({"recipe": label, "why": RECIPES[label][1], "status": status, "model": c.model.preset,
                      "lr": c.train.lr, "batch": c.train.batch_size * c.train.grad_accum, "seq_len": c.data.seq_len,
                      "mask_ratio": c.masking.ratio, "steps": m["steps"] if m else last.get("step"),
-                     "train_minutes": (m.get("train_seconds_total") or m["train_seconds"]) / 60 if m else None,
+                     "train_minutes": wall_minutes(m),
                      "heldout_accuracy": last.get("heldout_accuracy"), "unigram_accuracy": last.get("unigram_accuracy"),
                      "entropy_sd": last.get("entropy_sd"), "left_plateau": last.get("left_plateau"),
                      "first_exit_step": first_exit(curve), "run": str(run), "hash": c.short_hash()})

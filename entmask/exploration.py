@@ -639,7 +639,10 @@ def mask_fit(cfg, model_dir, strategies: Sequence[str] = FIT_STRATEGIES, max_row
 
 def check_max_rows(max_rows) -> None:
     """max_rows is None (every row) or a positive whole number (a seeded sample of that many rows)."""
-    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1):
+    import numbers
+
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, numbers.Integral)
+                                 or max_rows < 1):
         raise ValueError(f"max_rows={max_rows!r}: give a positive number of rows, or None for every row")
 
 

@@ -563,7 +563,7 @@ class WallClock(TrainerCallback, ExportableState):
     def __init__(self):
         self.segments: list[dict] = []  # one per process: {"from_step", "to_step", "seconds"}
         self.complete = True  # False when resumed from a checkpoint written before entmask recorded this
-        self._t0 = self._from = self._step = None
+        self._t0 = self._from = self._step = self._end = None
 
     def on_train_begin(self, args, state, control, **kw):
         saved = (state.stateful_callbacks or {}).get(type(self).__name__)
@@ -571,7 +571,7 @@ class WallClock(TrainerCallback, ExportableState):
         attrs = (saved or {}).get("attributes", {})
         self.segments = [dict(s) for s in attrs.get("segments", [])]
         self.complete = state.global_step == 0 or (bool(saved) and attrs.get("complete", True))
-        self._t0, self._from, self._step = time.perf_counter(), state.global_step, state.global_step
+        self._t0, self._from, self._step, self._end = time.perf_counter(), state.global_step, state.global_step, None
         # The Trainer indexes stateful_callbacks by name when it saves; a state loaded from a checkpoint written
         # without this callback lacks the key (a KeyError at the first save after the resume).
         state.stateful_callbacks[type(self).__name__] = self.state()
@@ -579,11 +579,14 @@ class WallClock(TrainerCallback, ExportableState):
     def on_step_end(self, args, state, control, **kw):
         self._step = state.global_step
 
+    def on_train_end(self, args, state, control, **kw):
+        self._end = time.perf_counter()  # training time only: not the held-out evaluation that follows
+
     def all_segments(self) -> list[dict]:
         if self._t0 is None:
             return list(self.segments)
-        return self.segments + [{"from_step": self._from, "to_step": self._step,
-                                 "seconds": round(time.perf_counter() - self._t0, 3)}]
+        end = self._end if self._end is not None else time.perf_counter()
+        return self.segments + [{"from_step": self._from, "to_step": self._step, "seconds": round(end - self._t0, 3)}]
 
     def total_seconds(self, segments: list[dict] | None = None) -> float | None:
         """Seconds of every process up to the steps it handed on (of `segments`, a snapshot of all_segments(),
@@ -633,7 +636,8 @@ def _finish(cfg: PretrainConfig, run: Path, trainer, result, secs: float, resume
     segments = clock.all_segments()
     # tokens of the steps this process trained: a resumed run's seconds cover only those
     steps_here = trainer.state.global_step - (segments[-1]["from_step"] if segments else 0)
-    tokens = steps_here * cfg.train.batch_size * cfg.train.grad_accum * cfg.data.seq_len * runs.world_size()
+    batch = trainer.args.per_device_train_batch_size  # the reference trains with reference.batch_size, not train's
+    tokens = steps_here * batch * trainer.args.gradient_accumulation_steps * cfg.data.seq_len * runs.world_size()
     epochs_path = run / "logs" / "epochs.json"
     curve_path = run / "logs" / "curve.json"
     metrics = {
@@ -641,7 +645,7 @@ def _finish(cfg: PretrainConfig, run: Path, trainer, result, secs: float, resume
         "source": cfg.masking.source, "self_start": cfg.masking.self_start, "kd": cfg.kd.mode,
         "ratio": cfg.masking.ratio, "num_tokens": cfg.masking.num_tokens,
         "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_seconds": secs,
-        "tokens_per_s": tokens / max(secs, 1e-9), "train_seconds_total": clock.total_seconds(segments),
+        "tokens_per_s": tokens / max(secs, 1e-9) if steps_here else None, "train_seconds_total": clock.total_seconds(segments),
         "wallclock_segments": segments, "resumed_from": Path(resumed_from).name if resumed_from else None,
         "final_train_loss": train_logs[-1]["loss"] if train_logs else None, "train_loss": result.training_loss,
         "entropy_masked_mean": avg("entropy_masked"), "entropy_maskable_mean": avg("entropy_maskable"),
@@ -661,8 +665,8 @@ def _finish(cfg: PretrainConfig, run: Path, trainer, result, secs: float, resume
     metrics["compute"] = {**run_flops(cfg, model.config, teacher_cfg, trainer.state.global_step,
                                       extra.get("steps_per_epoch", 1), int(corpus.train_ids.shape[0]),
                                       metrics["masked_per_row_mean"], metrics["candidates_per_row_mean"],
-                                      runs.world_size()),
-                          "wall_seconds": metrics["train_seconds_total"] or secs}
+                                      runs.world_size(), batch=batch),
+                          "wall_seconds": metrics["train_seconds_total"]}  # None when an earlier process's is unknown
     model.save_pretrained(str(run / "model"))
     corpus.tokenizer.save_pretrained(str(run / "model"))
     if (run / "checkpoints").is_dir():
@@ -671,9 +675,17 @@ def _finish(cfg: PretrainConfig, run: Path, trainer, result, secs: float, resume
     return metrics
 
 
+def wall_seconds(metrics: dict) -> float | None:
+    """A finished run's training wall time across resumes: train_seconds_total, or for a run finished before
+    entmask recorded it, train_seconds if it never resumed (else unknown: that is the last process's only)."""
+    if "train_seconds_total" in metrics:
+        return metrics["train_seconds_total"]
+    return metrics.get("train_seconds") if not metrics.get("resumed_from") else None
+
+
 def run_flops(cfg: PretrainConfig, student, teacher, steps: int, steps_per_epoch: int, train_rows: int,
               masked_per_row: float | None = None, candidates_per_row: float | None = None,
-              world: int = 1) -> dict:
+              world: int = 1, batch: int | None = None) -> dict:
     """Compute spent by a pretraining run, in FLOPs by part (beyond the paper: so a strategy that costs more is
     compared with random masking trained for the same compute). `student`/`teacher`: their BertConfigs (teacher
     None when unused). Estimates from `models.forward_flops`: training = 3 forwards (forward + backward) of the
@@ -684,7 +696,7 @@ def run_flops(cfg: PretrainConfig, student, teacher, steps: int, steps_per_epoch
     from entmask.models import forward_flops
 
     m, t, T = cfg.masking, cfg.train, cfg.data.seq_len
-    rows = t.batch_size * t.grad_accum * world  # rows per optimizer step
+    rows = (batch or t.batch_size) * t.grad_accum * world  # rows per optimizer step (batch: per device, if not train's)
     cand = candidates_per_row if candidates_per_row is not None else T - 2
     masked = masked_per_row if masked_per_row is not None else (m.num_tokens or m.ratio * cand)
     fs = forward_flops(student, T)

@@ -810,10 +810,10 @@ def test_memorisation_refuses_bad_arguments_and_never_trains_a_teacher(tmp_path)
         ex.memorisation(cfg, root=tmp_path, progress=False, max_rows=0)
     seeded = config.resolve("smoke", {"experiment.pretrain_seeds": [2], "masking.ratio": 0.3})
     with pytest.raises(ex.ExperimentError, match=re.escape("`entmask experiment table1 --profile smoke --set "
-                                                           "'masking.ratio=0.3' --set 'experiment.pretrain_seeds=[2]'`")):
+                                                           "masking.ratio=0.3 --set 'experiment.pretrain_seeds=[2]'`")):
         ex.memorisation(seeded, root=tmp_path, progress=False, tables="table1")
     with pytest.raises(ex.ExperimentError, match=re.escape("build it with `entmask reference --profile smoke "
-                                                           "--set 'masking.ratio=0.3'")):
+                                                           "--set masking.ratio=0.3`")):
         ex._built_teacher(config.resolve("smoke", {"masking.ratio": 0.3}), root=tmp_path)
     assert not list(tmp_path.rglob("reference-*"))
 
@@ -821,10 +821,15 @@ def test_memorisation_refuses_bad_arguments_and_never_trains_a_teacher(tmp_path)
 def test_set_args_round_trips_through_the_cli_parser():
     from entmask.config import apply_overrides, overrides_of, parse_set_args, set_args
 
+    import shlex
+
     cfg = config.resolve("smoke", {"experiment.pretrain_seeds": [0, 1], "masking.strategy": "high",
-                                   "train.lr": 3e-4})
-    assert set(overrides_of(cfg)) == {"experiment.pretrain_seeds", "masking.strategy", "train.lr"}
-    items = [a.strip().strip("'") for a in set_args(cfg).split("--set") if a.strip()]
+                                   "train.lr": 3e-4, "finetune.tasks": ["rte", "sst2"], "data.max_articles": 8})
+    assert set(overrides_of(cfg)) == {"experiment.pretrain_seeds", "masking.strategy", "train.lr", "finetune.tasks",
+                                      "data.max_articles"}  # data.fingerprint (computed) is not one
+    words = shlex.split(set_args(cfg))  # as a shell would pass them
+    assert words[::2] == ["--set"] * 5
+    items = words[1::2]
     again = apply_overrides(config.resolve("smoke"), parse_set_args(items))
     assert again.short_hash() == cfg.short_hash() and set_args(config.resolve("smoke")) == ""
 

@@ -255,10 +255,19 @@ def test_torchrun_teacher_and_self_masking(session_runs, tmp_path):
         assert len(result_lines) == 1 and result_lines[0].startswith("[default0]"), detail  # rank 0 only
         m = json.loads((run / "metrics.json").read_text())
         assert m["steps"] >= 6 and m["strategy"] == "high", detail
+        # throughput counts both ranks' rows: steps x per-device batch x 2 ranks x length
+        c = config.resolve("smoke")
+        assert m["tokens_per_s"] * m["train_seconds"] == pytest.approx(
+            m["steps"] * c.train.batch_size * c.train.grad_accum * 2 * c.data.seq_len, rel=1e-6), detail
         if name == "self":
             assert m["source"] == "self" and m["self_start"] == "init"
     refs = [p for p in (tmp_path / "runs" / "smoke" / "reference").iterdir() if p.is_dir()]
     assert len(refs) == 1 and (refs[0] / "metrics.json").exists()
+    # the reference trains with reference.batch_size (not the students' train.batch_size), in one process
+    r = json.loads((refs[0] / "metrics.json").read_text())
+    c = config.resolve("smoke")
+    assert r["tokens_per_s"] * r["train_seconds"] == pytest.approx(
+        r["steps"] * c.reference.batch_size * c.data.seq_len, rel=1e-6)
 
 
 @pytest.mark.parametrize("rows,batch,accum", [(1100, 128, 4), (1024, 128, 4), (100, 16, 1), (17, 16, 3), (5, 16, 2)])
