@@ -598,6 +598,19 @@ class WallClock(TrainerCallback, ExportableState):
         return {"args": {}, "attributes": {"segments": self.all_segments(), "complete": self.complete}}
 
 
+def checkpoint_pace(state: dict) -> float | None:
+    """Seconds per step of the process that wrote a checkpoint (its trainer_state.json as a dict, WallClock's last
+    segment), or None if unknown: for reports on a run another process is training."""
+    saved = (state.get("stateful_callbacks") or {}).get(WallClock.__name__) or {}
+    saved = saved[0] if isinstance(saved, list) and saved else saved
+    segs = (saved.get("attributes") or {}).get("segments") if isinstance(saved, dict) else None
+    if not segs:
+        return None
+    last = segs[-1]
+    steps = last.get("to_step", 0) - last.get("from_step", 0)
+    return last["seconds"] / steps if steps > 0 and last.get("seconds") else None
+
+
 class FailpointCallback(TrainerCallback):
     """Passes `runs.failpoint(name)` after every optimizer step (the kill -9 tests pick the step)."""
 

@@ -418,3 +418,18 @@ def test_wall_clock_of_a_resumed_run_adds_up_or_says_it_cannot():
     assert not legacy.complete and legacy.total_seconds() is None
     assert not begin(900, {"WallClock": {"args": {}, "attributes": {**earlier["WallClock"]["attributes"],
                                                                      "complete": False}}}).complete
+
+
+def test_a_report_names_an_unfinished_runs_pace_from_its_checkpoint():
+    from entmask.experiments import _checkpoint_progress
+
+    seg = lambda a, b, secs: {"from_step": a, "to_step": b, "seconds": secs}
+    state = {"global_step": 1000, "max_steps": 4760,
+             "stateful_callbacks": {"WallClock": {"args": {}, "attributes": {
+                 "segments": [seg(0, 500, 2000.0), seg(500, 1000, 900.0)], "complete": True}}}}
+    assert _checkpoint_progress(state) == ("pretraining, checkpoint at step 1,000 of 4,760 (1.8 s/step: ~1.9 h "
+                                           "left at that pace)")  # the last process's pace: 900 s / 500 steps
+    state["global_step"] = 4500
+    assert _checkpoint_progress(state).endswith("(1.8 s/step: ~8 min left at that pace)")
+    assert _checkpoint_progress({"global_step": 500, "max_steps": 4760, "stateful_callbacks": {}}) == \
+        "pretraining, checkpoint at step 500 of 4,760"  # written before entmask kept a wall clock
