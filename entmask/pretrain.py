@@ -565,12 +565,17 @@ class WallClock(TrainerCallback, ExportableState):
         self.complete = True  # False when resumed from a checkpoint written before entmask recorded this
         self._t0 = self._from = self._step = self._end = None
 
+    @classmethod
+    def saved(cls, stateful_callbacks: dict | None) -> dict | None:
+        """The attributes this callback stored in a trainer state's stateful_callbacks, or None if it stored none."""
+        entry = (stateful_callbacks or {}).get(cls.__name__)
+        entry = entry[0] if isinstance(entry, list) and entry else entry
+        return entry.get("attributes") or {} if isinstance(entry, dict) and entry else None
+
     def on_train_begin(self, args, state, control, **kw):
-        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
-        saved = saved[0] if isinstance(saved, list) and saved else saved
-        attrs = (saved or {}).get("attributes", {})
-        self.segments = [dict(s) for s in attrs.get("segments", [])]
-        self.complete = state.global_step == 0 or (bool(saved) and attrs.get("complete", True))
+        attrs = self.saved(state.stateful_callbacks)
+        self.segments = [dict(s) for s in (attrs or {}).get("segments", [])]
+        self.complete = state.global_step == 0 or (attrs is not None and attrs.get("complete", True))
         self._t0, self._from, self._step, self._end = time.perf_counter(), state.global_step, state.global_step, None
         # The Trainer indexes stateful_callbacks by name when it saves; a state loaded from a checkpoint written
         # without this callback lacks the key (a KeyError at the first save after the resume).
@@ -601,9 +606,7 @@ class WallClock(TrainerCallback, ExportableState):
 def checkpoint_pace(state: dict) -> float | None:
     """Seconds per step of the process that wrote a checkpoint (its trainer_state.json as a dict, WallClock's last
     segment), or None if unknown: for reports on a run another process is training."""
-    saved = (state.get("stateful_callbacks") or {}).get(WallClock.__name__) or {}
-    saved = saved[0] if isinstance(saved, list) and saved else saved
-    segs = (saved.get("attributes") or {}).get("segments") if isinstance(saved, dict) else None
+    segs = (WallClock.saved(state.get("stateful_callbacks")) or {}).get("segments")
     if not segs:
         return None
     last = segs[-1]
