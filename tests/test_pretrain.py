@@ -206,7 +206,9 @@ def test_resume_reaches_same_weights(session_runs, tmp_path):
     assert [(s["from_step"], s["to_step"]) for s in seg] == [(0, 8), (8, 24)], seg
     assert all(s["seconds"] > 0 for s in seg)
     assert m["train_seconds_total"] == pytest.approx(sum(s["seconds"] for s in seg))
-    assert seg[-1]["seconds"] == pytest.approx(m["train_seconds"], rel=0.05, abs=0.5)
+    # this process's segment runs from on_train_begin to on_train_end, inside the timed trainer.train() call (which
+    # also loads the checkpoint: under a loaded CI machine that took 0.6 s, so no tolerance on their difference)
+    assert 0 < seg[-1]["seconds"] <= m["train_seconds"]
     # throughput counts only the steps this process trained (16 of 24), not the whole run over its seconds
     t = smoke().train
     per_step = t.batch_size * t.grad_accum * smoke().data.seq_len
