@@ -8,7 +8,7 @@ export ENTMASK_DATA_DIR
 PROFILE ?= tiny
 PYTEST_ARGS ?=
 
-.PHONY: setup reproduce test test-fast kernel lab bench clean-runs matrix-cpu-long results-cpu-long
+.PHONY: setup reproduce test test-fast kernel lab bench clean-runs matrix-cpu-long results-cpu-long records-cpu-long
 
 $(BIN)/entmask: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -45,7 +45,11 @@ lab: kernel
 ## control (random masks kept every epoch) pooled, seed-major
 ## (every row at seed 0, the tables written, then seed 1), split between 2 one-thread worker processes, which on
 ## 2 cores train these small students ~1.1-1.2x faster than one process. Rerunning resumes (runs are found by hash).
+## It first imports the committed records of runs finished on earlier machines (docs/records/cpu-long: no weights),
+## so a fresh machine reuses them instead of training them again.
+RECORDS := docs/records/cpu-long
 matrix-cpu-long: setup
+	$(if $(wildcard $(RECORDS)/records.json),$(BIN)/entmask runs import $(RECORDS),)
 	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --set "experiment.pretrain_seeds=[0,1]" --workers 2
 
 ## While (or after) the matrix runs: its tables from what has finished at SEEDS (default both), and the verdicts.
@@ -56,6 +60,11 @@ results-cpu-long: setup
 	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --report-only --set "experiment.pretrain_seeds=[$(SEEDS)]"
 	$(BIN)/entmask experiment verdicts --profile cpu-long --quiet
 	$(BIN)/entmask experiment memorisation --profile cpu-long --quiet
+
+## After runs finish, before the machine goes: their records (configs, metrics, logs, predictions; no weights) to
+## $(RECORDS), to commit. Exporting twice changes nothing; records of runs no longer here are kept.
+records-cpu-long: setup
+	$(BIN)/entmask runs export $(RECORDS) --profile cpu-long
 
 bench: setup
 	$(BIN)/entmask bench --preset bertlet --seq-len 128

@@ -1,9 +1,9 @@
 """The `entmask` command line: a thin argparse front for the library.
 
-What it is: subcommands `pretrain`, `reference`, `finetune`, `experiment`, `reproduce`, `info` (and `bench`), each
-mapping flags onto a resolved config and one library call. Every expected failure (bad flag, bad value, missing
-data offline, unusable teacher, foreign run folder) prints one line `entmask: error: ...` and exits with code 2,
-without a traceback (set ENTMASK_DEBUG=1 to see one).
+What it is: subcommands `pretrain`, `reference`, `finetune`, `experiment`, `reproduce`, `info`, `runs` (and
+`bench`), each mapping flags onto a resolved config and one library call. Every expected failure (bad flag, bad
+value, missing data offline, unusable teacher, foreign run folder) prints one line `entmask: error: ...` and exits
+with code 2, without a traceback (set ENTMASK_DEBUG=1 to see one).
 
 What it is not: no logic of its own beyond turning flags into config overrides.
 """
@@ -134,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train nothing: write the table(s) from the runs that have finished (rows not finished "
                         "at every pretraining seed are left out and named; for `plateau`: finished, stopped, not "
                         "run), without waiting for a matrix that is training them")
+
+    s = sub.add_parser("runs", help="export the records of finished runs (no weights) to a folder you can commit, "
+                                    "or import such a folder so that its runs are reused")
+    s.add_argument("action", choices=["export", "import"])
+    s.add_argument("folder", help="export: where the records go (e.g. docs/records/cpu-long); import: a folder "
+                                  "that `entmask runs export` wrote")
+    s.add_argument("--profile", default=None, help="export: the profile whose finished runs to export (required)")
+    s.add_argument("--runs-dir", help="the runs root (default ./runs, or ENTMASK_RUNS_DIR)")
 
     s = sub.add_parser("reproduce", help="execute the numbered notebooks with papermill")
     _common(s)
@@ -347,6 +355,27 @@ def cmd_experiment(a) -> int:
     return 0
 
 
+def cmd_runs(a) -> int:
+    from entmask import runs
+
+    if a.action == "export":
+        if not a.profile:
+            raise CLIError("runs export needs --profile, e.g. `entmask runs export docs/records/cpu-long "
+                           "--profile cpu-long`")
+        r = runs.export_records(a.profile, a.folder)
+        print(f"entmask runs: exported {len(r['exported'])} finished run(s) of {a.profile} to {a.folder} "
+              f"({r['bytes'] / 1e6:.1f} MB; {r['left_out_files']} weight/checkpoint/tokenizer files left out); "
+              f"{r['total_in_dest']} run(s) recorded there")
+        return 0
+    r = runs.import_records(a.folder)
+    print(f"entmask runs: imported {len(r['imported'])} run(s) of profile {r['profile']} into "
+          f"{runs.profile_dir(r['profile'])}; kept {len(r['kept'])} already here; {len(r['busy'])} being "
+          f"written by another process")
+    for line in r["not_imported"]:
+        print(f"  not imported: {line}")
+    return 0
+
+
 def cmd_reproduce(a) -> int:
     from entmask import notebooks
 
@@ -396,7 +425,8 @@ def _one_line(e: BaseException) -> str:
 
 
 COMMANDS = {"pretrain": cmd_pretrain, "reference": cmd_reference, "info": cmd_info, "finetune": cmd_finetune,
-            "experiment": cmd_experiment, "reproduce": cmd_reproduce, "bench": cmd_bench}
+            "experiment": cmd_experiment, "reproduce": cmd_reproduce, "bench": cmd_bench,
+            "runs": cmd_runs}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -416,8 +446,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         a = build_parser().parse_args(argv)
         if not a.cmd:
-            raise CLIError("a command is needed: pretrain, reference, finetune, experiment, reproduce, info, bench "
-                           "(see `entmask --help`)")
+            raise CLIError("a command is needed: pretrain, reference, finetune, experiment, reproduce, info, runs, "
+                           "bench (see `entmask --help`)")
         _setup_env(a)
         errors = _expected_errors()
         return COMMANDS[a.cmd](a)

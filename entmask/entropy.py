@@ -116,14 +116,7 @@ def model_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Tensor |
 
 def teacher_key(teacher_dir: str | Path) -> str:
     """Identity of a teacher: a hash of its config and weights (a retrained teacher gets a new cache)."""
-    d = Path(teacher_dir)
-    h = hashlib.sha256()
-    h.update((d / "config.json").read_bytes())
-    for f in sorted(d.glob("*.safetensors")):
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 24), b""):
-                h.update(block)
-    return h.hexdigest()[:12]
+    return runs.weights_key(teacher_dir)
 
 
 def cache_path(corpus_dir: Path, split: str, tkey: str) -> Path:

@@ -1824,7 +1824,7 @@ def memorisation(cfg: PretrainConfig, *, root=None, progress: bool = True, table
                 runs.check_version(run_dir)
                 model_dir = exploration.student_model_dir(run_dir)
             except (runs.RunError, ValueError) as e:
-                left.append((f"{text}, seed {seed} ({run_dir.name})", f"finished but unreadable: {e}"))
+                left.append((f"{text}, seed {seed} ({run_dir.name})", f"finished, not scorable here: {e}"))
                 continue
             if views is None:
                 tdir = _built_teacher(cfg, root)

@@ -659,6 +659,11 @@ def student_model_dir(path) -> Path:
 
     for cand in (p / "model", p):
         if is_model(cand):
+            if not any(cand.glob("*.safetensors")):
+                raise ValueError(f"{cand} has no weights (*.safetensors)"
+                                 + ("; the run was imported from run records, which leave weights out: retrain it "
+                                    "(entmask pretrain ... --force) to score it" if (cand.parent / "weights.json")
+                                    .is_file() else ": it is not a saved model"))
             return cand
     unfinished = (p / "checkpoints").is_dir() and not (p / "metrics.json").exists()
     raise ValueError(f"{p} holds no model (no transformers config.json there or in model/): give a pretraining run "

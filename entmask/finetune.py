@@ -303,11 +303,15 @@ def finetune_task(model_dir, task: str, cfg: FinetuneConfig, seed: int, *, profi
     train=False trains nothing and takes no lock (a report while another process trains): an unfinished run
     returns {"task", "seed", "frozen", "status": "not finished"}.
     """
-    from entmask.entropy import teacher_key
+    from entmask.models import ModelError
 
     model_dir = Path(model_dir)
-    _check_model_dir(model_dir)
-    pkey = teacher_key(model_dir)
+    weights = runs.has_weights(model_dir)
+    if weights or runs.recorded_key(model_dir) is None:
+        _check_model_dir(model_dir)
+    # a pretraining run imported from records (runs.import_records) has no weights, only their key: its finished
+    # fine-tuning runs are still found by it
+    pkey = runs.weights_key(model_dir) if weights else runs.recorded_key(model_dir)
     hdict = finetune_hash_dict(cfg, task, seed, frozen, pkey)
     h = stable_hash(hdict)
     parent = runs.stage_dir(profile, f"finetune/{task}", root)
@@ -330,6 +334,13 @@ def finetune_task(model_dir, task: str, cfg: FinetuneConfig, seed: int, *, profi
             out = runs.read_json(run / "metrics.json")
             out.update(reused=True, run_dir=str(run))
             return out
+        if not weights:
+            why = ("--force retrains it" if force and runs.is_finished(run) else
+                   f"its {task} seed {seed}{' frozen' if frozen else ''} fine-tuning has no record")
+            raise ModelError(f"{model_dir.parent.name} was imported from run records without its weights, and "
+                             f"{why}: "
+                             f"import records that hold it, or retrain the pretraining run (entmask pretrain ... "
+                             f"--force) to fine-tune it here")
         # A restart keeps its checkpoints (to resume from); force keeps nothing.
         for stale in ("metrics.json", "model") + (("checkpoints",) if force else ()):
             p = run / stale

@@ -9,7 +9,8 @@ Layout (one for every stage):
     runs/cache/                                 tokenized corpora and teacher entropies, shared by all profiles
 
 A run is *finished* when its `metrics.json` exists (it is written last, atomically); a folder without it is an
-interrupted run that the next attempt resumes. What it is not: it holds no training logic.
+interrupted run that the next attempt resumes. Records (export_records / import_records) carry what finished runs
+measured, without their weights, to another machine. What it is not: it holds no training logic.
 """
 from __future__ import annotations
 
@@ -353,3 +354,183 @@ def _dist_ready() -> bool:
     import torch.distributed as dist
 
     return dist.is_available() and dist.is_initialized()
+
+
+# ---- run records: what a finished run measured, without its weights ------------------------------------------
+# A long matrix outlives its machine: sessions end, a fresh machine has an empty runs/. The records of its finished
+# runs (configs, metrics, logs, per-example predictions; a few hundred KB a run) are small enough to commit, and a
+# run imported from them is found by its hash and reused like one trained here. Its weights are not in them, so
+# whatever needs the weights (fine-tuning it on a task it has no record for, the memorisation scores, the weight
+# analysis) says so instead of training again.
+RECORD_STAGES = ("reference", "pretrain", "finetune")
+RECORD_SKIP_DIRS = ("checkpoints", "epochs")  # resumable state and per-epoch models: weights, all of it
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".npz", ".npy")
+RECORD_MAX_BYTES = 5 << 20  # a file larger than this is not a record (a few hundred KB is typical)
+RECORD_FILE = "weights.json"  # in each exported run: the key of the weights it was exported without
+RECORDS_MANIFEST = "records.json"
+
+
+def weights_key(model_dir: str | Path) -> str:
+    """A hash of a saved model's config.json and safetensors weights: the identity that fine-tuning runs and
+    entropy caches are keyed by (entropy.teacher_key)."""
+    import hashlib
+
+    d = Path(model_dir)
+    h = hashlib.sha256()
+    h.update((d / "config.json").read_bytes())
+    for f in sorted(d.glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                h.update(block)
+    return h.hexdigest()[:12]
+
+
+def has_weights(model_dir: str | Path) -> bool:
+    d = Path(model_dir)
+    return (d / "config.json").is_file() and any(d.glob("*.safetensors"))
+
+
+def recorded_key(model_dir: str | Path) -> str | None:
+    """The weights key of `<run>/model` from the run's weights.json, for a run imported from records (no weights)."""
+    rec = Path(model_dir).parent / RECORD_FILE
+    if Path(model_dir).name != "model" or not rec.is_file():
+        return None
+    key = read_json(rec).get("model_key")
+    return key if isinstance(key, str) and key else None
+
+
+def _finished_runs(profile_root: Path) -> list[Path]:
+    out = []
+    for stage in RECORD_STAGES:
+        base = profile_root / stage
+        parents = sorted(p for p in base.iterdir() if p.is_dir()) if stage == "finetune" and base.is_dir() else [base]
+        for parent in parents:
+            if parent.is_dir():
+                out += [p for p in sorted(parent.iterdir())
+                        if p.is_dir() and not p.name.startswith(".") and finished_metrics(p) is not None]
+    return out
+
+
+def _record_files(run: Path) -> tuple[list[Path], int]:
+    """(the files of `run` that go into its record, how many were left out). model/ keeps only its config.json:
+    the tokenizer files are the mirror's vocabulary, the rest is weights."""
+    keep, left = [], 0
+    for f in sorted(run.rglob("*")):
+        if not f.is_file():
+            continue
+        rel = f.relative_to(run)
+        if (rel.parts[0] in RECORD_SKIP_DIRS or f.suffix in WEIGHT_SUFFIXES or any(x.startswith(".") for x in rel.parts)
+                or f.suffix == ".lock" or (rel.parts[0] == "model" and rel.as_posix() != "model/config.json")
+                or rel.as_posix() == RECORD_FILE or f.stat().st_size > RECORD_MAX_BYTES):
+            left += 1
+        else:
+            keep.append(f)
+    return keep, left
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    """Put the finished folder `tmp` at `target`, replacing an older one only after the new one is complete."""
+    import shutil
+
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export_records(profile: str, dest: str | Path, root: str | Path | None = None) -> dict:
+    """Copy the records of every finished run of `profile` (reference, pretraining, fine-tuning) to `dest`, weights
+    left out; each gets a weights.json with its model's weights key. Records already in `dest` whose run is not
+    here any more are kept. The output is deterministic (no timestamps), so exporting twice changes nothing."""
+    import shutil
+
+    src = profile_dir(profile, root)
+    if not src.is_dir():
+        raise RunError(f"{src} does not exist: nothing of profile {profile!r} has run here (runs root "
+                       f"{runs_root(root)}; set {ENV_RUNS} or --runs-dir if the runs are elsewhere)")
+    dest = Path(dest)
+    man_path = dest / RECORDS_MANIFEST
+    if man_path.exists():
+        man = read_json(man_path)
+        if man.get("profile") != profile or man.get("config_version") != _config_version():
+            raise RunError(f"{dest} holds records of profile {man.get('profile')!r} at config version "
+                           f"{man.get('config_version')}, not {profile!r} at {_config_version()}: export to "
+                           f"another folder")
+    done = {"exported": [], "left_out_files": 0, "bytes": 0}
+    for run in _finished_runs(src):
+        rel = run.relative_to(src)
+        files, left = _record_files(run)
+        target = dest / rel
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for f in files:
+            out = tmp / f.relative_to(run)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, out)
+            done["bytes"] += f.stat().st_size
+        key = weights_key(run / "model") if has_weights(run / "model") else recorded_key(run / "model")
+        write_json(tmp / RECORD_FILE, {
+            "model_key": key, "left_out": "weights, checkpoints, per-epoch models and tokenizer files",
+            "how_to_use": "entmask runs import <this records folder> (the run is then reused by its hash; what "
+                          "needs its weights says so)"})
+        _replace_dir(tmp, target)
+        done["exported"].append(rel.as_posix())
+        done["left_out_files"] += left
+    prev = read_json(man_path).get("runs", []) if man_path.exists() else []
+    have = sorted({r for r in prev if (dest / r / "metrics.json").is_file()} | set(done["exported"]))
+    write_json(man_path, {"profile": profile, "config_version": _config_version(), "runs": have})
+    done.update(profile=profile, dest=str(dest), total_in_dest=len(have))
+    return done
+
+
+def import_records(src: str | Path, root: str | Path | None = None) -> dict:
+    """Copy the run records in `src` (an export_records folder) into the runs root, so that experiments find them
+    by hash and reuse them. Nothing here is overwritten: a run folder that exists (finished, or an interrupted run
+    with checkpoints) is kept as it is and listed. The reference teacher is not imported: without its weights it
+    could not mask anything; the first run that needs it rebuilds it from its config, and its weights key can be
+    compared with the record's."""
+    import shutil
+
+    src = Path(src)
+    man_path = src / RECORDS_MANIFEST
+    if not man_path.is_file():
+        raise RunError(f"{src} is not a records folder (no {RECORDS_MANIFEST}); give the folder that "
+                       f"`entmask runs export --to` wrote")
+    man = read_json(man_path)
+    if man.get("config_version") != _config_version():
+        raise RunError(f"{src} was exported with config version {man.get('config_version')}; this entmask has "
+                       f"{_config_version()}, whose hashes mean something else: import it with the entmask that "
+                       f"wrote it")
+    profile = man["profile"]
+    dest_root = profile_dir(profile, root)
+    out = {"profile": profile, "imported": [], "kept": [], "busy": [], "not_imported": []}
+    for rel in man.get("runs", []):
+        rec = src / rel
+        if not (rec / "metrics.json").is_file():
+            out["not_imported"].append(f"{rel} (listed, but its record is missing from {src})")
+            continue
+        if Path(rel).parts[0] == "reference":
+            out["not_imported"].append(f"{rel} (the teacher: rebuilt from its config by the first run that needs "
+                                       f"it; its weights key was {read_json(rec / RECORD_FILE).get('model_key')})")
+            continue
+        target = dest_root / rel
+        if target.exists():
+            out["kept"].append(rel)
+            continue
+        # the lock pretraining takes on a run folder (a fine-tuning run's lock is its parent's .<hash>): a run
+        # another process is starting right now is left to it
+        lock = target if Path(rel).parts[0] == "pretrain" else target.parent / f".{target.name.rsplit('-', 1)[-1]}"
+        try:
+            with locked(lock, timeout=0):
+                if target.exists():
+                    out["kept"].append(rel)
+                    continue
+                tmp = target.with_name(f".{target.name}.import-{os.getpid()}")
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(rec, tmp)
+                os.replace(tmp, target)
+                out["imported"].append(rel)
+        except RunError:
+            out["busy"].append(rel)
+    return out

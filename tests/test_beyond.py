@@ -433,6 +433,12 @@ def test_student_model_dir_takes_a_run_folder_or_its_model(tmp_path):
     (run / "model").mkdir(parents=True)
     (run / "model" / "config.json").write_text('{"model_type": "bert"}')
     (run / "config.json").write_text('{"masking": {}}')  # entmask's config, beside model/
+    with pytest.raises(ValueError, match=r"model has no weights \(\*.safetensors\): it is not a saved model"):
+        student_model_dir(run)
+    (run / "weights.json").write_text('{"model_key": "abc"}')  # a run imported from records: weights left out
+    with pytest.raises(ValueError, match="imported from run records, which leave weights out: retrain it"):
+        student_model_dir(run / "model")
+    (run / "model" / "model.safetensors").write_bytes(b"")
     assert student_model_dir(run) == run / "model" == student_model_dir(run / "model")
     (run / "model").rename(run / "moved")
     with pytest.raises(ValueError, match=r"holds no model \(no transformers config.json there or in model/\)") as e:

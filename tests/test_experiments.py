@@ -782,6 +782,70 @@ def test_report_only_writes_tables_from_what_finished(results, exp_root, capsys,
     assert err.count("\n") == 1 and "--report-only trains nothing" in err
 
 
+# ---- run records: a matrix outlives its machine (runs.export_records / import_records) -----------------------------
+@pytest.mark.slow
+def test_records_carry_finished_runs_to_an_empty_runs_root(results, exp_root, tmp_path, capsys):
+    """The records of finished runs (configs, metrics, logs, predictions; no weights) exported, then imported into
+    an empty runs root: the table comes back the same, the training path reuses every run instead of training, and
+    whatever needs the missing weights says so in one line."""
+    import pandas as pd
+
+    from entmask import cli, exploration, runs
+    from entmask.finetune import finetune_task
+    from entmask.models import ModelError
+
+    cfg = smoke_cfg()
+    rec = tmp_path / "records"
+    out = runs.export_records("smoke", rec, root=exp_root)
+    files = sorted(p for p in rec.rglob("*") if p.is_file())
+    assert out["exported"] and not [p for p in files if p.suffix in runs.WEIGHT_SUFFIXES or "checkpoints" in p.parts]
+    assert not [p for p in files if "model" in p.relative_to(rec).parts and p.name != "config.json"]
+    hi = results["table1"].runs["teacher-high"]
+    assert f"pretrain/{hi.name}" in out["exported"] and any(r.startswith("reference/") for r in out["exported"])
+    assert runs.read_json(rec / "pretrain" / hi.name / "weights.json")["model_key"] == runs.weights_key(hi / "model")
+    snap = {p: p.read_bytes() for p in files}
+    runs.export_records("smoke", rec, root=exp_root)  # again: byte for byte the same (no timestamps to commit)
+    assert {p: p.read_bytes() for p in sorted(q for q in rec.rglob("*") if q.is_file())} == snap
+
+    fresh = tmp_path / "fresh"
+    assert cli.main(["runs", "import", str(rec), "--runs-dir", str(fresh)]) == 0
+    said = capsys.readouterr().out
+    n = len([r for r in out["exported"] if not r.startswith("reference/")])
+    assert f"imported {n} run(s) of profile smoke" in said  # all but the teacher(s)
+    assert "not imported: reference/" in said and "rebuilt from its config" in said
+    assert not (fresh / "smoke" / "reference").exists()
+
+    res = ex.table1(cfg, root=fresh, progress=False, train=False)
+    pd.testing.assert_frame_equal(ours(res).reset_index(drop=True), ours(results["table1"]).reset_index(drop=True))
+    had = sorted(p for p in fresh.rglob("*") if not p.name.endswith(".lock"))
+    rs = ex._pretrain_and_finetune("table1", ex.matrix("table1", cfg), fresh, progress=False)
+    assert sorted(p for p in fresh.rglob("*") if not p.name.endswith(".lock")) == had  # nothing trained or written
+    assert {r.label: r.run_dir.name for r in rs} == {k: v.name for k, v in results["table1"].runs.items()}
+    assert all(f["reused"] for r in rs for f in r.ft if f.get("status") != "absent")
+
+    # a fine-tuning with no record cannot be trained without the weights: one line, nothing written
+    hi2 = fresh / "smoke" / "pretrain" / hi.name
+    cola = next(f for f in next(r for r in rs if r.label == "teacher-high").ft if f["task"] == "cola")
+    __import__("shutil").rmtree(cola["run_dir"])
+    with pytest.raises(ModelError, match=rf"{hi.name} was imported from run records without its weights, and its "
+                                         r"cola seed 0 fine-tuning has no record"):
+        finetune_task(hi2 / "model", "cola", cfg.finetune, 0, profile="smoke", name=hi.name, root=fresh,
+                      progress=False)
+    assert not Path(cola["run_dir"]).exists()
+    with pytest.raises(ValueError, match="imported from run records, which leave weights out"):
+        exploration.student_model_dir(hi2)
+
+    assert cli.main(["runs", "import", str(rec), "--runs-dir", str(fresh)]) == 0  # again: nothing overwritten
+    said = capsys.readouterr().out
+    assert "imported 1 run(s)" in said and f"kept {n - 1} already here" in said  # the cola run came back
+    assert cli.main(["runs", "export", str(tmp_path / "x")]) == 2
+    assert cli.main(["runs", "import", str(tmp_path)]) == 2
+    assert cli.main(["runs", "export", str(rec), "--profile", "tiny", "--runs-dir", str(exp_root)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and "needs --profile" in err[0] and "not a records folder" in err[1], err
+    assert "does not exist: nothing of profile 'tiny' has run here" in err[2], err
+
+
 # ---- learned or memorised? (experiments.memorisation) ------------------------------------------------------------
 def test_own_masks_name_what_each_row_trained_on():
     from entmask.exploration import own_masks
@@ -880,7 +944,7 @@ def test_memorisation_scores_each_finished_run_on_its_own_masks(results, exp_roo
     finally:
         (low / "model.moved").rename(low / "model")
     assert "low (teacher)" not in set(again.table["row"]) and "high (teacher)" in set(again.table["row"])
-    assert f"finished but unreadable: {low} holds no model" in again.paths["md"].read_text()
+    assert f"finished, not scorable here: {low} holds no model" in again.paths["md"].read_text()
     res = ex.memorisation(smoke_cfg(), root=exp_root, progress=False)  # the full table back for what follows
     scores = __import__("pandas").read_csv(res.paths["csv"])
     cfg = smoke_cfg()

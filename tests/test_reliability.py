@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from entmask import config, data, entropy, pretrain
+from entmask import config, data, entropy, pretrain, runs
 from entmask.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -433,3 +433,69 @@ def test_a_report_names_an_unfinished_runs_pace_from_its_checkpoint():
     assert _checkpoint_progress(state).endswith("(1.8 s/step: ~8 min left at that pace)")
     assert _checkpoint_progress({"global_step": 500, "max_steps": 4760, "stateful_callbacks": {}}) == \
         "pretraining, checkpoint at step 500 of 4,760"  # written before entmask kept a wall clock
+
+
+# ---- run records (runs.export_records / import_records) --------------------------------------------------------
+def _fake_run(folder: Path, metrics: dict | None = {"steps": 4}) -> Path:
+    """A run folder as the stages leave it: model weights, tokenizer, checkpoints, logs, predictions."""
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "config.json").write_text('{"model_type": "bert"}')
+    (folder / "model" / "model.safetensors").write_bytes(b"\0" * 64)
+    (folder / "model" / "vocab.txt").write_text("[PAD]\n")
+    (folder / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (folder / "checkpoints" / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    (folder / "logs").mkdir()
+    (folder / "logs" / "log_history.json").write_text("[]")
+    (folder / "predictions.json").write_text('{"pred": [1, 0]}')
+    (folder / "config.json").write_text('{"name": "x"}')
+    (folder / "huge.json").write_bytes(b" " * (runs.RECORD_MAX_BYTES + 1))
+    if metrics is not None:
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def test_records_keep_what_runs_measured_and_leave_weights_out(tmp_path):
+    root, rec = tmp_path / "runs", tmp_path / "rec"
+    p = root / "smoke"
+    pre = _fake_run(p / "pretrain" / "high-teacher-0123456789")
+    _fake_run(p / "finetune" / "cola" / "high-teacher-0123456789-abcdef0123")
+    _fake_run(p / "reference" / "reference-aaaaaaaaaa")
+    _fake_run(p / "pretrain" / "low-teacher-1111111111", metrics=None)  # unfinished: not a record
+    out = runs.export_records("smoke", rec, root=root)
+    assert out["exported"] == ["reference/reference-aaaaaaaaaa", "pretrain/high-teacher-0123456789",
+                               "finetune/cola/high-teacher-0123456789-abcdef0123"]
+    got = sorted(q.relative_to(rec / "pretrain" / pre.name).as_posix()
+                 for q in (rec / "pretrain" / pre.name).rglob("*") if q.is_file())
+    assert got == ["config.json", "logs/log_history.json", "metrics.json", "model/config.json", "predictions.json",
+                   "weights.json"]
+    assert out["left_out_files"] == 3 * 4  # each run: weights, vocab, checkpoint state, the oversized file
+    assert json.loads((rec / "pretrain" / pre.name / "weights.json").read_text())["model_key"] == \
+        runs.weights_key(pre / "model") == entropy.teacher_key(pre / "model")
+    man = json.loads((rec / "records.json").read_text())
+    assert man["profile"] == "smoke" and len(man["runs"]) == 3
+
+    # a run gone from runs/ keeps its record; another profile or config version in the same folder is refused
+    shutil.rmtree(p / "reference")
+    assert runs.export_records("smoke", rec, root=root)["total_in_dest"] == 3
+    _fake_run(tmp_path / "runs" / "tiny" / "pretrain" / "r-2222222222")
+    with pytest.raises(runs.RunError, match="holds records of profile 'smoke' at config version"):
+        runs.export_records("tiny", rec, root=root)
+
+    # import: into an empty root everything but the teacher; a folder that exists is never overwritten
+    fresh = tmp_path / "fresh"
+    (fresh / "smoke" / "finetune" / "cola" / "high-teacher-0123456789-abcdef0123").mkdir(parents=True)  # local
+    r = runs.import_records(rec, root=fresh)
+    assert r["imported"] == ["pretrain/high-teacher-0123456789"]
+    assert r["kept"] == ["finetune/cola/high-teacher-0123456789-abcdef0123"]
+    assert len(r["not_imported"]) == 1 and "reference/reference-aaaaaaaaaa (the teacher" in r["not_imported"][0]
+    assert not any((fresh / "smoke" / "finetune" / "cola" / "high-teacher-0123456789-abcdef0123").iterdir())
+    imp = fresh / "smoke" / "pretrain" / pre.name
+    assert runs.recorded_key(imp / "model") == runs.weights_key(pre / "model") and not runs.has_weights(imp / "model")
+    assert runs.import_records(rec, root=fresh)["imported"] == []
+
+    man["config_version"] = -1
+    (rec / "records.json").write_text(json.dumps(man))
+    with pytest.raises(runs.RunError, match="exported with config version -1"):
+        runs.import_records(rec, root=fresh)
+    with pytest.raises(runs.RunError, match="is not a records folder"):
+        runs.import_records(tmp_path, root=fresh)
