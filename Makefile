@@ -46,11 +46,12 @@ lab: kernel
 ## (every row at seed 0, the tables written, then seed 1), split between 2 one-thread worker processes, which on
 ## 2 cores train these small students ~1.1-1.2x faster than one process. Rerunning resumes (runs are found by hash).
 ## It first imports the committed records of runs finished on earlier machines (docs/records/cpu-long: no weights),
-## so a fresh machine reuses them instead of training them again.
+## so a fresh machine reuses them instead of training them again, and exports them again after each row (commit
+## them before the machine goes).
 RECORDS := docs/records/cpu-long
 matrix-cpu-long: setup
 	$(if $(wildcard $(RECORDS)/records.json),$(BIN)/entmask runs import $(RECORDS),)
-	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --set "experiment.pretrain_seeds=[0,1]" --workers 2
+	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --set "experiment.pretrain_seeds=[0,1]" --workers 2 --records $(RECORDS)
 
 ## While (or after) the matrix runs: its tables from what has finished at SEEDS (default both), and the verdicts.
 ## Trains nothing, so it is safe beside the running matrix: make results-cpu-long SEEDS=0 (the tables take no

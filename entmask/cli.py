@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "splits the rows too")
     s.add_argument("--corpus", help="for `corpus`: another corpus by hub name (e.g. bookcorpus)")
     s.add_argument("--recipes", help="for `plateau`: comma-separated recipe labels (default: all of them)")
+    s.add_argument("--records", metavar="DIR",
+                   help="after each row, export the records of every finished run (no weights) to DIR, to commit: "
+                        "a new machine imports them with `entmask runs import DIR` and reuses them")
     s.add_argument("--report-only", action="store_true",
                    help="train nothing: write the table(s) from the runs that have finished (rows not finished "
                         "at every pretraining seed are left out and named; for `plateau`: finished, stopped, not "
@@ -334,6 +337,9 @@ def cmd_experiment(a) -> int:
     if a.report_only:
         if a.workers != 1:
             raise CLIError("--report-only trains nothing, so it has no rows to split: drop --workers")
+        if a.records:
+            raise CLIError("--report-only trains nothing, so it has nothing new to record: drop --records (or run "
+                           "`entmask runs export DIR --profile P`)")
         if kwargs and len(names) > 1:
             raise CLIError("--corpus and --recipes apply to one experiment; name only that one")
         failed = 0
@@ -344,10 +350,10 @@ def cmd_experiment(a) -> int:
                 print(f"entmask: error: {str(e).splitlines()[0]}", file=sys.stderr)
                 failed += 1
         return 2 if failed else 0
-    if len(names) > 1 or a.workers != 1:
+    if len(names) > 1 or a.workers != 1 or a.records:
         if kwargs:
-            raise CLIError("--corpus and --recipes apply to one experiment without --workers")
-        for out in experiments.run_many(names, cfg, workers=a.workers, progress=not a.quiet):
+            raise CLIError("--corpus and --recipes apply to one experiment without --workers or --records")
+        for out in experiments.run_many(names, cfg, workers=a.workers, progress=not a.quiet, records=a.records):
             print(f"entmask: wrote {out}")
         return 0
     out = experiments.run(names[0], cfg, progress=not a.quiet, **kwargs)

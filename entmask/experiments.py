@@ -340,8 +340,22 @@ def row_cost(cfg: PretrainConfig) -> float:
     return cost
 
 
+def _record(profile: str, records, root, progress: bool) -> None:
+    """After each row of a matrix run with --records: the records of every finished run exported to `records`, so
+    a matrix that outlives its machine loses only the rows it was training. A failed export is said, and the
+    matrix goes on (its runs are unaffected)."""
+    if not records:
+        return
+    try:
+        with runs.locked(runs.profile_dir(profile, root) / ".records-export"):  # workers export one at a time
+            r = runs.export_records(profile, records, root)
+        _say(progress, f"records: {r['total_in_dest']} finished run(s) recorded in {records}")
+    except (OSError, runs.RunError) as e:
+        _say(True, f"records: exporting to {records} failed ({str(e).splitlines()[0]}); the runs are unaffected")
+
+
 def _pretrain_and_finetune(name: str, specs, root, progress: bool, frozen: bool = False,
-                           tolerate_data_errors: bool = False) -> list[_Run]:
+                           tolerate_data_errors: bool = False, records=None) -> list[_Run]:
     """Pretrain and fine-tune every row at every pretraining seed, seed-major: all rows at the first seed, then
     all at the next, so what has finished is always a whole table. One _Run per row holds all its seeds; its
     fine-tuning rows carry `pretrain_seed`, and the statistics treat (pretrain seed, fine-tuning seed) as a unit.
@@ -395,6 +409,7 @@ def _pretrain_and_finetune(name: str, specs, root, progress: bool, frozen: bool 
             ft = finetune_all(run_dir / "model", c.finetune, profile=c.profile, name=run_dir.name,
                               data_dir=c.data.data_dir, root=root, frozen=frozen, progress=progress)
             r.ft.extend({**f, "pretrain_seed": seed} for f in ft)
+            _record(cs.profile, records, root, progress)
         finally:
             if claim is not None:
                 claim.release()
@@ -2022,7 +2037,7 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _worker_main(tag: str, specs, root, threads: int, log: str, progress: bool) -> None:
+def _worker_main(tag: str, specs, root, threads: int, log: str, progress: bool, records=None) -> None:
     """A worker process of run_many: its output goes to `log`, and it uses `threads` torch threads."""
     import os
     import sys
@@ -2037,12 +2052,12 @@ def _worker_main(tag: str, specs, root, threads: int, log: str, progress: bool) 
     _exit_with_parent()
     print(f"entmask worker {tag} (pid {os.getpid()}, {threads} torch thread(s)) started "
           f"{time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
-    _pretrain_and_finetune(tag, specs, root, progress)
+    _pretrain_and_finetune(tag, specs, root, progress, records=records)
     print(f"entmask worker {tag}: no rows left, {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
 
 
-def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progress: bool = True, root=None
-             ) -> list[Path]:
+def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progress: bool = True, root=None,
+             records=None) -> list[Path]:
     """Run several experiments (`entmask experiment table1,table2 --workers N`) with their rows pooled; returns the
     paths of their .md tables.
 
@@ -2051,7 +2066,10 @@ def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progres
     and N-1 spawned ones, each with threads/N torch threads, logs under results/workers/). On a 2-core CPU two
     one-thread workers train small students ~1.1-1.2x faster than one two-thread process (bert-tiny, cpu-long
     batch: 1.39 + 1.39 steps/s against 2.36 in an A/B; 1.34 + 1.36 against ~2.4 in the matrix), because a tiny
-    model's ops are too small to keep two threads busy. Each seed ends by waiting for the slowest row."""
+    model's ops are too small to keep two threads busy. Each seed ends by waiting for the slowest row.
+
+    `records` (a folder, `--records`): after each row the records of every finished run of the profile are
+    exported there (runs.export_records), to commit, so that a new machine reuses them (runs.import_records)."""
     import multiprocessing
 
     import torch
@@ -2064,7 +2082,12 @@ def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progres
                               f"run it on its own without --workers (poolable: {', '.join(POOLABLE)})")
     if workers > 1 and runs.world_size() > 1:
         raise ExperimentError("--workers starts processes of its own; do not combine it with torchrun")
-    if len(names) == 1 and workers == 1:
+    if records is not None:
+        if bad:
+            raise ExperimentError(f"--records exports after each row of a pooled matrix; {', '.join(bad)} is not "
+                                  f"one (poolable: {', '.join(POOLABLE)}): run it, then `entmask runs export`")
+        records = str(runs.check_records_dest(cfg.profile, records))
+    elif len(names) == 1 and workers == 1:
         return [run(names[0], cfg, progress=progress, root=root)]
     threads_before = torch.get_num_threads()  # the cores torch may use here (affinity, OMP_NUM_THREADS)
     if workers > max(1, threads_before):
@@ -2086,14 +2109,14 @@ def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progres
                 for w in range(2, workers + 1):
                     log = logs / f"{tag}-worker-{w}.log"
                     p = ctx.Process(target=_worker_main, args=(f"{tag} worker {w}", specs, root, threads, str(log),
-                                                               progress), daemon=False)
+                                                               progress, records), daemon=False)
                     p.start()
                     procs.append((w, p, log))
                     _say(progress, f"{tag}: worker {w}/{workers} (pid {p.pid}, {threads} thread(s)) logs to {log}")
                 torch.set_num_threads(threads)
             _say(progress, f"{tag}: pretraining seed {seed}: {len(specs)} rows"
                            + (f" split between {workers} workers" if workers > 1 else ""))
-            _pretrain_and_finetune(tag, specs, root, progress)
+            _pretrain_and_finetune(tag, specs, root, progress, records=records)
         except BaseException:
             for _, p, _ in procs:  # stop the workers now rather than after their rows (they resume on a rerun)
                 p.terminate()

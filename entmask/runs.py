@@ -439,6 +439,21 @@ def _replace_dir(tmp: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def check_records_dest(profile: str, dest: str | Path) -> Path:
+    """`dest` as a records folder for `profile`: new, or holding records of this profile and config version."""
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise RunError(f"records folder {dest} is a file; give a folder")
+    man_path = dest / RECORDS_MANIFEST
+    if man_path.exists():
+        man = read_json(man_path)
+        if man.get("profile") != profile or man.get("config_version") != _config_version():
+            raise RunError(f"{dest} holds records of profile {man.get('profile')!r} at config version "
+                           f"{man.get('config_version')}, not {profile!r} at {_config_version()}: export to "
+                           f"another folder")
+    return dest
+
+
 def export_records(profile: str, dest: str | Path, root: str | Path | None = None) -> dict:
     """Copy the records of every finished run of `profile` (reference, pretraining, fine-tuning) to `dest`, weights
     left out; each gets a weights.json with its model's weights key. Records already in `dest` whose run is not
@@ -449,14 +464,8 @@ def export_records(profile: str, dest: str | Path, root: str | Path | None = Non
     if not src.is_dir():
         raise RunError(f"{src} does not exist: nothing of profile {profile!r} has run here (runs root "
                        f"{runs_root(root)}; set {ENV_RUNS} or --runs-dir if the runs are elsewhere)")
-    dest = Path(dest)
+    dest = check_records_dest(profile, dest)
     man_path = dest / RECORDS_MANIFEST
-    if man_path.exists():
-        man = read_json(man_path)
-        if man.get("profile") != profile or man.get("config_version") != _config_version():
-            raise RunError(f"{dest} holds records of profile {man.get('profile')!r} at config version "
-                           f"{man.get('config_version')}, not {profile!r} at {_config_version()}: export to "
-                           f"another folder")
     done = {"exported": [], "left_out_files": 0, "bytes": 0}
     for run in _finished_runs(src):
         rel = run.relative_to(src)

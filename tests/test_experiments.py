@@ -562,7 +562,7 @@ def _seeded(c, seed):
     return c
 
 
-def test_pooled_experiments_share_rows_and_refuse_what_cannot_pool(capsys):
+def test_pooled_experiments_share_rows_and_refuse_what_cannot_pool(capsys, tmp_path):
     from entmask import cli
 
     cfg = smoke_cfg()
@@ -581,28 +581,42 @@ def test_pooled_experiments_share_rows_and_refuse_what_cannot_pool(capsys):
 
     with pytest.raises(ExperimentError, match="needs a core of its own"):
         ex.run_many(["table1"], cfg, workers=torch.get_num_threads() + 1)
+    with pytest.raises(ExperimentError, match="--records exports after each row of a pooled matrix; frozen is not"):
+        ex.run_many(["frozen"], cfg, records=tmp_path / "rec")
+    (tmp_path / "tiny-rec").mkdir()
+    (tmp_path / "tiny-rec" / "records.json").write_text(json.dumps({"profile": "tiny", "config_version": 0}))
+    from entmask.runs import RunError
+    with pytest.raises(RunError, match="holds records of profile 'tiny'"):  # before anything trains
+        ex.run_many(["table1"], cfg, records=tmp_path / "tiny-rec")
     for argv, msg in [(["table1,frozen", "--workers", "2"], "frozen cannot be pooled"),
-                      (["table1", "--workers", "2", "--recipes", "seq32"], "apply to one experiment")]:
+                      (["table1", "--workers", "2", "--recipes", "seq32"], "apply to one experiment"),
+                      (["table1", "--report-only", "--records", str(tmp_path)], "nothing new to record")]:
         assert cli.main(["experiment", *argv, "--profile", "smoke"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and msg in err, err
 
 
-def test_workers_spawn_log_and_rewrite_the_tables(results, exp_root, capsys):
+def test_workers_spawn_log_and_rewrite_the_tables(results, exp_root, capsys, tmp_path):
     """`--workers 2` on finished runs: a spawned worker process starts with its share of the threads, finds its
     rows by hash, logs to results/workers/, and both tables are written again with the same cells. (How rows are
-    split is tested above without processes.)"""
+    split is tested above without processes.) With --records each row, in either process, exports the records of
+    every finished run."""
     import torch
 
     cfg = smoke_cfg()
     before = [results[n].paths["csv"].read_text() for n in ("table1", "table2")]
-    paths = ex.run_many(["table1", "table2"], cfg, workers=2, root=exp_root, progress=True)
+    rec = tmp_path / "rec"
+    paths = ex.run_many(["table1", "table2"], cfg, workers=2, root=exp_root, progress=True, records=rec)
     assert paths == [results["table1"].paths["md"], results["table2"].paths["md"]]
     out = capsys.readouterr().out
     assert "worker 2/2" in out and "8 rows split between 2 workers" in out
     log = exp_root / "smoke" / "results" / "workers" / "table1+table2-worker-2.log"
     text = log.read_text()
     assert f"{max(1, torch.get_num_threads() // 2)} torch thread(s)" in text and "no rows left" in text
+    assert "finished run(s) recorded in" in out and "finished run(s) recorded in" in text  # both processes
+    recorded = set(json.loads((rec / "records.json").read_text())["runs"])
+    assert {f"pretrain/{d.name}" for n in ("table1", "table2") for d in results[n].runs.values()} <= recorded
+    assert any(r.startswith("finetune/cola/") for r in recorded)
     assert [results[n].paths["csv"].read_text() for n in ("table1", "table2")] == before
 
 
