@@ -370,9 +370,16 @@ def cmd_runs(a) -> int:
                            "--profile cpu-long`")
         r = runs.export_records(a.profile, a.folder)
         print(f"entmask runs: exported {len(r['exported'])} finished run(s) of {a.profile} to {a.folder} "
-              f"({r['bytes'] / 1e6:.1f} MB; {r['left_out_files']} weight/checkpoint/tokenizer files left out); "
+              f"({r['bytes'] / 1e6:.1f} MB; {r['left_out_files']} weight/checkpoint/tokenizer/link files left out); "
               f"{r['total_in_dest']} run(s) recorded there")
-        return 0
+        for what, why in (("failed", "not exported"), ("teacher_changed", "the teacher here is not the recorded one "
+                                                                          "(its old record is kept)"),
+                          ("no_key", "recorded without a weights key (its weights are not here)")):
+            for line in r[what]:
+                print(f"  {why}: {line}")
+        return 2 if r["failed"] else 0
+    if a.profile:
+        raise CLIError("runs import takes the profile from the records folder; drop --profile")
     r = runs.import_records(a.folder)
     print(f"entmask runs: imported {len(r['imported'])} run(s) of profile {r['profile']} into "
           f"{runs.profile_dir(r['profile'])}; kept {len(r['kept'])} already here; {len(r['busy'])} being "

@@ -350,8 +350,13 @@ def _record(profile: str, records, root, progress: bool) -> None:
         with runs.locked(runs.profile_dir(profile, root) / ".records-export"):  # workers export one at a time
             r = runs.export_records(profile, records, root)
         _say(progress, f"records: {r['total_in_dest']} finished run(s) recorded in {records}")
-    except (OSError, runs.RunError) as e:
-        _say(True, f"records: exporting to {records} failed ({str(e).splitlines()[0]}); the runs are unaffected")
+        for what, why in (("failed", "not exported"), ("teacher_changed", "the teacher here is not the recorded one"),
+                          ("no_key", "recorded without a weights key")):
+            for line in r[what]:
+                _say(True, f"records: {why}: {line}")
+    except Exception as e:  # noqa: BLE001 - a record is a copy: nothing about it may stop the matrix
+        first = str(e).splitlines()[0] if str(e) else ""
+        _say(True, f"records: exporting to {records} failed ({type(e).__name__}: {first}); the runs are unaffected")
 
 
 def _pretrain_and_finetune(name: str, specs, root, progress: bool, frozen: bool = False,
@@ -2086,7 +2091,7 @@ def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progres
         if bad:
             raise ExperimentError(f"--records exports after each row of a pooled matrix; {', '.join(bad)} is not "
                                   f"one (poolable: {', '.join(POOLABLE)}): run it, then `entmask runs export`")
-        records = str(runs.check_records_dest(cfg.profile, records))
+        records = str(runs.check_records_dest(cfg.profile, records, root))
     elif len(names) == 1 and workers == 1:
         return [run(names[0], cfg, progress=progress, root=root)]
     threads_before = torch.get_num_threads()  # the cores torch may use here (affinity, OMP_NUM_THREADS)

@@ -391,12 +391,47 @@ def has_weights(model_dir: str | Path) -> bool:
 
 
 def recorded_key(model_dir: str | Path) -> str | None:
-    """The weights key of `<run>/model` from the run's weights.json, for a run imported from records (no weights)."""
+    """The weights key of `<run>/model` from the run's weights.json, for a run imported from records (no weights);
+    None when there is no such file or it names no key."""
     rec = Path(model_dir).parent / RECORD_FILE
     if Path(model_dir).name != "model" or not rec.is_file():
         return None
-    key = read_json(rec).get("model_key")
+    try:
+        info = json.loads(rec.read_text())
+    except (OSError, ValueError):
+        return None
+    key = info.get("model_key") if isinstance(info, dict) else None
     return key if isinstance(key, str) and key else None
+
+
+def _check_profile(profile) -> str:
+    if not isinstance(profile, str) or not profile or safe_name(profile) != profile:
+        raise RunError(f"profile {profile!r} is not a plain name (letters, digits, . _ -); records are kept per "
+                       f"profile, e.g. cpu-long")
+    return profile
+
+
+def _check_rel(rel) -> str:
+    """A record's place, as a manifest lists it: reference/<run>, pretrain/<run> or finetune/<task>/<run>."""
+    parts = Path(rel).parts if isinstance(rel, str) else ()
+    ok = (bool(parts) and not Path(rel).is_absolute() and parts[0] in RECORD_STAGES
+          and len(parts) == (3 if parts[0] == "finetune" else 2)
+          and all(x == safe_name(x) and not x.startswith(".") for x in parts))
+    if not ok:
+        raise RunError(f"records list {rel!r}, which is not a run's place (stage/run or finetune/task/run); the "
+                       f"records folder is damaged: export it again")
+    return Path(*parts).as_posix()
+
+
+def _read_manifest(folder: Path) -> dict:
+    """records.json of a records folder, checked: {"profile": name, "config_version": int, "runs": [places]}."""
+    m = read_json(folder / RECORDS_MANIFEST)
+    if not isinstance(m, dict) or not isinstance(m.get("runs", []), list):
+        raise RunError(f"{folder / RECORDS_MANIFEST} is not a records manifest (a JSON object with a list of runs); "
+                       f"export the records again")
+    _check_profile(m.get("profile"))
+    m["runs"] = [_check_rel(r) for r in m.get("runs", [])]
+    return m
 
 
 def _finished_runs(profile_root: Path) -> list[Path]:
@@ -407,20 +442,23 @@ def _finished_runs(profile_root: Path) -> list[Path]:
         for parent in parents:
             if parent.is_dir():
                 out += [p for p in sorted(parent.iterdir())
-                        if p.is_dir() and not p.name.startswith(".") and finished_metrics(p) is not None]
+                        if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+                        and finished_metrics(p) is not None]
     return out
 
 
 def _record_files(run: Path) -> tuple[list[Path], int]:
     """(the files of `run` that go into its record, how many were left out). model/ keeps only its config.json:
-    the tokenizer files are the mirror's vocabulary, the rest is weights."""
+    the tokenizer files are the mirror's vocabulary, the rest is weights. Links are left out: a record is
+    committed, and a link could carry any file of this machine into it."""
     keep, left = [], 0
     for f in sorted(run.rglob("*")):
-        if not f.is_file():
+        if f.is_dir() and not f.is_symlink():
             continue
         rel = f.relative_to(run)
-        if (rel.parts[0] in RECORD_SKIP_DIRS or f.suffix in WEIGHT_SUFFIXES or any(x.startswith(".") for x in rel.parts)
-                or f.suffix == ".lock" or (rel.parts[0] == "model" and rel.as_posix() != "model/config.json")
+        if (f.is_symlink() or not f.is_file() or rel.parts[0] in RECORD_SKIP_DIRS or f.suffix in WEIGHT_SUFFIXES
+                or any(x.startswith(".") for x in rel.parts) or f.suffix == ".lock"
+                or (rel.parts[0] == "model" and rel.as_posix() != "model/config.json")
                 or rel.as_posix() == RECORD_FILE or f.stat().st_size > RECORD_MAX_BYTES):
             left += 1
         else:
@@ -428,85 +466,138 @@ def _record_files(run: Path) -> tuple[list[Path], int]:
     return keep, left
 
 
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Put the finished folder `tmp` at `target`, replacing an older one only after the new one is complete."""
+def _is_record(folder: Path) -> bool:
+    return (folder / RECORD_FILE).is_file() and (folder / "metrics.json").is_file()
+
+
+def _replace_record(tmp: Path, target: Path) -> None:
+    """Put the finished record `tmp` at `target`, replacing an older record only after the new one is complete.
+    Only a record (it holds weights.json) is ever replaced: never a run folder or anything else."""
     import shutil
 
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
+    if target.exists() or target.is_symlink():
+        if target.is_symlink() or not _is_record(target):
+            raise RunError(f"{target} exists and is not a record (no {RECORD_FILE}); it is left as it is: export "
+                           f"to a folder of records only")
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
 
 
-def check_records_dest(profile: str, dest: str | Path) -> Path:
-    """`dest` as a records folder for `profile`: new, or holding records of this profile and config version."""
+def check_records_dest(profile: str, dest: str | Path, root: str | Path | None = None) -> Path:
+    """`dest` as a records folder for `profile`: empty or new, or holding records of this profile and config
+    version; never inside the runs root (an export there would replace runs by their weightless records)."""
+    _check_profile(profile)
+    if not str(dest).strip():
+        raise RunError("the records folder is empty; give one, e.g. docs/records/cpu-long")
     dest = Path(dest)
     if dest.exists() and not dest.is_dir():
         raise RunError(f"records folder {dest} is a file; give a folder")
+    real, runs_real = dest.resolve(), runs_root(root).resolve()
+    if real == runs_real or runs_real in real.parents or real in runs_real.parents:
+        raise RunError(f"records folder {dest} is inside (or holds) the runs root {runs_root(root)}; give a folder "
+                       f"outside it, e.g. docs/records/{profile}")
     man_path = dest / RECORDS_MANIFEST
     if man_path.exists():
-        man = read_json(man_path)
+        man = _read_manifest(dest)
         if man.get("profile") != profile or man.get("config_version") != _config_version():
             raise RunError(f"{dest} holds records of profile {man.get('profile')!r} at config version "
                            f"{man.get('config_version')}, not {profile!r} at {_config_version()}: export to "
                            f"another folder")
+    elif dest.is_dir() and any(x for x in dest.iterdir() if not x.name.startswith(".")):
+        raise RunError(f"{dest} is not empty and holds no records ({RECORDS_MANIFEST}); export to a new or empty "
+                       f"folder")
     return dest
+
+
+@contextlib.contextmanager
+def _records_lock(dest: Path) -> Iterator[None]:
+    """One export at a time into a records folder (the matrix's workers, `make records-cpu-long` beside them).
+    The lock file lives in the temp folder, not beside the records, which are committed."""
+    import hashlib
+
+    key = hashlib.sha256(str(dest.resolve()).encode()).hexdigest()[:16]
+    with locked(Path(tempfile.gettempdir()) / f"entmask-records-{key}"):
+        yield
 
 
 def export_records(profile: str, dest: str | Path, root: str | Path | None = None) -> dict:
     """Copy the records of every finished run of `profile` (reference, pretraining, fine-tuning) to `dest`, weights
     left out; each gets a weights.json with its model's weights key. Records already in `dest` whose run is not
-    here any more are kept. The output is deterministic (no timestamps), so exporting twice changes nothing."""
+    here any more are kept. The output is deterministic (no timestamps), so exporting twice changes nothing. A
+    reference teacher whose weights key differs from its record's (rebuilt on a new machine, not bit for bit) keeps
+    its old record and is listed in `teacher_changed`: the runs recorded earlier were masked by that teacher."""
     import shutil
 
+    _check_profile(profile)
     src = profile_dir(profile, root)
     if not src.is_dir():
         raise RunError(f"{src} does not exist: nothing of profile {profile!r} has run here (runs root "
                        f"{runs_root(root)}; set {ENV_RUNS} or --runs-dir if the runs are elsewhere)")
-    dest = check_records_dest(profile, dest)
-    man_path = dest / RECORDS_MANIFEST
-    done = {"exported": [], "left_out_files": 0, "bytes": 0}
-    for run in _finished_runs(src):
-        rel = run.relative_to(src)
-        files, left = _record_files(run)
-        target = dest / rel
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        for f in files:
-            out = tmp / f.relative_to(run)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, out)
-            done["bytes"] += f.stat().st_size
-        key = weights_key(run / "model") if has_weights(run / "model") else recorded_key(run / "model")
-        write_json(tmp / RECORD_FILE, {
-            "model_key": key, "left_out": "weights, checkpoints, per-epoch models and tokenizer files",
-            "how_to_use": "entmask runs import <this records folder> (the run is then reused by its hash; what "
-                          "needs its weights says so)"})
-        _replace_dir(tmp, target)
-        done["exported"].append(rel.as_posix())
-        done["left_out_files"] += left
-    prev = read_json(man_path).get("runs", []) if man_path.exists() else []
-    have = sorted({r for r in prev if (dest / r / "metrics.json").is_file()} | set(done["exported"]))
-    write_json(man_path, {"profile": profile, "config_version": _config_version(), "runs": have})
+    dest = check_records_dest(profile, dest, root)
+    dest.mkdir(parents=True, exist_ok=True)
+    done = {"exported": [], "left_out_files": 0, "bytes": 0, "no_key": [], "failed": [], "teacher_changed": []}
+    with _records_lock(dest):
+        man_path = dest / RECORDS_MANIFEST
+        prev = _read_manifest(dest)["runs"] if man_path.exists() else []
+        # the manifest first: an export interrupted after this leaves a folder that the next one recognises
+        write_json(man_path, {"profile": profile, "config_version": _config_version(), "runs": prev})
+        for stale in list(dest.rglob(".*.tmp-*")) + list(dest.rglob(".*.old-*")):  # an interrupted export's
+            shutil.rmtree(stale, ignore_errors=True)
+        for run in _finished_runs(src):
+            rel = run.relative_to(src).as_posix()
+            target = dest / rel
+            tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+            try:
+                model = run / "model"
+                key = weights_key(model) if has_weights(model) else recorded_key(model)
+                if rel.startswith("reference/") and _is_record(target):
+                    was = recorded_key(target / "model")
+                    if was is not None and key is not None and was != key:
+                        done["teacher_changed"].append(f"{rel}: recorded {was}, here {key}")
+                        continue
+                files, left = _record_files(run)
+                shutil.rmtree(tmp, ignore_errors=True)
+                for f in files:
+                    out = tmp / f.relative_to(run)
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(f, out)
+                    done["bytes"] += f.stat().st_size
+                write_json(tmp / RECORD_FILE, {
+                    "model_key": key, "left_out": "weights, checkpoints, per-epoch models and tokenizer files",
+                    "how_to_use": "entmask runs import <this records folder> (the run is then reused by its hash; "
+                                  "what needs its weights says so)"})
+                _replace_record(tmp, target)
+            except (OSError, RunError) as e:  # one unreadable run does not stop the others
+                shutil.rmtree(tmp, ignore_errors=True)
+                done["failed"].append(f"{rel}: {str(e).splitlines()[0]}")
+                continue
+            done["exported"].append(rel)
+            done["left_out_files"] += left
+            if key is None and not rel.startswith("finetune/"):
+                done["no_key"].append(rel)
+        have = sorted({r for r in prev if _is_record(dest / r)} | set(done["exported"]))
+        write_json(man_path, {"profile": profile, "config_version": _config_version(), "runs": have})
     done.update(profile=profile, dest=str(dest), total_in_dest=len(have))
     return done
 
 
 def import_records(src: str | Path, root: str | Path | None = None) -> dict:
     """Copy the run records in `src` (an export_records folder) into the runs root, so that experiments find them
-    by hash and reuse them. Nothing here is overwritten: a run folder that exists (finished, or an interrupted run
-    with checkpoints) is kept as it is and listed. The reference teacher is not imported: without its weights it
-    could not mask anything; the first run that needs it rebuilds it from its config, and its weights key can be
-    compared with the record's."""
+    by hash and reuse them. Nothing here is overwritten: a run whose hash has a folder here (finished, or an
+    interrupted run with checkpoints) is kept as it is and listed. Links in a record are not copied. The reference
+    teacher is not imported: without its weights it could not mask anything; the first run that needs it rebuilds
+    it from its config, and the next export says if the rebuilt one differs (export_records' teacher_changed)."""
     import shutil
 
     src = Path(src)
-    man_path = src / RECORDS_MANIFEST
-    if not man_path.is_file():
+    if not (src / RECORDS_MANIFEST).is_file():
         raise RunError(f"{src} is not a records folder (no {RECORDS_MANIFEST}); give the folder that "
-                       f"`entmask runs export --to` wrote")
-    man = read_json(man_path)
+                       f"`entmask runs export` wrote")
+    man = _read_manifest(src)
     if man.get("config_version") != _config_version():
         raise RunError(f"{src} was exported with config version {man.get('config_version')}; this entmask has "
                        f"{_config_version()}, whose hashes mean something else: import it with the entmask that "
@@ -514,30 +605,36 @@ def import_records(src: str | Path, root: str | Path | None = None) -> dict:
     profile = man["profile"]
     dest_root = profile_dir(profile, root)
     out = {"profile": profile, "imported": [], "kept": [], "busy": [], "not_imported": []}
-    for rel in man.get("runs", []):
+    for rel in man["runs"]:
         rec = src / rel
-        if not (rec / "metrics.json").is_file():
+        if rec.is_symlink() or not (rec / "metrics.json").is_file():
             out["not_imported"].append(f"{rel} (listed, but its record is missing from {src})")
             continue
-        if Path(rel).parts[0] == "reference":
+        stage = Path(rel).parts[0]
+        if stage == "reference":
             out["not_imported"].append(f"{rel} (the teacher: rebuilt from its config by the first run that needs "
-                                       f"it; its weights key was {read_json(rec / RECORD_FILE).get('model_key')})")
+                                       f"it; its recorded weights key is {recorded_key(rec / 'model') or 'unknown'})")
+            continue
+        if stage == "pretrain" and recorded_key(rec / "model") is None:
+            out["not_imported"].append(f"{rel} (its record names no weights key, so its fine-tuning runs could not "
+                                       f"be found; export it again from the machine that has its weights)")
             continue
         target = dest_root / rel
-        if target.exists():
+        h = target.name.rsplit("-", 1)[-1]
+        if target.exists() or find_run(target.parent, h) is not None:  # this hash has a folder here, by any name
             out["kept"].append(rel)
             continue
         # the lock pretraining takes on a run folder (a fine-tuning run's lock is its parent's .<hash>): a run
         # another process is starting right now is left to it
-        lock = target if Path(rel).parts[0] == "pretrain" else target.parent / f".{target.name.rsplit('-', 1)[-1]}"
+        lock = target if stage == "pretrain" else target.parent / f".{h}"
         try:
             with locked(lock, timeout=0):
-                if target.exists():
+                if target.exists() or find_run(target.parent, h) is not None:
                     out["kept"].append(rel)
                     continue
                 tmp = target.with_name(f".{target.name}.import-{os.getpid()}")
                 shutil.rmtree(tmp, ignore_errors=True)
-                shutil.copytree(rec, tmp)
+                shutil.copytree(rec, tmp, ignore=lambda d, names: [n for n in names if (Path(d) / n).is_symlink()])
                 os.replace(tmp, target)
                 out["imported"].append(rel)
         except RunError:

@@ -499,3 +499,76 @@ def test_records_keep_what_runs_measured_and_leave_weights_out(tmp_path):
         runs.import_records(rec, root=fresh)
     with pytest.raises(runs.RunError, match="is not a records folder"):
         runs.import_records(tmp_path, root=fresh)
+
+
+def test_records_refuse_what_would_lose_or_leak_anything(tmp_path, capsys):
+    """From an adversarial probe: an export into the runs themselves, a manifest that points outside, links, a
+    malformed manifest, a leftover of an interrupted export, a rebuilt teacher that is not the recorded one."""
+    root, rec = tmp_path / "runs", tmp_path / "rec"
+    pre = _fake_run(root / "smoke" / "pretrain" / "high-teacher-0123456789")
+    ref = _fake_run(root / "smoke" / "reference" / "reference-aaaaaaaaaa")
+    # into the runs root (it would replace runs by their weightless records), a user's folder, nothing: refused
+    for dest, msg in [(root / "smoke", "is inside \\(or holds\\) the runs root"), (root, "inside"),
+                      (pre, "inside"), ("", "the records folder is empty")]:
+        with pytest.raises(runs.RunError, match=msg):
+            runs.export_records("smoke", dest, root=root)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(runs.RunError, match="is not empty and holds no records"):
+        runs.export_records("smoke", tmp_path / "mine", root=root)
+    assert runs.has_weights(pre / "model") and (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+    with pytest.raises(runs.RunError, match="is not a plain name"):
+        runs.export_records("../runs/smoke", rec, root=root)
+
+    # a link in a run is not followed into the record (which is committed), nor out of a record on import
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET")
+    (pre / "logs" / "link.json").symlink_to(secret)
+    (rec / "pretrain" / ".high-teacher-0123456789.tmp-1").mkdir(parents=True)  # an interrupted export's leftover
+    (rec / "records.json").write_text(json.dumps({"profile": "smoke", "config_version": config.CONFIG_VERSION,
+                                                  "runs": []}))
+    out = runs.export_records("smoke", rec, root=root)
+    assert out["failed"] == [] and not list(rec.rglob(".*.tmp-*"))
+    assert "SECRET" not in "".join(p.read_text(errors="replace") for p in rec.rglob("*") if p.is_file())
+    (rec / "pretrain" / "high-teacher-0123456789" / "stolen.json").symlink_to(secret)
+    fresh = tmp_path / "fresh"
+    assert runs.import_records(rec, root=fresh)["imported"] == ["pretrain/high-teacher-0123456789"]
+    assert not (fresh / "smoke" / "pretrain" / "high-teacher-0123456789" / "stolen.json").exists()
+
+    # a run of the same hash under another name is this run: kept, not shadowed by the record
+    local = tmp_path / "f2" / "smoke" / "pretrain" / "mine-0123456789"
+    (local / "checkpoints").mkdir(parents=True)
+    assert runs.import_records(rec, root=tmp_path / "f2")["kept"] == ["pretrain/high-teacher-0123456789"]
+    assert not (tmp_path / "f2" / "smoke" / "pretrain" / "high-teacher-0123456789").exists()
+
+    # a rebuilt teacher that is not the recorded one keeps the old record and is named
+    before = (rec / "reference" / ref.name / "weights.json").read_text()
+    (ref / "model" / "model.safetensors").write_bytes(b"\1" * 64)
+    out = runs.export_records("smoke", rec, root=root)
+    assert len(out["teacher_changed"]) == 1 and out["teacher_changed"][0].startswith(f"reference/{ref.name}: recorded")
+    assert (rec / "reference" / ref.name / "weights.json").read_text() == before
+
+    # a damaged manifest: one line each, never a traceback, never a path outside the runs root
+    man = json.loads((rec / "records.json").read_text())
+    for bad, msg in [([1, 2], "not a records manifest"), ({**man, "runs": 5}, "not a records manifest"),
+                     ({**man, "runs": ["../payload"]}, "not a run's place"), ({**man, "runs": [7]}, "not a run's"),
+                     ({**man, "profile": "/abs"}, "not a plain name"), ({**man, "profile": None}, "plain name")]:
+        (rec / "records.json").write_text(json.dumps(bad))
+        code, out_, lines = run_cli(capsys, "runs", "import", str(rec), "--runs-dir", str(tmp_path / "f3"))
+        assert code == 2 and len(lines) == 1 and msg in lines[0], (bad, lines)
+    assert not (tmp_path / "f3").exists() and not (tmp_path / "payload").exists()
+    (rec / "records.json").write_text(json.dumps(man))
+    code, out_, lines = run_cli(capsys, "runs", "import", str(rec), "--profile", "smoke")
+    assert code == 2 and "takes the profile from the records folder" in lines[0]
+
+
+def test_a_failed_records_export_never_stops_the_matrix(tmp_path, capsys, monkeypatch):
+    from entmask import experiments
+
+    def broken(*a, **k):
+        raise TypeError("'int' object is not iterable")
+
+    monkeypatch.setattr(runs, "export_records", broken)
+    experiments._record("smoke", tmp_path / "rec", tmp_path / "runs", progress=False)  # returns: the row is done
+    said = capsys.readouterr().out
+    assert f"records: exporting to {tmp_path / 'rec'} failed (TypeError: 'int' object is not iterable)" in said
