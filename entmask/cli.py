@@ -370,7 +370,8 @@ def cmd_runs(a) -> int:
                            "--profile cpu-long`")
         r = runs.export_records(a.profile, a.folder)
         print(f"entmask runs: exported {len(r['exported'])} finished run(s) of {a.profile} to {a.folder} "
-              f"({r['bytes'] / 1e6:.1f} MB; {r['left_out_files']} weight/checkpoint/tokenizer/link files left out); "
+              f"({r['bytes'] / 1e6:.1f} MB; {r['left_out_files']} files left out: weights, checkpoints, tokenizer, "
+              f"event logs, links); "
               f"{r['total_in_dest']} run(s) recorded there")
         for what, why in (("failed", "not exported"), ("teacher_changed", "the teacher here is not the recorded one "
                                                                           "(its old record is kept)"),

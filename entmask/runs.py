@@ -364,6 +364,9 @@ def _dist_ready() -> bool:
 # analysis) says so instead of training again.
 RECORD_STAGES = ("reference", "pretrain", "finetune")
 RECORD_SKIP_DIRS = ("checkpoints", "epochs")  # resumable state and per-epoch models: weights, all of it
+# TensorBoard event files repeat log_history.json, as binaries named by host and time (a record must be the same
+# whichever machine exports it)
+RECORD_SKIP_ANYWHERE = ("tensorboard",)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".npz", ".npy")
 RECORD_MAX_BYTES = 5 << 20  # a file larger than this is not a record (a few hundred KB is typical)
 RECORD_FILE = "weights.json"  # in each exported run: the key of the weights it was exported without
@@ -457,6 +460,7 @@ def _record_files(run: Path) -> tuple[list[Path], int]:
             continue
         rel = f.relative_to(run)
         if (f.is_symlink() or not f.is_file() or rel.parts[0] in RECORD_SKIP_DIRS or f.suffix in WEIGHT_SUFFIXES
+                or any(x in RECORD_SKIP_ANYWHERE for x in rel.parts)
                 or any(x.startswith(".") for x in rel.parts) or f.suffix == ".lock"
                 or (rel.parts[0] == "model" and rel.as_posix() != "model/config.json")
                 or rel.as_posix() == RECORD_FILE or f.stat().st_size > RECORD_MAX_BYTES):

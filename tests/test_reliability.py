@@ -446,6 +446,8 @@ def _fake_run(folder: Path, metrics: dict | None = {"steps": 4}) -> Path:
     (folder / "checkpoints" / "checkpoint-2" / "trainer_state.json").write_text("{}")
     (folder / "logs").mkdir()
     (folder / "logs" / "log_history.json").write_text("[]")
+    (folder / "logs" / "tensorboard").mkdir()
+    (folder / "logs" / "tensorboard" / "events.out.tfevents.1.host.2.0").write_bytes(b"\1")
     (folder / "predictions.json").write_text('{"pred": [1, 0]}')
     (folder / "config.json").write_text('{"name": "x"}')
     (folder / "huge.json").write_bytes(b" " * (runs.RECORD_MAX_BYTES + 1))
@@ -468,7 +470,7 @@ def test_records_keep_what_runs_measured_and_leave_weights_out(tmp_path):
                  for q in (rec / "pretrain" / pre.name).rglob("*") if q.is_file())
     assert got == ["config.json", "logs/log_history.json", "metrics.json", "model/config.json", "predictions.json",
                    "weights.json"]
-    assert out["left_out_files"] == 3 * 4  # each run: weights, vocab, checkpoint state, the oversized file
+    assert out["left_out_files"] == 3 * 5  # each run: weights, vocab, checkpoint state, events, the oversized file
     assert json.loads((rec / "pretrain" / pre.name / "weights.json").read_text())["model_key"] == \
         runs.weights_key(pre / "model") == entropy.teacher_key(pre / "model")
     man = json.loads((rec / "records.json").read_text())
