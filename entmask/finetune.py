@@ -307,15 +307,16 @@ def finetune_task(model_dir, task: str, cfg: FinetuneConfig, seed: int, *, profi
 
     model_dir = Path(model_dir)
     weights = runs.has_weights(model_dir)
-    if not weights and (model_dir.parent / runs.RECORD_FILE).is_file() and runs.recorded_key(model_dir) is None:
-        raise ModelError(f"{model_dir.parent} was imported from run records, but its {runs.RECORD_FILE} names no "
-                         f"weights key, so its fine-tuning runs cannot be found: export its record again from the "
-                         f"machine that has its weights")
-    if weights or runs.recorded_key(model_dir) is None:
-        _check_model_dir(model_dir)
     # a pretraining run imported from records (runs.import_records) has no weights, only their key: its finished
     # fine-tuning runs are still found by it
-    pkey = runs.weights_key(model_dir) if weights else runs.recorded_key(model_dir)
+    recorded = None if weights else runs.recorded_key(model_dir)
+    if recorded is None:
+        if not weights and (model_dir.parent / runs.RECORD_FILE).is_file():
+            raise ModelError(f"{model_dir.parent} was imported from run records, but its {runs.RECORD_FILE} names "
+                             f"no weights key, so its fine-tuning runs cannot be found: export its record again from "
+                             f"the machine that has its weights")
+        _check_model_dir(model_dir)
+    pkey = recorded or runs.weights_key(model_dir)
     hdict = finetune_hash_dict(cfg, task, seed, frozen, pkey)
     h = stable_hash(hdict)
     parent = runs.stage_dir(profile, f"finetune/{task}", root)
