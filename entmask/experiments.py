@@ -780,14 +780,17 @@ def _notes(name, cfg, rs, cov, tasks_req, maj, maj_note, paper_key) -> list[str]
         notes.append(f"Offline data: {en} (its score is not comparable with the paper's full QNLI).")
     if name in DELTA_BASE:
         notes.append("Δ Total: Total minus that of the same strategy at 15% masking, with a 95% two-level "
-                     "paired-bootstrap CI over seeds and validation examples (analysis.bootstrap_total_delta); "
-                     "a t-interval over seeds is shown with >= 3 seeds.")
+                     "paired-bootstrap CI over seeds and validation examples (analysis.bootstrap_total_delta) and a "
+                     "t-interval over pretraining seeds (with >= 2).")
     else:
         notes.append("Δ Total: Total minus the random-masking baseline's, with a 95% two-level paired-bootstrap CI "
                      "that resamples seeds (pretraining seeds, then fine-tuning seeds) as well as validation examples "
                      "(analysis.bootstrap_total_delta), so seed-to-seed disagreement widens it; per-seed Δ lists the "
-                     "delta of each (pretraining, fine-tuning) seed pair; a t-interval over seeds is shown with >= 3 "
-                     "seeds. A CI that contains 0 is no evidence of a difference.")
+                     "delta of each (pretraining, fine-tuning) seed pair. The seed t-interval is over pretraining "
+                     "seeds (with >= 2; at 2 it has 1 degree of freedom, t = 12.71). With 2-3 seeds the bootstrap CI "
+                     "is too narrow (two seeds drawn with replacement give three outcomes, so it excludes 0 whenever "
+                     "they share a sign); the verdicts use the wider of the two. A CI that contains 0 is no evidence "
+                     "of a difference.")
     notes.append("plateau: whether pretraining left the unigram plateau (held-out masked accuracy >= 2x the "
                  "unigram rate and varied entropies); held-out acc / unigram acc are the measured rates. "
                  "self entropy s.d.: the spread of the student's own entropies over positions where masking switches "
@@ -1172,7 +1175,9 @@ def _write(name: str, cfg: PretrainConfig, root, rs, table, scores, notes, heade
     stem = out_dir / name
     paths = {"csv": stem.with_suffix(".csv"), "md": stem.with_suffix(".md"), "json": stem.with_suffix(".json")}
     runs.atomic_write_text(paths["csv"], table.to_csv(index=False))
-    plateau = plateau_note([{"label": RUN_SPECS[r.label][1], **r.metrics, "random_masked": random_masked(r.cfg)}
+    # Over every pretraining seed (a row left the plateau only if each seed did), as the table's plateau column.
+    sm = {r.label: _seed_mean_metrics(r) for r in rs}
+    plateau = plateau_note([{"label": RUN_SPECS[r.label][1], **sm[r.label], "random_masked": random_masked(r.cfg)}
                             for r in rs if r.error is None])
     lines = [f"# {TITLES[name]}", "",
              f"Experiment `{name}`, profile `{cfg.profile}`, students {model_label(cfg.model.preset)}, "
@@ -1202,9 +1207,9 @@ def _write(name: str, cfg: PretrainConfig, root, rs, table, scores, notes, heade
         "report_only": report_only,  # written by --report-only: unfinished rows are left out (see "header")
         "teacher": teacher_strength_of(rs),
         "runs": {r.label: {"name": r.cfg.name, "hash": r.cfg.short_hash(), "dir": r.run_dir, "error": r.error,
-                           "left_plateau": r.metrics.get("left_plateau"), "random_masked": random_masked(r.cfg),
-                           "heldout_accuracy": r.metrics.get("heldout_accuracy"),
-                           "unigram_accuracy": r.metrics.get("unigram_accuracy")} for r in rs},
+                           "left_plateau": sm[r.label].get("left_plateau"), "random_masked": random_masked(r.cfg),
+                           "heldout_accuracy": sm[r.label].get("heldout_accuracy"),
+                           "unigram_accuracy": sm[r.label].get("unigram_accuracy")} for r in rs},
         "config_hashes": {r.label: r.cfg.short_hash() for r in rs},
         "plateau_warning": plateau, "notes": notes, "header": header_extra,
         "records": table.to_dict("records"), "scores": scores.to_dict("records"),
@@ -1599,17 +1604,25 @@ def tasks_above_majority(finetune: list[dict], rows: tuple[str, str], tasks: lis
 
 
 def judge(delta: float, lo: float, hi: float, expected: int, plateau: bool = False, n_units: int = 2) -> tuple:
-    """(verdict, why) of one claim from the two-level bootstrap CI of Δ = Total(model) − Total(reference)."""
+    """(verdict, why) of one claim from the 95% interval of Δ = Total(model) − Total(reference) that
+    `bootstrap_total_delta` returns as `judged` (the wider of the two-level bootstrap CI and the t-interval over
+    pretraining seeds). n_units: the number of pretraining seeds both rows finished; fine-tuning seeds of one
+    pretrained model do not count, as they hold no pretraining noise. Only the sign is tested: a claimed size
+    ("2-3 points") is for the reader to compare with Δ."""
     if plateau:
         return "unresolved", "a student on the unigram plateau: its GLUE scores test nothing"
     if n_units < 2:
-        return "unresolved", "one seed only: the CI cannot include seed noise"
+        return "unresolved", "one pretraining seed only: the CI cannot include pretraining-seed noise"
     if lo > 0 or hi < 0:
         sign = 1 if lo > 0 else -1
         ok = sign == expected
         return ("supported" if ok else "contradicted"), (f"Δ {delta:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}] excludes 0 "
                                                          f"{'in the claimed direction' if ok else 'in the other direction'}")
     return "unresolved", f"Δ {delta:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}] contains 0"
+
+
+def _fmt_ci(ci) -> str:
+    return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
 
 
 VERDICT_COLOR = {"supported": "#55A868", "contradicted": "#C44E52", "unresolved": "#8C8C8C"}
@@ -1648,7 +1661,7 @@ def plot_verdicts(table, stem: Path) -> dict:
             if ci is None or not _num(d):
                 continue
             color = VERDICT_COLOR.get(row.get(vcol), "#8C8C8C")
-            seeds = row.get("seeds")
+            seeds = row.get("pretraining seeds")
             one_seed = not isinstance(seeds, (int, np.integer)) or seeds < 2  # no seed noise in the CI: hollow
             ax.errorbar([d], [y + off], xerr=[[d - ci[0]], [ci[1] - d]], fmt=marker, color=color, ms=5, capsize=3,
                         lw=1.2, mfc="white" if one_seed else color)
@@ -1728,9 +1741,11 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
         # masks it never trained on: random_masked); tables written before that field judge both rows.
         base = [x for x in ("baseline",) if x in info and info[x].get("random_masked", True)]
         plateau = any(info.get(x, {}).get("left_plateau") is False for x in (base or (model, ref)))
-        verdict, why = judge(b["delta"], b["lo"], b["hi"], sign, plateau, len(common))
-        row.update({"Δ Total": round(b["delta"], 2), "95% CI": f"[{b['lo']:+.2f}, {b['hi']:+.2f}]",
-                    "per-seed Δ": ", ".join(f"{x:+.2f}" for x in b["seed_deltas"]), "seeds": len(common),
+        n_pre = len({k[0] for k in common})  # pretraining seeds: the units a claim about pretraining needs
+        verdict, why = judge(b["delta"], *b["judged"], sign, plateau, n_pre)
+        row.update({"Δ Total": round(b["delta"], 2), "95% CI": _fmt_ci(b["judged"]),
+                    "bootstrap CI": _fmt_ci((b["lo"], b["hi"])), "seed t-interval": _fmt_ci(b["t_interval"]),
+                    "per-seed Δ": ", ".join(f"{x:+.2f}" for x in b["seed_deltas"]), "pretraining seeds": n_pre,
                     "tasks": ", ".join(TASK_LABEL[t] for t in cov), "verdict": verdict, "why": why})
         # The same claim on the tasks where the two rows together beat the majority class: a Total over tasks where
         # every classifier collapsed measures who collapses most profitably, not the pretraining.
@@ -1743,24 +1758,29 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
             bi = b if inf == cov else bootstrap_total_delta(
                 [{t: p[t] for t in inf} for p in pm], [{t: p[t] for t in inf} for p in pb], metric="paper",
                 n=cfg.finetune.bootstrap or 1000, seed=0, groups=[k[0] for k in common])
-            vi, wi = judge(bi["delta"], bi["lo"], bi["hi"], sign, plateau, len(common))
+            vi, wi = judge(bi["delta"], *bi["judged"], sign, plateau, n_pre)
             row.update({"tasks above majority": ", ".join(TASK_LABEL[t] for t in inf),
                         "Δ (tasks above majority)": round(bi["delta"], 2),
-                        "95% CI (tasks above majority)": f"[{bi['lo']:+.2f}, {bi['hi']:+.2f}]",
+                        "95% CI (tasks above majority)": _fmt_ci(bi["judged"]),
                         "verdict (tasks above majority)": vi, "why (tasks above majority)": wi})
         rows.append(row)
     table = pd.DataFrame(rows)
-    if "seeds" in table:
-        table["seeds"] = table["seeds"].astype("Int64")  # a count, also where a claim has none (NA, not 1.0)
+    if "pretraining seeds" in table:
+        table["pretraining seeds"] = table["pretraining seeds"].astype("Int64")  # a count, also where a claim has none (NA, not 1.0)
     shown = table.copy()  # signed, two decimals, as the other tables print a Δ (the numeric table stays numeric)
     for col in ("Δ Total", "Δ (tasks above majority)"):
         if col in shown:
             shown[col] = [f"{v:+.2f}" if _num(v) else "" for v in shown[col]]
     lines = [f"# The paper's claims at profile `{cfg.profile}`", "",
              "Judged by GLUE Totals (the paper's metric x 100, mean over the tasks both rows finished), with a "
-             "two-level paired bootstrap over seeds and validation examples. Supported / contradicted: the 95% CI "
-             "of Δ excludes 0 in / against the claimed direction; unresolved: it contains 0, a row is on the "
-             "unigram plateau, or a row has not finished. Held-out MLM loss is not used: a strategy-masked student "
+             "95% interval that is the wider of two: a two-level paired bootstrap over seeds and validation "
+             "examples (`bootstrap CI`), and a t-interval over the pretraining seeds (`seed t-interval`; with 2 "
+             "seeds it has 1 degree of freedom, t = 12.71). The bootstrap alone is too narrow with few seeds: two "
+             "seeds drawn with replacement give three outcomes, so it excludes 0 whenever both seeds' Δ share a "
+             "sign, however far apart. Supported / contradicted: the 95% CI "
+             "of Δ excludes 0 in / against the claimed direction (only the sign is tested; a claimed size is for "
+             "the reader to compare with Δ); unresolved: it contains 0, only one pretraining seed has finished, a "
+             "row is on the unigram plateau, or a row has not finished. Held-out MLM loss is not used: a strategy-masked student "
              "is tested on random masks it never trained on (and a static teacher-masked one can memorise its "
              "training rows: `exploration.mask_fit`), so the plateau is judged on the random-masked baseline. "
              "Each claim is judged twice. The primary verdict is on the Total of every task both rows finished (the "
@@ -1771,8 +1791,8 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
              "Δ; it was added after seeing the first seed, and the two judgments are not corrected for being two. "
              "The controls at the end are not claims of the paper.", "",
              "Read from: " + "; ".join(inputs) + ".", "", "## On the Total of every task both rows finished (the paper's measure)", "",
-             md_table(shown.reindex(columns=["claim", "paper (§)", "compares", "Δ Total", "95% CI", "per-seed Δ",
-                                             "seeds", "tasks", "verdict", "why"]).astype(object).fillna("")), "",
+             md_table(shown.reindex(columns=["claim", "paper (§)", "compares", "Δ Total", "95% CI", "bootstrap CI",
+                                             "seed t-interval", "per-seed Δ", "pretraining seeds", "tasks", "verdict", "why"]).astype(object).fillna("")), "",
              "## Sensitivity: on the tasks where the two rows beat the majority class", "",
              md_table(shown.reindex(columns=["claim", "compares", "tasks above majority", "Δ (tasks above majority)",
                                              "95% CI (tasks above majority)", "verdict (tasks above majority)",

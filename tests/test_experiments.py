@@ -647,7 +647,7 @@ def test_pretraining_seeds_seed_major_and_two_level_ci(exp_root, capsys):
     (-2.0, -3.5, -0.5, -1, False, 2, "supported"),
     (0.3, -1.0, 1.6, +1, False, 4, "unresolved"),
     (2.0, 0.5, 3.5, +1, True, 2, "unresolved"),  # a plateau student tests nothing
-    (2.0, 0.5, 3.5, +1, False, 1, "unresolved"),  # one seed: no seed noise in the CI
+    (2.0, 0.5, 3.5, +1, False, 1, "unresolved"),  # one pretraining seed: no pretraining noise in the CI
 ])
 def test_judge_a_claim(delta, lo, hi, expected, plateau, n, verdict):
     assert ex.judge(delta, lo, hi, expected, plateau, n)[0] == verdict
@@ -662,7 +662,7 @@ def test_verdicts_from_finished_tables(results, exp_root):
     # smoke students are on the plateau and have one seed: nothing can be judged
     assert (t["verdict"] == "unresolved").all()
     hi = t[t["claim"] == "high>random"].iloc[0]
-    assert hi["tasks"] == "CoLA, MRPC" and hi["seeds"] >= 1
+    assert hi["tasks"] == "CoLA, MRPC" and hi["pretraining seeds"] >= 1
     assert t[t["claim"] == "high>static"].iloc[0]["why"] == "static has not been run"  # the control's table
     assert res.paths["md"].exists() and "two-level paired bootstrap" in res.paths["md"].read_text()
 
@@ -700,42 +700,53 @@ def test_tasks_above_majority_are_chosen_by_both_rows_together():
     assert ex.unit_key({"pretrain_seed": float("nan"), "seed": 2}) == (0, 2) == ex.unit_key({"seed": 2.0})
 
 
+def _write_table1(tmp_path, golds: dict, preds: dict, majority: dict) -> Path:
+    """A table1.json whose fine-tuning runs are predictions.json files: preds {(label, task, pretrain seed,
+    fine-tuning seed): y_pred}, golds {task: y_true}; scored by the paper's metric (MRPC F1, else accuracy)."""
+    from entmask.finetune import _metric
+
+    ft = []
+    for (label, task, ps, fs), yp in preds.items():
+        d = tmp_path / f"{label}-{task}-{ps}-{fs}"
+        d.mkdir(parents=True)
+        (d / "predictions.json").write_text(json.dumps({"y_true": golds[task].tolist(), "y_pred": yp.tolist()}))
+        score = 100 * _metric("f1" if task == "mrpc" else "accuracy", golds[task], yp)
+        ft.append({**_ft(label, task, ps, score, majority[task], collapsed=bool((yp == yp[0]).all()),
+                         run_dir=str(d)), "seed": fs})
+    out = tmp_path / "smoke" / "results"
+    out.mkdir(parents=True)
+    info = {"baseline": {"random_masked": True, "left_plateau": True}, "teacher-high": {"random_masked": False}}
+    (out / "table1.json").write_text(json.dumps({"tasks": sorted(golds), "runs": info, "extra": {"finetune": ft}}))
+    return out
+
+
+def _flip(rng, y, share):
+    out = y.copy()
+    idx = rng.choice(len(y), int(share * len(y)), replace=False)
+    out[idx] = 1 - out[idx]
+    return out
+
+
 def test_verdicts_judge_collapse_apart_from_the_tasks_above_majority(tmp_path):
     """Two pretraining seeds, MRPC and SST-2. The tested row collapses onto MRPC's positive class (F1 0.81 against
     the baseline's ~0.6) and is 10 points worse on SST-2: its Total is higher, so the paper's measure 'supports' the
-    claim, while on the one task where the baseline beats the majority class (SST-2) the claim is contradicted."""
+    claim, while on the one task where the baseline beats the majority class (SST-2) the claim is contradicted.
+    Both seeds predict alike, so the seed t-interval is narrow and the verdicts come from the examples."""
     rng = np.random.default_rng(0)
     n = 400
     y_mrpc = (rng.random(n) < 0.68).astype(int)
     y_sst = (rng.random(n) < 0.5).astype(int)
     majority = {"mrpc": 100 * 2 * y_mrpc.mean() / (1 + y_mrpc.mean()), "sst2": 100 * max(y_sst.mean(), 1 - y_sst.mean())}
-
-    def flip(y, share):
-        out = y.copy()
-        idx = rng.choice(len(y), int(share * len(y)), replace=False)
-        out[idx] = 1 - out[idx]
-        return out
-
-    ft = []
-    for ps in (0, 1):
-        preds = {("baseline", "mrpc"): flip(y_mrpc, 0.5), ("baseline", "sst2"): flip(y_sst, 0.2),
-                 ("teacher-high", "mrpc"): np.ones(n, int), ("teacher-high", "sst2"): flip(y_sst, 0.3)}
-        for (label, task), yp in preds.items():
-            d = tmp_path / f"{label}-{task}-{ps}"
-            d.mkdir()
-            (d / "predictions.json").write_text(json.dumps({"y_true": (y_mrpc if task == "mrpc" else y_sst).tolist(),
-                                                            "y_pred": yp.tolist()}))
-            from entmask.finetune import _metric
-            score = 100 * _metric("f1" if task == "mrpc" else "accuracy", y_mrpc if task == "mrpc" else y_sst, yp)
-            ft.append(_ft(label, task, ps, score, majority[task], collapsed=bool((yp == 1).all()), run_dir=str(d)))
-    out = tmp_path / "smoke" / "results"
-    out.mkdir(parents=True)
-    info = {"baseline": {"random_masked": True, "left_plateau": True}, "teacher-high": {"random_masked": False}}
-    (out / "table1.json").write_text(json.dumps({"tasks": ["mrpc", "sst2"], "runs": info, "extra": {"finetune": ft}}))
+    same = {("baseline", "mrpc"): _flip(rng, y_mrpc, 0.5), ("baseline", "sst2"): _flip(rng, y_sst, 0.2),
+            ("teacher-high", "mrpc"): np.ones(n, int), ("teacher-high", "sst2"): _flip(rng, y_sst, 0.3)}
+    out = _write_table1(tmp_path, {"mrpc": y_mrpc, "sst2": y_sst},
+                        {(label, task, ps, 0): yp for ps in (0, 1) for (label, task), yp in same.items()}, majority)
     t = ex.verdicts(smoke_cfg(), root=tmp_path, progress=False).table.set_index("claim")
     hi = t.loc["high>random"]
-    assert hi["seeds"] == 2 and hi["tasks"] == "MRPC, SST-2"
+    assert hi["pretraining seeds"] == 2 and hi["tasks"] == "MRPC, SST-2"
     assert hi["verdict"] == "supported" and hi["Δ Total"] > 2
+    assert hi["seed t-interval"] == f"[{hi['Δ Total']:+.2f}, {hi['Δ Total']:+.2f}]"  # identical seeds: no width
+    assert hi["95% CI"] == hi["bootstrap CI"]
     assert hi["tasks above majority"] == "SST-2"
     assert hi["verdict (tasks above majority)"] == "contradicted" and hi["Δ (tasks above majority)"] < -5
     assert t.loc["low>random", "why"] == "not finished: low (teacher)"
@@ -747,6 +758,74 @@ def test_verdicts_judge_collapse_apart_from_the_tasks_above_majority(tmp_path):
     assert "](verdicts.png)" in md and (out / "verdicts.png").stat().st_size > 10_000  # the forest plot
     assert ex._ci("[-0.79, +2.46]") == (-0.79, 2.46) and ex._ci("[+2.27, +9.56]") == (2.27, 9.56)
     assert ex._ci("") is None and ex._ci(float("nan")) is None and ex._ci("[1, 2, 3]") is None
+
+
+def test_verdicts_need_pretraining_seeds_that_agree(tmp_path):
+    """The bootstrap alone is too narrow at two seeds: Δ +1 and +9 share a sign, so its CI excludes 0, yet two
+    seeds that far apart say little about the recipe; the verdict's interval (with the seed t-interval) contains 0.
+    The same seeds 0.4 apart are supported. One pretraining seed fine-tuned twice is never judged."""
+    rng = np.random.default_rng(1)
+    n = 1000
+    y = (rng.random(n) < 0.5).astype(int)
+    base = _flip(rng, y, 0.3)
+    wrong = np.flatnonzero(base != y)
+
+    def better(points):  # base with `points` x n / 100 more right answers
+        q = base.copy()
+        q[wrong[:int(points * n / 100)]] = y[wrong[:int(points * n / 100)]]
+        return q
+
+    def verdict(preds, root):
+        out = _write_table1(root, {"sst2": y}, preds, {"sst2": 50.0})
+        t = ex.verdicts(smoke_cfg(), root=root, progress=False).table.set_index("claim")
+        return t.loc["high>random"], (out / "verdicts.md").read_text()
+
+    far, md = verdict({("baseline", "sst2", ps, 0): base for ps in (0, 1)}
+                      | {("teacher-high", "sst2", 0, 0): better(1), ("teacher-high", "sst2", 1, 0): better(9)},
+                      tmp_path / "far")
+    assert far["per-seed Δ"] == "+1.00, +9.00" and far["Δ Total"] == 5.0
+    assert ex._ci(far["bootstrap CI"])[0] > 0  # the percentile bootstrap alone would call it supported
+    assert ex._ci(far["seed t-interval"]) == pytest.approx((5 - 12.706 * 4, 5 + 12.706 * 4), abs=0.01)
+    assert far["95% CI"] == far["seed t-interval"] and far["verdict"] == "unresolved"
+    assert "t = 12.71" in md and "| seed t-interval |" in md
+    close, _ = verdict({("baseline", "sst2", ps, 0): base for ps in (0, 1)}
+                       | {("teacher-high", "sst2", 0, 0): better(4.8), ("teacher-high", "sst2", 1, 0): better(5.2)},
+                       tmp_path / "close")
+    assert close["verdict"] == "supported" and ex._ci(close["95% CI"])[0] > 0
+    one, _ = verdict({("baseline", "sst2", 0, fs): base for fs in (0, 1)}
+                     | {("teacher-high", "sst2", 0, 0): better(5), ("teacher-high", "sst2", 0, 1): better(5.4)},
+                     tmp_path / "one")
+    assert one["pretraining seeds"] == 1 and one["verdict"] == "unresolved" and "one pretraining seed" in one["why"]
+
+
+def test_a_row_left_the_plateau_only_if_every_pretraining_seed_did(tmp_path):
+    """What the table's JSON gives the verdicts (and the header warning) is over all pretraining seeds: seed 0 left
+    the plateau, seed 1 did not, so the row did not, and its claims are unresolved."""
+    import pandas as pd
+
+    cfg = smoke_cfg()
+    ms = [{"left_plateau": True, "heldout_accuracy": 0.20, "unigram_accuracy": 0.08},
+          {"left_plateau": False, "heldout_accuracy": 0.06, "unigram_accuracy": 0.08}]
+    rs = [ex._Run("baseline", cfg, run_dir=tmp_path / "r", metrics=ms[0],
+                  seed_runs=[{"pretrain_seed": i, "run_dir": tmp_path / "r", "metrics": m} for i, m in enumerate(ms)])]
+    ex._write("table1", cfg, tmp_path, rs, pd.DataFrame({"row": ["random"]}), pd.DataFrame(), [], [], [], {}, 1.0, {})
+    out = tmp_path / "smoke" / "results"
+    d = json.loads((out / "table1.json").read_text())
+    assert d["runs"]["baseline"]["left_plateau"] is False
+    assert d["runs"]["baseline"]["heldout_accuracy"] == pytest.approx(0.13)  # the seeds' mean, as in the table
+    assert "on the unigram plateau" in d["plateau_warning"]
+    # the verdicts read that field: with fine-tunings that would otherwise be supported, the claim is unresolved
+    rng = np.random.default_rng(2)
+    y = (rng.random(500) < 0.5).astype(int)
+    preds = {(label, "sst2", ps, 0): (y if label == "teacher-high" else _flip(rng, y, 0.3))
+             for ps in (0, 1) for label in ("baseline", "teacher-high")}
+    other = _write_table1(tmp_path / "ft", {"sst2": y}, preds, {"sst2": 50.0})
+    written = json.loads((other / "table1.json").read_text())
+    assert ex.verdicts(cfg, root=tmp_path / "ft", progress=False).table.set_index("claim").loc[
+        "high>random", "verdict"] == "supported"
+    (out / "table1.json").write_text(json.dumps({**written, "runs": {**written["runs"], **d["runs"]}}))
+    hi = ex.verdicts(cfg, root=tmp_path, progress=False).table.set_index("claim").loc["high>random"]
+    assert hi["verdict"] == "unresolved" and "plateau" in hi["why"]
 
 
 @pytest.mark.slow
