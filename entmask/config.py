@@ -40,7 +40,7 @@ class DataConfig:
     data_dir: str | None = None  # offline mirror (layout of ../shared/data); None = $ENTMASK_DATA_DIR or the hub
     tokenizer: str = "bert-base-uncased"  # the teacher's tokenizer; a folder, a hub name, or 'trained:<size>'
     seq_len: int = 128  # packed row length incl. [CLS]/[SEP]; the paper does not state one (128: BERT's phase-1 length)
-    test_fraction: float = 0.05  # the paper's 95/5 article-level split
+    test_fraction: float = 0.05  # the paper's 95/5 split ("95% of the data"); by article is our choice (no leakage)
     split_seed: int = 0  # fixed across runs so every run sees the same train/test articles
     max_articles: int | None = None  # subsample articles (smoke tests); None = all
     extra_text: list = field(default_factory=list)  # e.g. ["glue-train"]: GLUE training sentences added to train
@@ -788,8 +788,9 @@ PROFILES: dict[str, dict] = {
         "finetune.lr": 2e-4,
         "finetune.batch_size": 32,
         "finetune.max_len": 32,  # no longer than pretraining rows: later positions were never trained
-        # The paper's 2 seeds: 2 pretraining seeds (the student's init and masks vary too), one fine-tuning seed
-        # each; seed-major, so a finished seed is a whole table (the matrix is hours of CPU).
+        # The paper runs each experiment "twice with different seed values" without saying which seeds; we vary
+        # the pretraining seed (the student's init and masks vary too), one fine-tuning seed each: it holds
+        # the noise a claim about pretraining needs. Seed-major, so a finished seed is a whole table.
         "experiment.pretrain_seeds": [0, 1],
         "finetune.seeds": [0],
         "finetune.max_train": 20000,
