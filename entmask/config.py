@@ -799,10 +799,14 @@ PROFILES: dict[str, dict] = {
     # Paper scale on a GPU: hub data (or a mirror with --data-dir). The teachers are "pretrained BERT models of the
     # same dimensions" (paper §2.4): BERTlet's 4x512x8 is Turc et al.'s bert_uncased_L-4_H-512_A-8 (the same model
     # serves KD); offline, pass --teacher reference or a local save_pretrained folder.
+    # The paper's two seeds as 2 pretraining seeds x 1 fine-tuning seed, as cpu-long: a verdict needs pretraining
+    # seeds (fine-tuning seeds of one pretrained model hold no pretraining noise), at the same number of fine-tunings.
     "bertlet": {"model.preset": "bertlet", "teacher": "google/bert_uncased_L-4_H-512_A-8", "train.logging_steps": 200,
-                "train.save_steps": 2000, "train.eval_batch_size": 256},
+                "train.save_steps": 2000, "train.eval_batch_size": 256, "experiment.pretrain_seeds": [0, 1],
+                "finetune.seeds": [0]},
     "bert": {"model.preset": "bert", "teacher": "google-bert/bert-base-uncased", "train.logging_steps": 200,
-             "train.save_steps": 2000, "train.eval_batch_size": 256},
+             "train.save_steps": 2000, "train.eval_batch_size": 256, "experiment.pretrain_seeds": [0, 1],
+             "finetune.seeds": [0]},
 }
 
 
