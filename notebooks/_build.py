@@ -526,13 +526,17 @@ else:
         md("""
 ## 5. The paper's claims, judged at this profile
 
-Each claim of §3.1-3.2 compares two rows of Tables 1 and 2 by their GLUE Total, with a two-level bootstrap over
-seeds and validation examples (`entmask experiment verdicts`). It is *supported* or *contradicted* only when the
-95% CI excludes 0; a student on the unigram plateau, one seed, or an unfinished row leaves it *unresolved*.
+Each claim of §3.1-3.2 compares two rows of Tables 1 and 2 by their GLUE Total (`entmask experiment verdicts`).
+It is *supported* or *contradicted* only when a 95% interval of the difference excludes 0: the wider of a two-level
+bootstrap over seeds and validation examples and a t-interval over pretraining seeds. The bootstrap alone is too
+narrow with two or three seeds (two seeds drawn with replacement give three outcomes, so it excludes 0 whenever both
+seeds' differences share a sign). Only the sign is tested; compare a claimed size ("2-3 points") with Δ yourself.
+A student on the unigram plateau, one pretraining seed, or an unfinished row leaves a claim *unresolved*.
 Held-out MLM loss is not used: a strategy-masked student is tested on random masks it never trained on, so its
 held-out loss can pass log V with no bug. Each claim is judged a second time on the *tasks above majority*:
-those where the random baseline beats the majority class without collapsing at every seed (chosen by the baseline
-alone), because a Total over tasks where every classifier collapses rewards the most profitable collapse. (Table 1's
+those where the mean score of the two compared rows beats the majority class, and not both classifiers collapsed,
+at every seed (symmetric in the two rows, so it cannot make a difference appear), because a Total over tasks where
+every classifier collapses rewards the most profitable collapse. (Table 1's
 rows come from notebook 01; without it only Table 2's claims can be judged.)
 """),
         code('''
