@@ -80,7 +80,9 @@ class MaskingConfig:
 @dataclass
 class KDConfig:
     mode: str = "none"  # none | kd-only (random masking + KD) | complete (KD + self init) | after-init
-    alpha: float = 0.5  # weight of the KD term; 0.5 = the paper's equal weights
+    # loss = (1 - alpha) MLM + alpha KL: 0.5 is the paper's "equal weights", read as a convex mix (the paper does not
+    # say which), so the MLM gradient is half a no-KD run's at the same lr; alpha=0.5 with lr x2 would be MLM + KL.
+    alpha: float = 0.5
     temperature: float = 1.0  # softmax temperature of both teacher and student in the KL term
 
 

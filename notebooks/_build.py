@@ -569,7 +569,9 @@ NB03 = skeleton(
 # 03 · Knowledge distillation with entropy masking
 
 The teacher can do more than choose masks: its predicted distribution at each masked position can also be a
-target, added to the MLM loss as a KL term with equal weight (α = 0.5). The paper ({PAPER}) combines the two:
+target, mixed with the MLM loss at equal weight: (1 − α)·MLM + α·KL with α = 0.5, at the masked positions only,
+the teacher reading the same masked input as the student (the paper says "equal weights" and not how: a mix
+halves the MLM gradient of a run without KD at the same learning rate). The paper ({PAPER}) combines the two:
 KD with random masking (`kd-only`), KD throughout self-masking initialised by the teacher (`complete`), and KD
 switched on only after the teacher-masking epoch (`after-init`).
 
