@@ -347,7 +347,8 @@ def _record(profile: str, records, root, progress: bool) -> None:
     if not records:
         return
     try:
-        with runs.locked(runs.profile_dir(profile, root) / ".records-export"):  # workers export one at a time
+        with runs.locked(runs.profile_dir(profile, root) / ".records-export",  # workers export one at a time
+                         waiting="another worker is exporting the records; this one exports after it"):
             r = runs.export_records(profile, records, root)
         _say(progress, f"records: {r['total_in_dest']} finished run(s) recorded in {records}")
         for what, why in (("failed", "not exported"), ("teacher_changed", "the teacher here is not the recorded one"),

@@ -132,8 +132,9 @@ def read_json(path: str | Path) -> Any:
 
 # ---- locks ---------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def locked(path: str | Path, timeout: float = -1) -> Iterator[None]:
-    """An inter-process lock beside `path`: a second process asking for the same run waits, then reuses it."""
+def locked(path: str | Path, timeout: float = -1, waiting: str | None = None) -> Iterator[None]:
+    """An inter-process lock beside `path`: a second process asking for the same run waits, then reuses it.
+    `waiting` says what the wait is for where that is not a run to reuse (e.g. workers taking turns to export)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path) + ".lock")
@@ -144,8 +145,9 @@ def locked(path: str | Path, timeout: float = -1) -> Iterator[None]:
             if timeout == 0:
                 raise
             # Say why nothing happens. (The lock is an OS lock: a killed holder releases it, so it is never stale.)
-            print(f"entmask: waiting for {path}.lock: another entmask process is building the same thing, and this "
-                  f"one will reuse its result", flush=True)
+            print(f"entmask: waiting for {path}.lock: "
+                  + (waiting or "another entmask process is building the same thing, and this one will reuse its "
+                                "result"), flush=True)
             lock.acquire(timeout=timeout)
         try:
             yield

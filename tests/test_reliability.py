@@ -342,7 +342,14 @@ def test_waiting_for_a_lock_says_so(tmp_path, capsys):
         with pytest.raises(runs.RunError, match="is locked by another entmask process"):
             with runs.locked(target, timeout=0.2):
                 pass
-        assert "waiting for" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "waiting for" in out and "will reuse its result" in out
+        # A lock that guards no run says what it waits for instead (a records export is not reused, it is redone).
+        with pytest.raises(runs.RunError):
+            with runs.locked(target, timeout=0.2, waiting="another worker is exporting the records"):
+                pass
+        out = capsys.readouterr().out
+        assert "another worker is exporting the records" in out and "reuse" not in out
     finally:
         holder.release()
 
