@@ -1674,7 +1674,9 @@ def plot_verdicts(table, stem: Path) -> dict:
     ax.set_yticks(range(n))
     ax.set_yticklabels(labels[::-1], fontsize=8)
     ax.set_ylim(-0.7, n - 0.3)
-    ax.set_xlabel("Δ GLUE (model row − reference row), points, with 95% CI (two-level bootstrap)")
+    # The judged interval (the wider of the two-level bootstrap and the seed t-interval), not the bootstrap alone.
+    ax.set_xlabel("Δ GLUE (model row − reference row), points; bars: the verdict's 95% interval (the wider of the "
+                  "two-level bootstrap and the seed t-interval)", fontsize=8)
     from matplotlib.lines import Line2D
     handles = [Line2D([], [], marker="o", ls="", color="black", label="Total, every task"),
                Line2D([], [], marker="s", ls="", color="black", label="tasks above majority"),
@@ -1688,8 +1690,8 @@ def plot_verdicts(table, stem: Path) -> dict:
 
 def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
     """Each of the paper's §3.1-3.2 claims marked supported, contradicted or unresolved from the finished Table 1
-    and Table 2 results of this profile (GLUE Totals; two-level bootstrap over seeds and examples between the two
-    rows a claim compares). Trains nothing: run `entmask experiment table1` / `table2` first."""
+    and Table 2 results of this profile (GLUE Totals; the 95% interval is the wider of a two-level bootstrap over
+    seeds and examples and a t-interval over pretraining seeds, between the two rows a claim compares). Trains nothing: run `entmask experiment table1` / `table2` first."""
     import pandas as pd
 
     from entmask.analysis import bootstrap_total_delta, predictions_of
