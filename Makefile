@@ -48,15 +48,17 @@ lab: kernel
 ## It first imports the committed records of runs finished on earlier machines (docs/records/cpu-long: no weights),
 ## so a fresh machine reuses them instead of training them again, and exports them again after each row (commit
 ## them before the machine goes).
+## SEEDS: the pretraining seeds (the paper's 2 by default). More seeds extend the same matrix, seed-major, reusing
+## every finished run: make matrix-cpu-long SEEDS=0,1,2,3 (docs/results-cpu-long.md: how many seeds a verdict needs).
 RECORDS := docs/records/cpu-long
+SEEDS ?= 0,1
 matrix-cpu-long: setup
 	$(if $(wildcard $(RECORDS)/records.json),$(BIN)/entmask runs import $(RECORDS),)
-	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --set "experiment.pretrain_seeds=[0,1]" --workers 2 --records $(RECORDS)
+	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --set "experiment.pretrain_seeds=[$(SEEDS)]" --workers 2 --records $(RECORDS)
 
-## While (or after) the matrix runs: its tables from what has finished at SEEDS (default both), and the verdicts.
+## While (or after) the matrix runs: its tables from what has finished at SEEDS (default 0,1), and the verdicts.
 ## Trains nothing, so it is safe beside the running matrix: make results-cpu-long SEEDS=0 (the tables take no
 ## lock; memorisation holds the corpus and entropy caches' locks only while it reads them)
-SEEDS ?= 0,1
 results-cpu-long: setup
 	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --report-only --set "experiment.pretrain_seeds=[$(SEEDS)]"
 	$(BIN)/entmask experiment verdicts --profile cpu-long --quiet
