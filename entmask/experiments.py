@@ -391,6 +391,7 @@ def _pretrain_and_finetune(name: str, specs, root, progress: bool, frozen: bool 
     # Under torchrun every rank must train the same row in step (pretrain locks on rank 0 only), so ranks do not
     # claim rows: they take them in order.
     claiming = runs.world_size() == 1
+    exported = False
     while todo:
         todo = [t for t in todo if out[t[1]].error is None]
         if not todo:
@@ -401,6 +402,9 @@ def _pretrain_and_finetune(name: str, specs, root, progress: bool, frozen: bool 
             pos, label, seed, c, cs = todo.pop(j)
             r = out[label]
             _say(progress, f"{name}: pretraining {label} seed {seed} ({pos}/{n}, {cs.name}-{cs.short_hash()})")
+            # A row whose runs were all found finished adds nothing to the records: skip its export (workers
+            # stepping over finished rows would otherwise queue for the export lock, each saying so).
+            was_finished = (run_folder(cs, "pretrain", root) / "metrics.json").exists()
             try:
                 run_dir = pretrain(cs, root=root, progress=progress)
             except DataError as e:
@@ -415,10 +419,15 @@ def _pretrain_and_finetune(name: str, specs, root, progress: bool, frozen: bool 
             ft = finetune_all(run_dir / "model", c.finetune, profile=c.profile, name=run_dir.name,
                               data_dir=c.data.data_dir, root=root, frozen=frozen, progress=progress)
             r.ft.extend({**f, "pretrain_seed": seed} for f in ft)
-            _record(cs.profile, records, root, progress)
+            # (a task absent from the mirror trained nothing either)
+            if not was_finished or any(not f.get("reused") and f.get("status") != "absent" for f in ft):
+                _record(cs.profile, records, root, progress)
+                exported = True
         finally:
             if claim is not None:
                 claim.release()
+    if not exported and any(r.seed_runs for r in out.values()):  # all reused: still record runs trained without it
+        _record(specs[0][1].profile, records, root, progress)
     for r in out.values():  # rows may finish out of seed order when processes share them
         r.seed_runs.sort(key=lambda sr: seeds.index(sr["pretrain_seed"]))
         r.ft.sort(key=lambda f: seeds.index(f["pretrain_seed"]))  # stable: task x seed order kept within a seed
