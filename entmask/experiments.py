@@ -617,6 +617,44 @@ def self_switch_sd(cfg: PretrainConfig, metrics: dict) -> tuple[float | None, fl
     return hist.get(switch), hist[max(hist)]
 
 
+def per_seed_frame(name: str, rs: list[_Run], tasks: list[str]):
+    """Each row's cells at each pretraining seed (fine-tuning seeds averaged within it), its Total over `tasks` and
+    its Δ Total against its reference row at the same pretraining seed: where the main table shows mean ± s.d.,
+    this shows whether the seeds agree (a claim needs them to). Δ here is a plain difference of Totals; its
+    interval is in the main table and the verdicts. Empty when no row has a finished fine-tuning."""
+    import pandas as pd
+
+    bases = DELTA_BASE.get(name, {})
+    totals: dict = {}  # (label, pretraining seed) -> Total
+    out = []
+    for r in rs:
+        if r.error is not None:
+            continue
+        held = {sr["pretrain_seed"]: sr["metrics"].get("heldout_accuracy") for sr in r.seed_runs}
+        for ps in sorted({_unit(f)[0] for f in r.ft if f.get("status") == "ok"}):
+            d = {"label": r.label, "strategy": RUN_SPECS[r.label][1], "pretraining seed": ps,
+                 "held-out acc": _pct(held.get(ps))}
+            cells = {}
+            for t in tasks:
+                ok = [f for f in _task_rows(r, t) if f.get("status") == "ok" and _unit(f)[0] == ps]
+                if ok:
+                    cells[t] = float(np.mean([f["paper_score"] for f in ok]))
+                    d[TASK_LABEL[t]] = fmt_cell(cells[t], None, any(f.get("collapsed") for f in ok))
+                else:
+                    d[TASK_LABEL[t]] = NOT_RUN
+            tot = float(np.mean([cells[t] for t in tasks])) if tasks and len(cells) == len(tasks) else math.nan
+            totals[(r.label, ps)] = tot
+            d["Total"] = fmt_cell(tot) if _num(tot) else "—"  # a task missing at this seed: nothing to average
+            out.append(d)
+    for d in out:
+        base = bases.get(d["label"]) if name in DELTA_BASE else (None if d["label"] == "baseline" else "baseline")
+        here, there = totals[(d["label"], d["pretraining seed"])], totals.get((base, d["pretraining seed"]))
+        d["Δ Total"] = ("(reference)" if base is None else f"{here - there:+.2f}" if _num(here) and _num(there)
+                        else "")
+    cols = ["strategy", "pretraining seed", "held-out acc"] + [TASK_LABEL[t] for t in tasks] + ["Total", "Δ Total"]
+    return pd.DataFrame(out, columns=["label"] + cols)
+
+
 def _build(name: str, cfg: PretrainConfig, rs: list[_Run], *, paper_key: str | None):
     """(display table, numeric scores, bootstrap details, notes, covered tasks) for the experiment's runs."""
     import pandas as pd
@@ -1268,6 +1306,10 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
     paper_key = name if name in ("table1", "table2") else None
     table, scores, boots, notes, cov = _build(name, cfg, rs, paper_key=paper_key)
     extra = {"scores": scores, "bootstrap": boots, "finetune": _finetune_frame(rs)}
+    per_seed = per_seed_frame(name, rs, cov)
+    if per_seed["pretraining seed"].nunique() > 1:  # with one seed it repeats the main table
+        extra["per_seed"] = per_seed
+        sections.append(("Per pretraining seed (do the seeds agree?)", per_seed.drop(columns="label")))
     stem = runs.results_dir(cfg.profile, root) / name
     figures: dict = {}
 

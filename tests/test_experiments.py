@@ -132,6 +132,32 @@ def test_unknown_experiment_is_a_one_line_error():
         ex.run("table1", smoke_cfg(), recipes=["profile"])
 
 
+def test_per_seed_frame_shows_each_pretraining_seed_exactly():
+    """Cells averaged over fine-tuning seeds within a pretraining seed, Total over the given tasks, Δ against the
+    reference row at the same seed, the collapse mark kept; a seed missing a task gets no Total."""
+    cfg = smoke_cfg()
+
+    def ft(task, ps, seed, score, collapsed=False):
+        return {"task": task, "pretrain_seed": ps, "seed": seed, "status": "ok", "paper_score": score,
+                "collapsed": collapsed}
+
+    base = ex._Run("baseline", cfg, ft=[ft("sst2", 0, 0, 70.0), ft("sst2", 0, 1, 72.0), ft("rte", 0, 0, 50.0),
+                                        ft("rte", 0, 1, 50.0), ft("sst2", 1, 0, 76.0), ft("rte", 1, 0, 54.0)],
+                   seed_runs=[{"pretrain_seed": 0, "metrics": {"heldout_accuracy": 0.2}},
+                              {"pretrain_seed": 1, "metrics": {"heldout_accuracy": 0.25}}])
+    high = ex._Run("teacher-high", cfg, ft=[ft("sst2", 0, 0, 75.0), ft("rte", 0, 0, 47.0, collapsed=True),
+                                            ft("sst2", 1, 0, 73.0)],
+                   seed_runs=[{"pretrain_seed": 0, "metrics": {}}, {"pretrain_seed": 1, "metrics": {}}])
+    f = ex.per_seed_frame("table1", [base, high], ["rte", "sst2"])
+    assert list(zip(f["label"], f["pretraining seed"])) == [("baseline", 0), ("baseline", 1), ("teacher-high", 0),
+                                                          ("teacher-high", 1)]
+    assert list(f["SST-2"]) == ["71.00", "76.00", "75.00", "73.00"]
+    assert list(f["RTE"]) == ["50.00", "54.00", "47.00" + ex.COLLAPSE_MARK, NOT_RUN]
+    assert list(f["Total"]) == ["60.50", "65.00", "61.00", "—"]  # seed 1 of high has no RTE: no Total
+    assert list(f["Δ Total"]) == ["(reference)", "(reference)", "+0.50", ""]
+    assert list(f["held-out acc"])[:2] == [ex._pct(0.2), ex._pct(0.25)]
+
+
 def test_self_switch_sd_reads_the_switch_epoch():
     hist = {"epoch_entropy": [{"epoch": 0, "entropy_sd": 0.01}, {"epoch": 1, "entropy_sd": 0.3},
                               {"epoch": 2, "entropy_sd": 0.9}]}
@@ -467,6 +493,8 @@ def test_json_records(results):
     assert len(d["records"]) == len(res.table)
     assert d["config_hashes"]["baseline"] == Path(res.runs["baseline"]).name.rsplit("-", 1)[1]
     assert d["runs"]["baseline"]["left_plateau"] in (True, False)
+    # one pretraining seed: no per-seed section (it would repeat the main table)
+    assert "per_seed" not in d["extra"] and "Per pretraining seed" not in res.paths["md"].read_text()
 
 
 @pytest.mark.slow
@@ -641,6 +669,19 @@ def test_pretraining_seeds_seed_major_and_two_level_ci(exp_root, capsys):
     assert any(d.endswith(c1.short_hash()) for d in runs_dirs)  # the seed-1 run exists under its own hash
     md = res.paths["md"].read_text()
     assert "pretraining seed(s) [0, 1]" in md and "two-level" in md
+    # The per-seed section: each row at each pretraining seed; the seeds' Totals average to the main table's Total,
+    # and each seed's Δ is the bootstrap's per-seed Δ (both are differences of that seed's Totals).
+    ps = res.extra["per_seed"]
+    assert list(zip(ps["label"], ps["pretraining seed"])) == [("baseline", 0), ("baseline", 1),
+                                                            ("teacher-high", 0), ("teacher-high", 1)]
+    assert "## Per pretraining seed (do the seeds agree?)" in md
+    for label, text in (("baseline", "random"), ("teacher-high", "high (teacher)")):
+        main = ex.parse_cell(ours(res)[ours(res)["strategy"] == text].iloc[0]["Total"])
+        seeds = [ex.parse_cell(c) for c in ps[ps["label"] == label]["Total"]]
+        assert np.mean(seeds) == pytest.approx(main, abs=0.01)
+    assert list(ps[ps["label"] == "baseline"]["Δ Total"]) == ["(reference)"] * 2
+    got = [float(x) for x in ps[ps["label"] == "teacher-high"]["Δ Total"]]
+    assert got == pytest.approx([float(x) for x in hi["per-seed Δ"].split(", ")], abs=0.011)
 
 
 @pytest.mark.parametrize("delta,lo,hi,expected,plateau,n,verdict", [
