@@ -140,6 +140,16 @@ EXPERIMENT_RUNS: dict[str, tuple[str, ...]] = {
 # the same strategy at 15%, which is the question that ablation asks.
 DELTA_BASE = {"mask-rate": {"high-r15": None, "low-r15": None, "high-r40": "high-r15", "low-r40": "low-r15",
                             "high-n1": "high-r15", "low-n1": "low-r15"}}
+
+
+def reference_row(name: str, label: str) -> str | None:
+    """The row `label`'s Δ is taken against in experiment `name` (the baseline; mask-rate: the same strategy at
+    15%), or None for a reference row itself."""
+    if name in DELTA_BASE:
+        return DELTA_BASE[name].get(label)
+    return None if label == "baseline" else "baseline"
+
+
 TITLES = {
     "table1": "Table 1: teacher-masking strategies",
     "table2": "Table 2: self-masking",
@@ -404,7 +414,7 @@ def _pretrain_and_finetune(name: str, specs, root, progress: bool, frozen: bool 
             _say(progress, f"{name}: pretraining {label} seed {seed} ({pos}/{n}, {cs.name}-{cs.short_hash()})")
             # A row whose runs were all found finished adds nothing to the records: skip its export (workers
             # stepping over finished rows would otherwise queue for the export lock, each saying so).
-            was_finished = (run_folder(cs, "pretrain", root) / "metrics.json").exists()
+            was_finished = runs.is_finished(run_folder(cs, "pretrain", root))
             try:
                 run_dir = pretrain(cs, root=root, progress=progress)
             except DataError as e:
@@ -624,7 +634,6 @@ def per_seed_frame(name: str, rs: list[_Run], tasks: list[str]):
     interval is in the main table and the verdicts. Empty when no row has a finished fine-tuning."""
     import pandas as pd
 
-    bases = DELTA_BASE.get(name, {})
     totals: dict = {}  # (label, pretraining seed) -> Total
     out = []
     for r in rs:
@@ -647,7 +656,7 @@ def per_seed_frame(name: str, rs: list[_Run], tasks: list[str]):
             d["Total"] = fmt_cell(tot) if _num(tot) else "—"  # a task missing at this seed: nothing to average
             out.append(d)
     for d in out:
-        base = bases.get(d["label"]) if name in DELTA_BASE else (None if d["label"] == "baseline" else "baseline")
+        base = reference_row(name, d["label"])
         here, there = totals[(d["label"], d["pretraining seed"])], totals.get((base, d["pretraining seed"]))
         d["Δ Total"] = ("(reference)" if base is None else f"{here - there:+.2f}" if _num(here) and _num(there)
                         else "")
@@ -666,7 +675,6 @@ def _build(name: str, cfg: PretrainConfig, rs: list[_Run], *, paper_key: str | N
     cov = covered_tasks(rs, tasks_req)
     model = model_label(cfg.model.preset)
     texts = {label: RUN_SPECS[label][1] for label in RUN_SPECS}
-    bases = DELTA_BASE.get(name, {})
     by_label = {r.label: r for r in rs}
 
     disp, nums, boots = [], [], []
@@ -698,11 +706,7 @@ def _build(name: str, cfg: PretrainConfig, rs: list[_Run], *, paper_key: str | N
         d["Total"] = fmt_cell(mu, sd) if tot else ("unavailable" if r.error else "—")  # "—": no task to average
         d["row mean (recomputed)"] = ""
         n["Total"], n["Total sd"], n["n_seeds"] = mu, sd, len(tot)
-        # Each row's delta is taken against its reference row (the baseline; mask-rate: the same strategy at 15%).
-        if name in DELTA_BASE:
-            base_label = bases.get(r.label)
-        else:
-            base_label = None if r.label == "baseline" else "baseline"
+        base_label = reference_row(name, r.label)
         base = by_label.get(base_label) if base_label else None
         d["Δ Total"] = "(reference)" if base_label is None and r.error is None else ""
         d["95% CI (bootstrap)"], d["seed t-interval"], d["per-seed Δ"] = "", "", ""
