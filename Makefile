@@ -50,11 +50,14 @@ lab: kernel
 ## them before the machine goes).
 ## SEEDS: the pretraining seeds (the paper's 2 by default). More seeds extend the same matrix, seed-major, reusing
 ## every finished run: make matrix-cpu-long SEEDS=0,1,2,3 (docs/results-cpu-long.md: how many seeds a verdict needs).
+## NICE: how far it steps back for other work. Started without a terminal (`nohup setsid make matrix-cpu-long &`)
+## its whole session steps back; from a terminal only its own processes (Linux autogroups: README "Background runs").
 RECORDS := docs/records/cpu-long
 SEEDS ?= 0,1
+NICE ?= 10
 matrix-cpu-long: setup
 	$(if $(wildcard $(RECORDS)/records.json),$(BIN)/entmask runs import $(RECORDS),)
-	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --set "experiment.pretrain_seeds=[$(SEEDS)]" --workers 2 --records $(RECORDS)
+	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --set "experiment.pretrain_seeds=[$(SEEDS)]" --workers 2 --records $(RECORDS) --nice $(NICE)
 
 ## While (or after) the matrix runs: its tables from what has finished at SEEDS (default 0,1), and the verdicts.
 ## Trains nothing, so it is safe beside the running matrix: make results-cpu-long SEEDS=0 (the tables take no

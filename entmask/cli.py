@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--records", metavar="DIR",
                    help="after each row, export the records of every finished run (no weights) to DIR, to commit: "
                         "a new machine imports them with `entmask runs import DIR` and reuses them")
+    s.add_argument("--nice", type=int, default=0, metavar="N",
+                   help="lower the priority of this command and its workers by N (1-19) so it yields the CPU; "
+                        "started without a terminal (setsid, nohup setsid) its whole session too, as Linux "
+                        "autogroups apply nice only within a session (default 0: unchanged)")
     s.add_argument("--report-only", action="store_true",
                    help="train nothing: write the table(s) from the runs that have finished (rows not finished "
                         "at every pretraining seed are left out and named; for `plateau`: finished, stopped, not "
@@ -325,7 +329,7 @@ def _refuse_unfinished_run(folder: Path) -> None:
 
 
 def cmd_experiment(a) -> int:
-    from entmask import experiments
+    from entmask import experiments, runs
 
     cfg = resolve_from_args(a)
     kwargs = {"corpus": a.corpus} if a.corpus else {}
@@ -334,6 +338,10 @@ def cmd_experiment(a) -> int:
         if not kwargs["recipes"]:
             raise CLIError(f"--recipes {a.recipes!r} names no recipe; give a comma-separated list, e.g. seq32")
     names = experiments.parse_names(a.name)
+    if not 0 <= a.nice <= 19:
+        raise CLIError(f"--nice {a.nice} is out of range: give 1 (a little lower) to 19 (the lowest), or leave it out")
+    if a.nice and not a.report_only:
+        print(f"entmask: {runs.lower_priority(a.nice)}", file=sys.stderr)
     if a.report_only:
         if a.workers != 1:
             raise CLIError("--report-only trains nothing, so it has no rows to split: drop --workers")

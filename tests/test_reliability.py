@@ -312,6 +312,7 @@ def test_config_file_round_trip_still_works(capsys, tmp_path):
     (["bench", "--device", "cuda"], "has no CUDA GPU"),
     (["reproduce", "--profile", "smoke", "--only", "99"], "unknown notebook '99'"),
     (["experiment", "plateau", "--profile", "smoke", "--recipes", ",", "--report-only"], "names no recipe"),
+    (["experiment", "table1", "--profile", "smoke", "--nice", "20"], "--nice 20 is out of range"),
     (["pretrain", "--profile", "smoke", "--data-dir", "/etc/hostname"], "is a file, not a folder"),
     (["pretrain", "--profile", "smoke", "--strategy", "high", "--teacher", "/etc/hostname"], "is a file"),
     (["reference", "--profile", "smoke", "--set", "reference.init=nobody/nothing"], "hub is unreachable"),
@@ -581,3 +582,42 @@ def test_a_failed_records_export_never_stops_the_matrix(tmp_path, capsys, monkey
     experiments._record("smoke", tmp_path / "rec", tmp_path / "runs", progress=False)  # returns: the row is done
     said = capsys.readouterr().out
     assert f"records: exporting to {tmp_path / 'rec'} failed (TypeError: 'int' object is not iterable)" in said
+
+
+LOWER = """
+import os, sys
+from pathlib import Path
+from entmask import runs
+ag = Path(sys.argv[1])
+ag.write_text("/autogroup-7 nice 0\\n")
+print(runs.lower_priority(3, autogroup=ag, has_tty=lambda: True)); print(ag.read_text().strip())
+print(runs.lower_priority(10, autogroup=ag, has_tty=lambda: False)); print(ag.read_text().strip())
+ag.write_text("/autogroup-7 nice 15\\n")
+print(runs.lower_priority(2, autogroup=ag, has_tty=lambda: False)); print(ag.read_text().strip())
+print(os.nice(0))
+"""
+
+
+def test_lower_priority_lowers_the_session_only_when_it_has_no_terminal(tmp_path):
+    """`--nice`: the process is reniced; the session's autogroup (which decides the share against other sessions)
+    is lowered only without a controlling terminal, never raised back, and from a terminal the line says how.
+    In a subprocess: a nice cannot be undone."""
+    out = subprocess.run([sys.executable, "-c", LOWER, str(tmp_path / "autogroup")], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0].startswith("nice +3 (this process only") and "setsid" in out[0]
+    assert out[1] == "/autogroup-7 nice 0"  # a terminal's session (the user's shell) is left alone
+    assert out[2] == "nice +10, and this session's autogroup to nice 10 (so other sessions' work comes first)"
+    assert out[3] == "10"
+    assert out[4] == "nice +2; this session's autogroup already at nice 15" and out[5] == "/autogroup-7 nice 15"
+    assert int(out[6]) == min(19, os.nice(0) + 15)  # 3 + 10 + 2 on top of the test's own nice
+    with pytest.raises(ValueError, match="nice 20 is out of range"):
+        runs.lower_priority(20)
+    if not Path("/proc/self/autogroup").exists() or not shutil.which("setsid"):
+        return  # the real kernel file: only where the kernel has autogroups
+    real = subprocess.run(["setsid", "-w", sys.executable, "-c",
+                           "from entmask import runs; print(runs.lower_priority(7)); "
+                           "print(open('/proc/self/autogroup').read().split()[-1])"],
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+    if "could not lower" in real[0]:  # a container whose /proc refuses the write: the line says so, nothing fails
+        pytest.skip(real[0])
+    assert real == ["nice +7, and this session's autogroup to nice 7 (so other sessions' work comes first)", "7"]
