@@ -1787,6 +1787,9 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
         if not common or not cov:
             empty = [RUN_SPECS[x][1] for x in (model, ref) if not units[x]]
             why = f"not finished: {', '.join(empty)}" if empty else "the rows have no finished fine-tuning in common"
+            if empty and d.get("report_only"):  # the row may have finished at some seeds: say which report left it out
+                why = (f"not finished at every pretraining seed {d.get('pretrain_seeds')}: {', '.join(empty)} (left "
+                       f"out of the report-only {table})")
             rows.append({**row, "verdict": "unresolved", "why": why, "verdict (tasks above majority)": "unresolved",
                          "why (tasks above majority)": why})
             continue

@@ -794,6 +794,13 @@ def test_verdicts_judge_collapse_apart_from_the_tasks_above_majority(tmp_path):
     assert hi["verdict (tasks above majority)"] == "contradicted" and hi["Δ (tasks above majority)"] < -5
     assert t.loc["low>random", "why"] == "not finished: low (teacher)"
     assert t.loc["cold<random", "why"] == "table2 has not been run"
+    d = json.loads((out / "table1.json").read_text())  # a --report-only table leaves out rows unfinished at a seed
+    (out / "table1.json").write_text(json.dumps({**d, "report_only": True, "pretrain_seeds": [0, 1]}))
+    t2 = ex.verdicts(smoke_cfg(), root=tmp_path, progress=False).table.set_index("claim")
+    assert t2.loc["low>random", "why"] == ("not finished at every pretraining seed [0, 1]: low (teacher) (left out "
+                                           "of the report-only table1)")
+    assert t2.loc["high>random", "verdict"] == "supported"  # the rows it has are judged as before
+    (out / "table1.json").write_text(json.dumps(d))
     assert t.loc["high>static", "verdict (tasks above majority)"] == "unresolved"
     md = (out / "verdicts.md").read_text()
     assert "## Sensitivity: on the tasks where the two rows beat the majority class" in md
