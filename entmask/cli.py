@@ -340,7 +340,7 @@ def cmd_experiment(a) -> int:
     names = experiments.parse_names(a.name)
     if not 0 <= a.nice <= 19:
         raise CLIError(f"--nice {a.nice} is out of range: give 1 (a little lower) to 19 (the lowest), or leave it out")
-    if a.nice and not a.report_only:
+    if a.nice:
         print(f"entmask: {runs.lower_priority(a.nice)}", file=sys.stderr)
     if a.report_only:
         if a.workers != 1:
