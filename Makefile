@@ -55,15 +55,18 @@ lab: kernel
 RECORDS := docs/records/cpu-long
 SEEDS ?= 0,1
 NICE ?= 10
+## FT_SEEDS: fine-tuning seeds of every student (default 0). More average out a classifier's collapse lottery at
+## ~10 min a row each (docs/results-cpu-long.md "Where the noise comes from"); seed 0's runs are reused.
+FT_SEEDS ?= 0
 matrix-cpu-long: setup
 	$(if $(wildcard $(RECORDS)/records.json),$(BIN)/entmask runs import $(RECORDS),)
-	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --set "experiment.pretrain_seeds=[$(SEEDS)]" --workers 2 --records $(RECORDS) --nice $(NICE)
+	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --set "experiment.pretrain_seeds=[$(SEEDS)]" --set "finetune.seeds=[$(FT_SEEDS)]" --workers 2 --records $(RECORDS) --nice $(NICE)
 
 ## While (or after) the matrix runs: its tables from what has finished at SEEDS (default 0,1), and the verdicts.
 ## Trains nothing, so it is safe beside the running matrix: make results-cpu-long SEEDS=0 (the tables take no
 ## lock; memorisation holds the corpus and entropy caches' locks only while it reads them)
 results-cpu-long: setup
-	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --report-only --set "experiment.pretrain_seeds=[$(SEEDS)]"
+	$(BIN)/entmask experiment table1,table2,static --profile cpu-long --quiet --report-only --set "experiment.pretrain_seeds=[$(SEEDS)]" --set "finetune.seeds=[$(FT_SEEDS)]"
 	$(BIN)/entmask experiment verdicts --profile cpu-long --quiet
 	$(BIN)/entmask experiment memorisation --profile cpu-long --quiet
 
