@@ -351,7 +351,7 @@ def prepare_corpus(dc: DataConfig, root: str | Path | None = None, progress: boo
     if mirror_dir(dc.data_dir) is None and not hub_reachable():
         raise DataError(f"corpus {dc.corpus}/{dc.corpus_config}: the Hugging Face hub is unreachable from here and "
                         f"no mirror is set; point --data-dir or {ENV_DATA} at a mirror such as ../shared/data "
-                        f"(offline, use --profile tiny: the mirror has wikitext-2-v1 validation+test only)")
+                        f"(../shared/data has WikiText-2, wikipedia-good and gutenberg)")
     tok = load_tokenizer(dc.tokenizer, dc.data_dir, trust_remote_code)
     if dc.fingerprint and dc.fingerprint != source_fingerprint(dc):
         raise DataError(f"the corpus sources changed since this config was resolved (fingerprint {dc.fingerprint}, "

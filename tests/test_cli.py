@@ -33,7 +33,7 @@ def run_cli(capsys, *args):
     ([], "a command is needed"),
     (["pretrain", "--profile", "smoke", "--strategy", "high", "--teacher", "/nonexistent/teacher"],
      "teacher folder '/nonexistent/teacher' does not exist"),
-    (["pretrain", "--profile", "smoke", "--set", "data.splits=train"], "split 'train' is not in the mirror"),
+    (["pretrain", "--profile", "smoke", "--set", "data.splits=unsupervised"], "split 'unsupervised' is not in the mirror"),
     (["pretrain", "--profile", "smoke", "--data-dir", "/nonexistent/mirror"], "data dir /nonexistent/mirror does not exist"),
 ])
 def test_bad_inputs_one_line_exit_2(capsys, session_runs, args, needle):

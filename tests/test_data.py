@@ -42,8 +42,9 @@ def test_prepare_corpus_split_pack_and_cache(session_runs):
 
 
 def test_missing_split_offline_is_one_clear_line(mirror):
-    with pytest.raises(data.DataError, match=r"not in the mirror .*it has wikitext-2-v1/\{test,validation\}"):
-        data.read_mirror_split(mirror, "Salesforce/wikitext", "wikitext-2-v1", "train")
+    # WikiText-2 train joined the mirror on 2026-12-05; QNLI's train split is still missing
+    with pytest.raises(data.DataError, match=r"not in the mirror .*it has qnli/\{test,validation\}"):
+        data.read_mirror_split(mirror, "nyu-mll/glue", "qnli", "train")
     with pytest.raises(data.DataError, match="MANIFEST"):
         data.load_glue_split("qqp", "train", str(mirror))
 
