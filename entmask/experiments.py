@@ -804,6 +804,23 @@ def _build(name: str, cfg: PretrainConfig, rs: list[_Run], *, paper_key: str | N
     return table, scores, pd.DataFrame(boots), notes, cov
 
 
+def truncation_note(rs: list[_Run], tasks: list[str], max_len: int) -> str:
+    """Per task, the share of validation examples that fine-tuning at `max_len` truncated (the records'
+    `eval_truncated`; the largest over runs, which share it unless their tokenizers differ). A task truncated a lot
+    tests less than its label says: at length 32, 95% of MRPC's pairs lost their ends."""
+    got = {}
+    for r in rs:
+        for f in r.ft:
+            if f.get("task") in tasks and _num(f.get("eval_truncated")):
+                got[f["task"]] = max(got.get(f["task"], 0.0), float(f["eval_truncated"]))
+    parts = [f"{TASK_LABEL[t]} {got[t]:.1%}" if t in got else f"{TASK_LABEL[t]} not recorded" for t in tasks]
+    worst = max(got.values()) if got else None
+    return (f"Truncated at finetune.max_len={max_len}: share of each task's validation examples longer than that "
+            f"(wordpieces with [CLS]/[SEP]): {', '.join(parts) or 'no task'}"
+            + (f"; the worst task loses the end of {worst:.0%} of its examples" if worst is not None and worst > 0.10
+               else "") + " (runs fine-tuned before 2026-12-05 did not record it).")
+
+
 def _notes(name, cfg, rs, cov, tasks_req, maj, maj_note, paper_key) -> list[str]:
     fc = cfg.finetune
     absent = [t for t in TASK_ORDER if t in tasks_req and maj.get(t) is None]  # no data here at all
@@ -827,6 +844,7 @@ def _notes(name, cfg, rs, cov, tasks_req, maj, maj_note, paper_key) -> list[str]
         f"class (a majority-class guesser, whatever its score).",
         maj_note,
     ]
+    notes.append(truncation_note(rs, cov, fc.max_len))
     eval_notes = sorted({f["eval_note"] for r in rs for f in r.ft if f.get("eval_note")})
     for en in eval_notes:
         notes.append(f"Offline data: {en} (its score is not comparable with the paper's full QNLI).")

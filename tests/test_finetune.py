@@ -206,6 +206,9 @@ def test_finetune_mrpc_writes_metrics_and_is_reused(tiny_mlm, tmp_path):
     assert on_disk["paper_score"] == m["paper_score"] and on_disk["hash"] == run.name.rsplit("-", 1)[1]
     assert (run / "config.json").exists() and (run / "model" / "model.safetensors").exists()
     assert not (run / "checkpoints").exists()
+    # the precision and the truncated share are on record (MRPC at the tiny cfg's short length loses most ends)
+    assert m["precision"] == ("bf16" if m["bf16"] else "fp32") and m["max_len"] == cfg.max_len
+    assert 0.5 < m["eval_truncated"] <= 1.0
 
     mtime = (run / "metrics.json").stat().st_mtime_ns
     t0 = time.perf_counter()
@@ -239,3 +242,41 @@ def test_data_problems_are_errors_not_absent(tiny_mlm, tmp_path):
     with pytest.raises(DataError, match="unknown GLUE task"):
         finetune_task(tiny_mlm, "wnli", tiny_cfg(), 0, profile="test", name="e", data_dir=str(DATA), root=tmp_path,
                       progress=False)
+
+
+def test_truncated_share_counts_examples_longer_than_max_len(tokenizer):
+    import pandas as pd
+
+    from entmask.finetune import truncated_share
+
+    df = pd.DataFrame({"sentence": ["a b", "a b c d e f g h", "one"], "label": [0, 1, 0]})
+    # [CLS] a b [SEP] = 4, [CLS] a ... h [SEP] = 10, [CLS] one [SEP] = 3
+    assert truncated_share(df, tokenizer, "sst2", 4) == pytest.approx(1 / 3)
+    assert truncated_share(df, tokenizer, "sst2", 3) == pytest.approx(2 / 3)
+    assert truncated_share(df, tokenizer, "sst2", 10) == 0.0
+    assert truncated_share(df.iloc[:0], tokenizer, "sst2", 10) == 0.0
+    pair = pd.DataFrame({"sentence1": ["a b"], "sentence2": ["c d"], "label": [0]})  # [CLS] a b [SEP] c d [SEP] = 7
+    assert truncated_share(pair, tokenizer, "mrpc", 6) == 1.0 and truncated_share(pair, tokenizer, "mrpc", 7) == 0.0
+
+
+@needs_mirror
+def test_cpu_wiki_truncates_at_most_a_tenth_of_every_task(tokenizer):
+    """Issue 30: the cpu-wiki profile fine-tunes at a length that cuts <= 10% of each task's validation examples."""
+    from entmask import config
+    from entmask.data import load_glue_split
+    from entmask.finetune import truncated_share
+
+    cfg = config.resolve("cpu-wiki", {"data.data_dir": str(DATA)})
+    assert cfg.finetune.max_len <= cfg.data.seq_len  # no position the student never trained
+    shares = {t: truncated_share(load_glue_split(t, "validation", str(DATA)), tokenizer, t, cfg.finetune.max_len)
+              for t in ("cola", "sst2", "mrpc", "qnli", "rte")}
+    assert max(shares.values()) <= 0.10, shares
+    assert shares["rte"] == pytest.approx(0.079, abs=0.001)  # the binding task (11.9% at 128)
+
+
+def test_auto_precision_is_bf16_exactly_where_pretraining_uses_it():
+    from entmask.finetune import _resolve_bf16
+    from entmask.pretrain import use_bf16
+
+    assert _resolve_bf16("auto") == use_bf16("auto")
+    assert _resolve_bf16("bf16") is True and _resolve_bf16("fp32") is False
