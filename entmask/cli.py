@@ -118,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--frozen", action="store_true", help="frozen-encoder probe: train the classifier only")
     s.add_argument("--force", action="store_true")
 
+    s = sub.add_parser("blimp", help="BLiMP zero-shot accuracy of a pretraining run (pseudo-log-likelihood), "
+                                     "written to its blimp.json and reused")
+    s.add_argument("run", help="a finished pretraining run folder (runs/<profile>/pretrain/<name>-<hash>)")
+    s.add_argument("--data-dir", help="offline mirror with blimp/ (default: $ENTMASK_DATA_DIR)")
+    s.add_argument("--per-paradigm", type=int, default=None,
+                   help="pairs per paradigm, a fixed seeded subsample (default: entmask.blimp.DEFAULT_PER_PARADIGM; "
+                        "0 = all 1,000)")
+    s.add_argument("--within-word", action="store_true",
+                   help="Kauf & Ivanova's within-word-l2r PLL (also mask a word's later pieces)")
+    s.add_argument("--force", action="store_true", help="score again even if blimp.json matches")
+    s.add_argument("--quiet", action="store_true")
+
     s = sub.add_parser("experiment", help="run one of the paper's experiments and write its table")
     _common(s)
     s.add_argument("name", help="table1 | table2 | kd | mask-rate | frozen | weights | corpus | plateau | verdicts "
@@ -406,6 +418,24 @@ def cmd_reproduce(a) -> int:
     return 0 if ok else 1
 
 
+def cmd_blimp(a) -> int:
+    from entmask import blimp
+
+    run = Path(a.run)
+    if not run.is_dir():
+        raise CLIError(f"{a.run} is not a folder; give a finished pretraining run folder "
+                       f"(runs/<profile>/pretrain/<name>-<hash>)")
+    _refuse_unfinished_run(run)
+    if a.per_paradigm is not None and not 0 <= a.per_paradigm <= 1000:
+        raise CLIError(f"--per-paradigm {a.per_paradigm} must be between 1 and 1000 (0 = all)")
+    per = blimp.DEFAULT_PER_PARADIGM if a.per_paradigm is None else (a.per_paradigm or None)
+    d = blimp.score_run(run, data_dir=a.data_dir, per_paradigm=per, within_word_l2r=a.within_word, force=a.force,
+                        progress=not a.quiet)
+    print(json.dumps({"accuracy": d["accuracy"], "n": d["scoring"]["n"], "variant": d["scoring"]["variant"],
+                      "by_field": d["by_field"], "file": str(run / blimp.RESULT_FILE)}))
+    return 0
+
+
 def cmd_bench(a) -> int:
     from entmask import bench
     from entmask.models import PRESETS
@@ -448,7 +478,7 @@ def _one_line(e: BaseException) -> str:
 
 COMMANDS = {"pretrain": cmd_pretrain, "reference": cmd_reference, "info": cmd_info, "finetune": cmd_finetune,
             "experiment": cmd_experiment, "reproduce": cmd_reproduce, "bench": cmd_bench,
-            "runs": cmd_runs}
+            "runs": cmd_runs, "blimp": cmd_blimp}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -468,8 +498,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         a = build_parser().parse_args(argv)
         if not a.cmd:
-            raise CLIError("a command is needed: pretrain, reference, finetune, experiment, reproduce, info, runs, "
-                           "bench (see `entmask --help`)")
+            raise CLIError("a command is needed: pretrain, reference, finetune, experiment, blimp, reproduce, info, "
+                           "runs, bench (see `entmask --help`)")
         _setup_env(a)
         errors = _expected_errors()
         return COMMANDS[a.cmd](a)

@@ -151,6 +151,9 @@ class ExperimentConfig:
     # Pretraining seeds (train.seed) every experiment row is run with, seed-major (all rows at the first seed, then
     # the next): the paper runs every experiment twice. None = the config's own train.seed only.
     pretrain_seeds: list | None = None
+    # BLiMP pairs per paradigm (x 67) scored zero-shot for every finished student of an experiment (entmask.blimp:
+    # a fixed seeded subsample; 0 = no BLiMP). Not hashed: it changes no run, only what the tables show.
+    blimp_per_paradigm: int = 100
 
 
 @dataclass
@@ -334,6 +337,7 @@ _RANGES: tuple = (
     ("finetune.heldout_fraction", lambda v: _finite(v) and 0 < v < 1, "must be in (0, 1), e.g. 0.1"),
     ("finetune.frozen_epochs", lambda v: v >= 1, "must be >= 1"),
     ("finetune.bootstrap", lambda v: v >= 0, "must be >= 0 (0 = no confidence intervals)"),
+    ("experiment.blimp_per_paradigm", lambda v: 0 <= v <= 1000, "must be in [0, 1000] (0 = no BLiMP)"),
 )
 
 
@@ -730,6 +734,7 @@ PROFILES: dict[str, dict] = {
         "finetune.max_eval": 64,
         "finetune.precision": "fp32",
         "finetune.bootstrap": 200,
+        "experiment.blimp_per_paradigm": 3,  # 201 pairs: the tests see the column, in seconds
     },
     # The CPU default behind the README's main command (45 minutes on 2 cores for everything).
     "tiny": {
@@ -801,7 +806,7 @@ PROFILES: dict[str, dict] = {
         "finetune.precision": "fp32",
     },
     # A fair small test of the paper on 2 CPU cores (issue 30): all of WikiText-2 (train + validation + test, 629 +
-    # 60 + 62 articles, ~2.9M wordpieces: 6x cpu-long's corpus, which static masks memorised), split 95/5 by
+    # 60 + 62 articles, ~2.65M wordpieces: 5.7x cpu-long's corpus, which static masks memorised), split 95/5 by
     # article as the paper splits WikiText-103; bf16 autocast where the CPU runs it natively (pretraining, the
     # teacher pass, fine-tuning; fp32 elsewhere, recorded in each run's metrics); rows of 144 wordpieces so that
     # fine-tuning at the same length truncates at most 10% of every task's validation examples (measured, bert-base

@@ -22,6 +22,7 @@ claims: a table of students still on the unigram plateau says so in its header, 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import math
@@ -423,6 +424,7 @@ def _pretrain_and_finetune(name: str, specs, root, progress: bool, frozen: bool 
                 r.error = str(e).strip().splitlines()[0]  # e.g. the other corpus is not in the mirror / hub offline
                 continue
             metrics = runs.read_json(run_dir / "metrics.json")
+            scored_now = _score_blimp(run_dir, c, progress)
             r.seed_runs.append({"pretrain_seed": seed, "run_dir": run_dir, "metrics": metrics, "cfg": cs})
             _say(progress, f"{name}: fine-tuning {label} seed {seed}{' (frozen)' if frozen else ''} on "
                            f"{', '.join(c.finetune.tasks)} x seeds {c.finetune.seeds}")
@@ -430,7 +432,7 @@ def _pretrain_and_finetune(name: str, specs, root, progress: bool, frozen: bool 
                               data_dir=c.data.data_dir, root=root, frozen=frozen, progress=progress)
             r.ft.extend({**f, "pretrain_seed": seed} for f in ft)
             # (a task absent from the mirror trained nothing either)
-            if not was_finished or any(not f.get("reused") and f.get("status") != "absent" for f in ft):
+            if not was_finished or scored_now or any(not f.get("reused") and f.get("status") != "absent" for f in ft):
                 _record(cs.profile, records, root, progress)
                 exported = True
         finally:
@@ -447,6 +449,63 @@ def _pretrain_and_finetune(name: str, specs, root, progress: bool, frozen: bool 
         for sr in r.seed_runs:
             sr.pop("cfg", None)
     return list(out.values())
+
+
+def _score_blimp(run_dir: Path, c: PretrainConfig, progress: bool) -> bool:
+    """BLiMP (zero-shot, entmask.blimp) of a finished student, written beside its metrics and reused; True when it
+    was scored now. A mirror without BLiMP, or a run imported without weights, is skipped: the table says so."""
+    from entmask import blimp
+    from entmask.data import DataError
+
+    per = c.experiment.blimp_per_paradigm
+    if not per:
+        return False
+    per = None if per >= 1000 else per
+    f = run_dir / blimp.RESULT_FILE
+    if f.is_file():
+        with contextlib.suppress(runs.RunError, AttributeError, TypeError):
+            if runs.read_json(f).get("scoring", {}).get("per_paradigm") == per:
+                return False
+    try:
+        blimp.score_run(run_dir, data_dir=c.data.data_dir, per_paradigm=per, progress=progress)
+    except (DataError, ValueError) as e:
+        _say(progress, f"BLiMP not scored for {run_dir.name}: {str(e).splitlines()[0]}")
+        return False
+    return True
+
+
+def blimp_of(r: _Run) -> dict:
+    """{pretraining seed: blimp.json} of the row's finished seeds that have BLiMP scores (read, never computed)."""
+    from entmask import blimp
+
+    out = {}
+    for sr in r.seed_runs:
+        f = Path(sr["run_dir"]) / blimp.RESULT_FILE
+        if f.is_file():
+            try:
+                d = runs.read_json(f)
+            except runs.RunError:
+                continue
+            if isinstance(d, dict) and isinstance(d.get("accuracy"), (int, float)) and isinstance(d.get("correct"), str):
+                out[sr["pretrain_seed"]] = d
+    return out
+
+
+def blimp_delta(r: _Run, base: _Run, n: int = 1000) -> dict | None:
+    """Δ BLiMP accuracy (points) of row r against base over the pretraining seeds both were scored at alike: a paired
+    bootstrap over pairs (each seed's pairs, pooled) and the per-seed Δs. None where they share no such seed."""
+    from entmask import blimp
+
+    a, b = blimp_of(r), blimp_of(base)
+    common = [k for k in sorted(set(a) & set(b)) if a[k].get("scoring", {}).get("per_paradigm") ==
+              b[k].get("scoring", {}).get("per_paradigm") and len(a[k]["correct"]) == len(b[k]["correct"])]
+    if not common:
+        return None
+    bt = blimp.paired_bootstrap_delta("".join(a[k]["correct"] for k in common),
+                                      "".join(b[k]["correct"] for k in common), n=n, seed=0)
+    per_seed = [100 * (a[k]["accuracy"] - b[k]["accuracy"]) for k in common]
+    return {"delta": 100 * bt["delta"], "lo": 100 * bt["lo"], "hi": 100 * bt["hi"], "seeds": common,
+            "seed_deltas": per_seed, "n_pairs": bt["n_pairs"]}
 
 
 def _seed_mean_metrics(r: _Run) -> dict:
@@ -724,6 +783,17 @@ def _build(name: str, cfg: PretrainConfig, rs: list[_Run], *, paper_key: str | N
             boots.append({"label": r.label, "base": base_label, **{k: b[k] for k in (
                 "delta", "lo", "hi", "total_model", "total_base", "seed_deltas", "t_interval", "t_interval_note",
                 "n_resamples")}, "per_task": b["per_task"]})
+        bl = blimp_of(r) if r.error is None else {}
+        accs = [100 * x["accuracy"] for x in bl.values()]
+        d["BLiMP"] = fmt_cell(*mean_sd(accs)) if accs else ""
+        n["BLiMP"], n["BLiMP seeds"] = (float(np.mean(accs)) if accs else math.nan), len(accs)
+        d["Δ BLiMP"] = ""
+        if base is not None and bl and base.error is None:
+            bd = blimp_delta(r, base, n=fc.bootstrap or 1000)
+            if bd is not None:
+                d["Δ BLiMP"] = f"{bd['delta']:+.2f} [{bd['lo']:+.2f}, {bd['hi']:+.2f}]"
+                n.update(blimp_delta=bd["delta"], blimp_delta_lo=bd["lo"], blimp_delta_hi=bd["hi"],
+                         blimp_seed_deltas=bd["seed_deltas"])
         m = _seed_mean_metrics(r)
         lp = m.get("left_plateau")
         d["plateau"] = ("" if r.error else "left" if lp else "?" if lp is None else
@@ -795,13 +865,31 @@ def _build(name: str, cfg: PretrainConfig, rs: list[_Run], *, paper_key: str | N
         nums.append(n)
 
     cols = (["model", "strategy", "source"] + [TASK_LABEL[t] for t in TASK_ORDER] +
-            ["Total", "row mean (recomputed)", "Δ Total", "95% CI (bootstrap)", "per-seed Δ", "seed t-interval", "plateau",
+            ["Total", "row mean (recomputed)", "Δ Total", "95% CI (bootstrap)", "per-seed Δ", "seed t-interval",
+             "BLiMP", "Δ BLiMP", "plateau",
              "PFLOPs", "held-out acc", "unigram acc", "self entropy s.d. (switch → end)", "run"])
     table = pd.DataFrame(disp).reindex(columns=cols).fillna("")
     scores = pd.DataFrame(nums)
 
     notes = _notes(name, cfg, rs, cov, tasks_req, maj, maj_note, paper_key)
     return table, scores, pd.DataFrame(boots), notes, cov
+
+
+def blimp_note(rs: list[_Run]) -> str:
+    """What the BLiMP columns are, and which rows have none."""
+    scored = {r.label: blimp_of(r) for r in rs if r.error is None}
+    any_doc = next((d for v in scored.values() for d in v.values()), None)
+    missing = [RUN_SPECS[k][1] for k, v in scored.items() if not v]
+    if any_doc is None:
+        return ("BLiMP: no row has BLiMP scores (scored after pretraining by `entmask experiment`, or "
+                "`entmask blimp RUN`; a run imported without weights cannot be scored).")
+    sc = any_doc.get("scoring", {})
+    per = sc.get("per_paradigm")
+    return (f"BLiMP: zero-shot accuracy (%) on minimal pairs by pseudo-log-likelihood (Salazar et al. 2020, variant "
+            f"{sc.get('variant', '?')}), {per or 'all'} pairs per paradigm x 67 ({sc.get('n', '?')} pairs), mean ± sd "
+            f"over pretraining seeds; no fine-tuning, so no fine-tuning noise. Δ BLiMP: against the same reference row "
+            f"as Δ Total, with a 95% paired bootstrap over the pairs of every seed both rows were scored at (pair "
+            f"noise only, not seed noise)." + (f" Not scored: {', '.join(missing)}." if missing else ""))
 
 
 def truncation_note(rs: list[_Run], tasks: list[str], max_len: int) -> str:
@@ -845,6 +933,7 @@ def _notes(name, cfg, rs, cov, tasks_req, maj, maj_note, paper_key) -> list[str]
         maj_note,
     ]
     notes.append(truncation_note(rs, cov, fc.max_len))
+    notes.append(blimp_note(rs))
     eval_notes = sorted({f["eval_note"] for r in rs for f in r.ft if f.get("eval_note")})
     for en in eval_notes:
         notes.append(f"Offline data: {en} (its score is not comparable with the paper's full QNLI).")

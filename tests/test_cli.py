@@ -35,6 +35,7 @@ def run_cli(capsys, *args):
      "teacher folder '/nonexistent/teacher' does not exist"),
     (["pretrain", "--profile", "smoke", "--set", "data.splits=unsupervised"], "split 'unsupervised' is not in the mirror"),
     (["pretrain", "--profile", "smoke", "--data-dir", "/nonexistent/mirror"], "data dir /nonexistent/mirror does not exist"),
+    (["blimp", "/nonexistent/run"], "/nonexistent/run is not a folder; give a finished pretraining run folder"),
 ])
 def test_bad_inputs_one_line_exit_2(capsys, session_runs, args, needle):
     code, out, err = run_cli(capsys, *args)

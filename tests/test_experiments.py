@@ -419,6 +419,27 @@ def test_deltas_against_the_baseline(results):
     assert mr.loc["high-r40", "base"] == "high-r15" and mr.loc["low-n1", "base"] == "low-r15"
 
 
+def test_blimp_beside_the_total(results):
+    """Every finished student is scored on BLiMP (the smoke profile: 3 pairs x 67 paradigms) and the table shows its
+    accuracy and a paired Δ against the reference row, computed from the per-pair record in blimp.json."""
+    from entmask import blimp
+
+    res = results["table1"]
+    base = scores(res, "baseline")
+    doc = json.loads((Path(base["run"]) / blimp.RESULT_FILE).read_text())
+    assert doc["scoring"]["per_paradigm"] == 3 and len(doc["correct"]) == doc["scoring"]["n"] == 201
+    assert base["BLiMP"] == pytest.approx(100 * doc["accuracy"]) and base["BLiMP seeds"] == 1
+    high = scores(res, "teacher-high")
+    dh = json.loads((Path(high["run"]) / blimp.RESULT_FILE).read_text())
+    want = 100 * (blimp.as_correct(dh["correct"]).mean() - blimp.as_correct(doc["correct"]).mean())
+    assert high["blimp_delta"] == pytest.approx(want, abs=1e-9)
+    assert high["blimp_delta_lo"] <= high["blimp_delta"] <= high["blimp_delta_hi"]
+    shown = ours(res).set_index("strategy")
+    assert shown.loc["high (teacher)", "Δ BLiMP"].startswith(f"{want:+.2f} [")
+    assert any(n.startswith("BLiMP: zero-shot accuracy") for n in res.extra.get("notes", [])) or \
+        "BLiMP: zero-shot accuracy" in Path(res.paths["md"]).read_text()
+
+
 @pytest.mark.slow
 def test_entropy_and_curves(results):
     ent = results["table1"].extra["entropy"].set_index("label")
