@@ -35,6 +35,7 @@ from entmask.masking import (apply_mask, candidate_mask, continuation_table, nee
                              select_mask, static_scores)
 from entmask.models import (build_model, encode, kd_loss, load_teacher, masked_logits, reference_start,
                             score_masked, transformers_bars)
+from entmask.phases import short_len, short_steps, split_ids, split_rows, view_rows
 
 HELDOUT_SEED = 20240607  # one fixed random masking of the test split, identical for every run (comparability)
 PROBE_ROWS = 64  # test rows used to measure a student's per-position entropy spread during training
@@ -42,11 +43,16 @@ PROBE_ROWS = 64  # test rows used to measure a student's per-position entropy sp
 
 # ---- data plumbing -------------------------------------------------------------------------------------------
 class PackedDataset(Dataset):
-    """Rows of packed token ids, with the teacher's entropies beside them when a strategy needs them."""
+    """Rows of packed token ids, with the teacher's entropies beside them when a strategy needs them: of the whole
+    rows, and of their short view (phases.py) when the run starts on short rows."""
 
-    def __init__(self, input_ids: torch.Tensor, teacher_entropy: torch.Tensor | None = None):
+    def __init__(self, input_ids: torch.Tensor, teacher_entropy: torch.Tensor | None = None,
+                 teacher_entropy_short: torch.Tensor | None = None):
         self.input_ids = input_ids  # [N, T]
         self.teacher_entropy = teacher_entropy  # [N, T] or None
+        # [N*k, t] -> [N, k*t]: row i's k short rows side by side, so one index fetches them all
+        self.teacher_entropy_short = (teacher_entropy_short.reshape(input_ids.shape[0], -1)
+                                      if teacher_entropy_short is not None else None)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -55,6 +61,8 @@ class PackedDataset(Dataset):
         item = {"input_ids": self.input_ids[i]}
         if self.teacher_entropy is not None:
             item["teacher_entropy"] = self.teacher_entropy[i]
+        if self.teacher_entropy_short is not None:
+            item["teacher_entropy_short"] = self.teacher_entropy_short[i]
         return item
 
 
@@ -95,6 +103,7 @@ class EntropyMaskingTrainer(Trainer):
         self.unk_id = tok.unk_token_id
         self.mask_id = tok.mask_token_id
         self.vocab_size = len(tok)
+        self.cls_id, self.sep_id = tok.cls_token_id, tok.sep_token_id
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.teacher = teacher.to(self.args.device) if teacher is not None else None
         self.teacher_bf16 = teacher is not None and _bf16_ok(torch.device(self.args.device))
@@ -121,6 +130,11 @@ class EntropyMaskingTrainer(Trainer):
         if m.self_start == "init" and in_teacher_phase:
             return "teacher"
         return "self"
+
+    def view_rows(self) -> int:
+        """Short rows per row at this step (phases.py): train.short_rows in the first phase, then 1."""
+        t = self.em.train
+        return view_rows(self.state.global_step, self.state.max_steps or 1, t.short_rows, t.short_fraction)
 
     def kd_active(self) -> bool:
         mode = self.em.kd.mode
@@ -154,6 +168,9 @@ class EntropyMaskingTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         m, em = self.em.masking, self.em
         ids = inputs["input_ids"]  # [B, T]
+        k = self.view_rows()
+        if k > 1:  # the short phase: the same text as B*k rows [CLS] piece [SEP]
+            ids = split_ids(ids, k, self.cls_id, self.sep_id)  # [B*k, (T-2)/k + 2]
         attn = torch.ones_like(ids)
         cand = candidate_mask(ids, self.special_ids, self.unk_id, m.include_unk)  # [B, T]
         coin, gen = self._generators(ids.device)
@@ -161,7 +178,9 @@ class EntropyMaskingTrainer(Trainer):
         core = self.accelerator.unwrap_model(model)
         ratio, temperature = self.scheduled()
         amp = torch.bfloat16 if self.args.bf16 else None  # the training precision: autocast wraps forward() only
-        if source == "teacher":
+        if source == "teacher" and k > 1:  # the teacher's scores of the short rows themselves, cached per view
+            entropy = inputs["teacher_entropy_short"].reshape(ids.shape).float()  # [B*k, t]
+        elif source == "teacher":
             entropy = inputs["teacher_entropy"].float()  # [B, T], cached once per corpus (any teacher-only scorer)
         elif source == "self" and m.scorer == "entropy":
             # [B, T], no grad, eval mode; at the training precision (autocast only wraps forward(), not this pass)
@@ -274,10 +293,13 @@ def student_entropy_stats(model, ids: torch.Tensor, corpus: Corpus, include_unk:
 
 # ---- held-out evaluation -------------------------------------------------------------------------------------
 @torch.no_grad()
-def heldout_eval(model, corpus: Corpus, batch_size: int = 64, chunk: int = 1024, rows: int | None = None) -> dict:
+def heldout_eval(model, corpus: Corpus, batch_size: int = 64, chunk: int = 1024, rows: int | None = None,
+                 short_rows: int = 1) -> dict:
     """MLM loss/accuracy on the 5% test split under one fixed random 15% [MASK] masking shared by all runs, the
     unigram (most-frequent-token) accuracy on the same targets, and the model's unmasked-view entropy spread.
-    `rows` evaluates the first rows only (learning curves); their masks are those of the full evaluation."""
+    `rows` evaluates the first rows only (learning curves); their masks are those of the full evaluation.
+    `short_rows` = k > 1 evaluates the short view (phases.py): the same masked targets, each seen in its
+    1/k-row piece, as a student in the short phase is trained."""
     was_training = model.training
     model.eval()
     dev = next(model.parameters()).device
@@ -288,6 +310,9 @@ def heldout_eval(model, corpus: Corpus, batch_size: int = 64, chunk: int = 1024,
     mask = select_mask(torch.zeros(ids.shape), cand, "random", 0.15, generator=gen)  # [N, T]
     if rows is not None:
         ids, cand, mask = ids[:rows], cand[:rows], mask[:rows]
+    if short_rows > 1:  # [n, T] -> [n*k, (T-2)/k + 2]; the long row's [CLS]/[SEP] are never candidates
+        ids = split_ids(ids, short_rows, tok.cls_token_id, tok.sep_token_id)
+        cand, mask = split_rows(cand, short_rows, False, False), split_rows(mask, short_rows, False, False)
     masked, labels = apply_mask(ids, mask, tok.mask_token_id, "mask")
     sc = score_masked(model, masked, labels, batch_size)
     ents = []
@@ -317,8 +342,11 @@ class CurveCallback(TrainerCallback):
     def _record(self, state, model) -> None:
         t = self.cfg.train
         core = self.trainer.accelerator.unwrap_model(model) if self.trainer else model
-        ev = heldout_eval(core, self.corpus, t.eval_batch_size, t.entropy_chunk, rows=t.eval_rows)
-        point = {"step": state.global_step, "heldout_accuracy": ev["heldout_accuracy"],
+        # on the rows being trained: a short-phase student has never seen the positions past its short rows
+        k = view_rows(state.global_step, state.max_steps or 1, t.short_rows, t.short_fraction)
+        ev = heldout_eval(core, self.corpus, t.eval_batch_size, t.entropy_chunk, rows=t.eval_rows, short_rows=k)
+        point = {"step": state.global_step, "rows_len": short_len(self.cfg.data.seq_len, k),
+                 "heldout_accuracy": ev["heldout_accuracy"],
                  "heldout_loss": ev["heldout_loss"], "unigram_accuracy": ev["unigram_accuracy"],
                  "entropy_sd": ev["entropy_sd"], "left_plateau": ev["left_plateau"]}
         path = self.run / "logs" / "curve.json"
@@ -463,18 +491,22 @@ def uses_teacher_scores(cfg: PretrainConfig) -> bool:
 
 
 def teacher_scores(cfg: PretrainConfig, teacher_dir: Path, corpus: Corpus, progress: bool = True,
-                   force: bool = False) -> torch.Tensor | None:
+                   force: bool = False, short_rows: int = 1) -> torch.Tensor | None:
     """The teacher's scores of every train position (the paper's unmasked-view entropy, or `masking.scorer`),
-    computed once per (teacher, corpus, scorer) and cached beside the corpus; None when no phase uses them."""
+    computed once per (teacher, corpus, scorer, view) and cached beside the corpus; None when no phase uses them.
+    `short_rows` = k > 1 scores the short view of the rows (phases.py), [N*k, (T-2)/k + 2]: the teacher sees the
+    rows the student trains on."""
     if not uses_teacher_scores(cfg):
         return None
     t, m = cfg.train, cfg.masking
+    tok = corpus.tokenizer
+    ids = split_ids(corpus.train_ids, short_rows, tok.cls_token_id, tok.sep_token_id)
     extra = {}
     if m.scorer != "entropy":  # masked-view scorers: the candidates they mask, and the masking ratio of the view
-        extra = dict(scorer=m.scorer, ratio=m.ratio, seed=t.seed, mask_id=corpus.tokenizer.mask_token_id,
-                     candidates=candidate_mask(corpus.train_ids, corpus.special_ids, corpus.tokenizer.unk_token_id,
-                                               m.include_unk))
-    return teacher_entropies(teacher_dir, corpus.dir, "train", corpus.train_ids,
+        extra = dict(scorer=m.scorer, ratio=m.ratio, seed=t.seed, mask_id=tok.mask_token_id,
+                     candidates=candidate_mask(ids, corpus.special_ids, tok.unk_token_id, m.include_unk))
+    split = "train" if short_rows == 1 else f"train-short{short_rows}"
+    return teacher_entropies(teacher_dir, corpus.dir, split, ids,
                              device="cuda" if torch.cuda.is_available() else "cpu", batch_size=t.eval_batch_size,
                              chunk_size=t.entropy_chunk, progress=progress, block_rows=t.entropy_block_rows,
                              force=force, **extra)
@@ -489,6 +521,8 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
     epochs, lr = t.epochs if epochs is None else epochs, t.lr if lr is None else lr
     batch, warmup_ratio = batch or t.batch_size, t.warmup_ratio if warmup_ratio is None else warmup_ratio
     ent = teacher_scores(cfg, teacher_dir, corpus, progress) if teacher_dir is not None else None
+    ent_short = (teacher_scores(cfg, teacher_dir, corpus, progress, short_rows=t.short_rows)
+                 if teacher_dir is not None and t.short_rows > 1 else None)
     needs_model = cfg.kd.mode != "none" or (SCORERS[cfg.masking.scorer].uses_reference
                                              and needs_entropy(cfg.masking.strategy))
     teacher = load_teacher(teacher_dir) if (teacher_dir is not None and needs_model) else None
@@ -503,7 +537,7 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
     callbacks = [cb, curve, WallClock(), FailpointCallback("pretrain-step")] + ([_StopAt(stop_after)] if stop_after is not None
                                                                    else []) + list(extra_callbacks or [])
     callbacks += _tensorboard(run / "logs" / "tensorboard")
-    trainer = EntropyMaskingTrainer(model=model, args=args, train_dataset=PackedDataset(corpus.train_ids, ent),
+    trainer = EntropyMaskingTrainer(model=model, args=args, train_dataset=PackedDataset(corpus.train_ids, ent, ent_short),
                                     data_collator=collate, em=cfg, corpus=corpus, steps_per_epoch=spe,
                                     teacher=teacher, callbacks=callbacks)
     cb.trainer = curve.trainer = trainer
@@ -740,6 +774,12 @@ def run_flops(cfg: PretrainConfig, student, teacher, steps: int, steps_per_epoch
     head_positions = masked if t.sparse_head else T
     parts = {"student_train": 3 * steps * rows * (T * fs["body"] + head_positions * fs["head"]),
              "self_scoring": self_steps * scoring(fs, rows)}
+    n_short = min(steps, short_steps(steps, t.short_rows, t.short_fraction))
+    if n_short:  # the short phase: k rows of Ts tokens per row, attention over Ts; the same masked share
+        k, ts = t.short_rows, short_len(T, t.short_rows)
+        fss = forward_flops(student, ts)
+        short_step = 3 * rows * k * (ts * fss["body"] + (head_positions * (ts - 2) / max(T - 2, 1)) * fss["head"])
+        parts["student_train"] += n_short * (short_step - 3 * rows * (T * fs["body"] + head_positions * fs["head"]))
     if sc.uses_reference and ft is not None:
         parts["self_scoring"] += self_steps * scoring(ft, rows)  # the reference's passes on the same masks
     parts["teacher_scores"] = scoring(ft, train_rows) if (ft is not None and uses_teacher_scores(cfg)) else 0.0
@@ -795,6 +835,9 @@ def _pretrain(cfg: PretrainConfig, root, force: bool, progress: bool, stop_after
             if tdir is not None:
                 check_teacher(tdir, corpus, cfg.trust_remote_code)
                 teacher_scores(cfg, tdir, corpus, progress, force=force and rank() == 0)
+                if cfg.train.short_rows > 1:
+                    teacher_scores(cfg, tdir, corpus, progress, force=force and rank() == 0,
+                                   short_rows=cfg.train.short_rows)
             return tdir, corpus
 
         teacher_dir, corpus = runs.main_first(prepare, what="the teacher, corpus and entropy caches")
@@ -812,7 +855,9 @@ def _pretrain(cfg: PretrainConfig, root, force: bool, progress: bool, stop_after
             return run  # interrupted on purpose (tests): no metrics, the checkpoint stays for resume
         if rank() == 0:
             _finish(cfg, run, trainer, result, secs, last, corpus,
-                    {"teacher": str(teacher_dir) if teacher_dir else None, "steps_per_epoch": spe})
+                    {"teacher": str(teacher_dir) if teacher_dir else None, "steps_per_epoch": spe,
+                     "short_phase": {"rows": t.short_rows, "rows_len": short_len(cfg.data.seq_len, t.short_rows),
+                                     "steps": short_steps(trainer.state.max_steps, t.short_rows, t.short_fraction)}})
     return run
 
 
@@ -826,6 +871,7 @@ def reference_config(cfg: PretrainConfig) -> PretrainConfig:
     ref.kd.mode = "none"
     ref.train.seed = r.seed
     ref.train.scheduler = r.scheduler
+    ref.train.short_rows = 1  # the teacher is adapted from a pretrained encoder whose positions are trained
     return ref
 
 

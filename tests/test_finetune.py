@@ -271,7 +271,7 @@ def test_cpu_wiki_truncates_at_most_a_tenth_of_every_task(tokenizer):
     shares = {t: truncated_share(load_glue_split(t, "validation", str(DATA)), tokenizer, t, cfg.finetune.max_len)
               for t in ("cola", "sst2", "mrpc", "qnli", "rte")}
     assert max(shares.values()) <= 0.10, shares
-    assert shares["rte"] == pytest.approx(0.079, abs=0.001)  # the binding task (11.9% at 128)
+    assert shares["rte"] == pytest.approx(0.061, abs=0.001)  # the binding task (7.9% at 144, 11.9% at 128)
 
 
 def test_auto_precision_is_bf16_exactly_where_pretraining_uses_it():

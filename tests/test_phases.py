@@ -1,0 +1,110 @@
+"""BERT's two-phase length schedule (entmask/phases.py): the row arithmetic, the config, and a trainer that masks
+short rows by the teacher's scores of those short rows, then whole rows."""
+import json
+
+import pytest
+import torch
+
+from entmask import config, pretrain
+from entmask.data import prepare_corpus
+from entmask.masking import candidate_mask, select_mask
+from entmask.phases import short_len, short_steps, split_ids, split_rows, view_rows
+
+CLS, SEP = 101, 102
+
+
+def test_split_rows_frames_every_piece_and_keeps_the_text():
+    body = torch.arange(1000, 1024).reshape(2, 12)  # 2 rows, a body of 12 each
+    ids = torch.cat([torch.full((2, 1), CLS), body, torch.full((2, 1), SEP)], 1)  # [2, 14]
+    short = split_ids(ids, 3, CLS, SEP)
+    assert short.shape == (6, 6) and short_len(14, 3) == 6
+    assert (short[:, 0] == CLS).all() and (short[:, -1] == SEP).all()
+    assert torch.equal(short[:, 1:-1].reshape(2, 12), body)  # row i's pieces are rows 3i..3i+2, in order
+    assert torch.equal(short[3], torch.tensor([CLS, 1012, 1013, 1014, 1015, SEP]))
+    mask = torch.zeros(2, 14, dtype=torch.bool)
+    mask[1, 5] = True  # body position 4 of row 1 -> piece 1 of row 1 (short row 4), its position 1
+    m = split_rows(mask, 3, False, False)
+    assert m.nonzero().tolist() == [[4, 1]]
+    assert split_ids(ids, 1, CLS, SEP) is ids
+    with pytest.raises(ValueError, match="does not split into 5"):
+        split_ids(ids, 5, CLS, SEP)
+
+
+def test_schedule_short_first_then_whole():
+    assert short_steps(100, 5, 0.9) == 90 and short_steps(101, 5, 0.9) == 91 and short_steps(100, 1, 0.9) == 0
+    views = [view_rows(s, 100, 5, 0.9) for s in range(100)]
+    assert views[:90] == [5] * 90 and views[90:] == [1] * 10
+    assert all(view_rows(s, 100, 1, 0.9) == 1 for s in range(100))
+
+
+def test_config_checks_and_hashes():
+    with pytest.raises(config.ConfigError, match="does not divide the 142-token body"):
+        config.resolve("cpu-long", {"data.seq_len": 144, "train.short_rows": 5})
+    with pytest.raises(config.ConfigError, match="train.short_rows=0 must be >= 1"):
+        config.resolve("cpu-long", {"train.short_rows": 0})
+    with pytest.raises(config.ConfigError, match="short_fraction=1.0 must be between 0 and 1"):
+        config.resolve("cpu-long", {"train.short_fraction": 1.0})
+    # off by default: the finished cpu-long runs keep their hashes
+    assert config.resolve("cpu-long").short_hash() == "cd9bf413a1"
+    wiki = config.resolve("cpu-wiki")
+    assert wiki.train.short_rows > 1 and short_len(wiki.data.seq_len, wiki.train.short_rows) == 32
+
+
+@pytest.mark.slow
+def test_trainer_masks_the_short_rows_by_their_own_teacher_scores(session_runs, tmp_path):
+    from entmask.models import build_model
+
+    cfg = config.resolve("smoke", {"masking.strategy": "high", "train.short_rows": 2}, name="two-phase")
+    corpus = prepare_corpus(cfg.data, session_runs, progress=False)
+    tdir = pretrain.resolve_teacher(cfg, session_runs, progress=False)
+    long_ent = pretrain.teacher_scores(cfg, tdir, corpus, progress=False)  # [N, 64]
+    short_ent = pretrain.teacher_scores(cfg, tdir, corpus, progress=False, short_rows=2)  # [2N, 33]
+    n = corpus.train_ids.shape[0]
+    assert long_ent.shape == (n, 64) and short_ent.shape == (2 * n, 33)
+    # the teacher saw the short rows: the scores differ from the long view's cut into pieces
+    assert not torch.allclose(split_rows(long_ent, 2, 0.0, 0.0), short_ent)
+
+    model = build_model(cfg.model.preset, len(corpus.tokenizer), seed=0)
+    tr = pretrain.make_trainer(cfg, tmp_path / "r", model, corpus, teacher_dir=tdir, progress=False)
+    rows = [4, 9, 0]
+    batch = pretrain.collate([tr.train_dataset[i] for i in rows])
+    tr.state.max_steps = 10
+    tr.compute_loss(model, batch)  # step 0: the short phase
+    ids = split_ids(corpus.train_ids[rows], 2, corpus.tokenizer.cls_token_id, corpus.tokenizer.sep_token_id)
+    cand = candidate_mask(ids, corpus.special_ids, corpus.tokenizer.unk_token_id)
+    want = select_mask(short_ent[[8, 9, 18, 19, 0, 1]], cand, "high")  # [6, 33]
+    assert tr.last_mask.shape == (6, 33) and torch.equal(tr.last_mask, want)
+    tr.state.global_step = 9  # the last 10%: whole rows, the long view's scores
+    tr.compute_loss(model, batch)
+    cand = candidate_mask(corpus.train_ids[rows], corpus.special_ids, corpus.tokenizer.unk_token_id)
+    assert torch.equal(tr.last_mask, select_mask(long_ent[rows], cand, "high"))
+
+
+@pytest.mark.slow
+def test_a_two_phase_run_records_its_phases(session_runs):
+    cfg = config.resolve("smoke", {"train.short_rows": 2, "train.short_fraction": 0.5, "train.eval_steps": 4},
+                         name="two-phase-run")
+    run = pretrain.pretrain(cfg, progress=False)
+    m = json.loads((run / "metrics.json").read_text())
+    steps = m["steps"]
+    assert m["short_phase"] == {"rows": 2, "rows_len": 33, "steps": short_steps(steps, 2, 0.5)}
+    lens = {p["step"]: p["rows_len"] for p in m["curve"]}
+    assert all(v == (33 if s < m["short_phase"]["steps"] else 64) for s, v in lens.items())
+    assert set(lens.values()) == {33, 64}
+    base = config.resolve("smoke", {"train.short_fraction": 0.5}, name="x")
+    assert cfg.short_hash() != base.short_hash()  # the schedule is part of the run's identity
+
+
+def test_compute_counts_the_short_rows():
+    from transformers import BertConfig
+
+    from entmask.models import forward_flops
+
+    cfg = config.resolve("smoke", {"train.short_rows": 2, "train.short_fraction": 0.5})
+    stud = BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=256, max_position_embeddings=64)
+    got = pretrain.run_flops(cfg, stud, None, 10, 5, 100, masked_per_row=9.0)["flops"]["student_train"]
+    rows, f64, f33 = cfg.train.batch_size, forward_flops(stud, 64), forward_flops(stud, 33)
+    long_step = 3 * rows * (64 * f64["body"] + 9.0 * f64["head"])
+    short_step = 3 * rows * 2 * (33 * f33["body"] + 9.0 * 31 / 62 * f33["head"])  # half the targets per piece
+    assert got == pytest.approx(5 * short_step + 5 * long_step, rel=1e-9)
