@@ -1850,26 +1850,44 @@ def _pooled_units(name: str, d: dict, cfg: PretrainConfig, root) -> tuple[list[d
                         if added else [])
 
 
-def _pooled_fit(name: str, d: dict, cfg: PretrainConfig, root) -> dict:
-    """The pooled model of results file `name`, fitted once over all its rows: {"fit": stats.Pooled or None,
-    "units": DataFrame, "text": a paragraph for the report (structure chosen and why, units missing)}.
-    Never raises: a failure is said in "text", and the claims of that file get no pooled verdict."""
+def _pooled_fit(files: dict, cfg: PretrainConfig, root) -> dict:
+    """One pooled model over every row of the results files `files` ({name: loaded json}): {"fit": stats.Pooled
+    or None, "units": DataFrame, "files": the names pooled, "text": a paragraph for the report (structure chosen
+    and why, units missing)}. A row in several files (random and high are in table1, table2 and static) is the same
+    run, so its units count once; a file whose row hashes differ from another's for the same row (written under
+    another configuration) is left out, with a note. Never raises: a failure is said in "text", and the claims get
+    no pooled verdict."""
     from entmask import stats
 
     notes: list[str] = []
-    fit, units = None, None
+    fit, units, pooled_files = None, None, []
     try:
-        recs, rows, notes = _pooled_units(name, d, cfg, root)
+        recs, rows, want, hashes = [], [], {}, {}
+        for name, d in sorted(files.items()):
+            own = d.get("config_hashes") or {}
+            clash = sorted(label for label, h in own.items() if hashes.get(label, h) != h)
+            if clash:
+                notes.append(f"`{name}` left out: its {', '.join(clash)} hash differs from another file's")
+                continue
+            hashes.update(own)
+            r, labels, said = _pooled_units(name, d, cfg, root)
+            recs += r
+            notes += said
+            pooled_files.append(name)
+            for label in labels:
+                rows += [label] if label not in rows else []
+                seeds = want.setdefault(label, {})
+                for ps in d.get("pretrain_seeds") or [0]:
+                    seeds.setdefault(ps, set()).update(d.get("seeds") or [0])
         units, dropped = stats.unit_totals(recs)
         notes += dropped
-        pseeds, fseeds = d.get("pretrain_seeds") or [0], d.get("seeds") or [0]
-        for label in rows:  # every unit the file's seeds ask for that did not finish
+        for label in rows:  # every unit some file's seeds ask for that did not finish
             u = units[units["row"] == label]
             if not len(u):
                 notes.append(f"{RUN_SPECS[label][1]}: no finished unit")
                 continue
-            for ps in pseeds:
-                left = sorted(set(fseeds) - set(u[u["pseed"] == ps]["fseed"]))
+            for ps, fseeds in sorted(want[label].items()):
+                left = sorted(fseeds - set(u[u["pseed"] == ps]["fseed"]))
                 if left:
                     notes.append(f"{RUN_SPECS[label][1]} at pretraining seed {ps}: fine-tuning seed(s) "
                                  f"{', '.join(map(str, left))} not finished")
@@ -1877,13 +1895,14 @@ def _pooled_fit(name: str, d: dict, cfg: PretrainConfig, root) -> dict:
             fit = stats.fit(units)
     except Exception as e:  # noqa: BLE001 - the conservative verdicts stand without it
         notes.append(f"the pooled fit failed ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})")
-    text = f"`{name}`: " + (stats.describe(fit) if fit is not None else "no pooled fit (fewer than two rows "
-                                                                         "with a finished unit).")
+    names = ", ".join(f"`{n}`" for n in pooled_files) or "no file"
+    text = f"{names}: " + (stats.describe(fit) if fit is not None else "no pooled fit (fewer than two rows "
+                                                                        "with a finished unit).")
     if notes:
         text += " Units: " + "; ".join(notes) + "."
     elif fit is not None:
         text += " Every unit at its seeds finished."
-    return {"fit": fit, "units": units, "text": text}
+    return {"fit": fit, "units": units, "text": text, "files": pooled_files}
 
 
 def _pooled_claim(pf: dict | None, model: str, ref: str, sign: int, plateau: bool) -> dict:
@@ -1909,8 +1928,12 @@ def _power_table(pooled: dict):
 
     from entmask import stats
 
-    out = []
+    out, seen = [], set()
     for name, pf in sorted(pooled.items()):
+        if id(pf) in seen:  # one shared fit: one row
+            continue
+        seen.add(id(pf))
+        name = " + ".join(pf.get("files") or [name])
         fit, units = pf.get("fit"), pf.get("units")
         if fit is None or fit.structure not in (stats.HOMO, stats.HETERO):
             continue
@@ -1979,7 +2002,7 @@ def plot_verdicts(table, stem: Path) -> dict:
 def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> ExperimentResult:
     """Each of the paper's §3.1-3.2 claims marked supported, contradicted or unresolved from the finished Table 1
     and Table 2 results of this profile (GLUE Totals). Primary ("pooled ..." columns): a linear mixed model fitted
-    once per results file over all its rows (entmask.stats; _pooled_fit), the claim a contrast of two rows.
+    once over all the rows of every results file (entmask.stats; _pooled_fit), the claim a contrast of two rows.
     Conservative ("verdict", "95% CI", ...): the wider of a two-level bootstrap over seeds and examples and a
     t-interval over pretraining seeds, between the two rows a claim compares. Trains nothing: run
     `entmask experiment table1` / `table2` first."""
@@ -1999,7 +2022,8 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
     inputs = [f"`{n}` (pretraining seeds {d.get('pretrain_seeds', '?')}, written {d.get('created', '?')}"
               + (", **report only**: rows not finished were left out" if d.get("report_only") else "") + ")"
               for n, d in sorted(loaded.items())]
-    pooled = {name: _pooled_fit(name, d, cfg, root) for name, d in sorted(loaded.items())}  # once per file
+    shared = _pooled_fit(loaded, cfg, root)  # one model over every row of every file
+    pooled = {name: shared for name in shared["files"]}
     rows = []
     for cid, words, sec, table, model, ref, sign in CLAIMS:
         row = {"claim": cid, "paper (§)": f"{words} (§{sec})" if cid not in CONTROLS else words,
@@ -2075,8 +2099,9 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
     lines = [f"# The paper's claims at profile `{cfg.profile}`", "",
              "Judged by GLUE Totals (the paper's metric x 100, mean over the tasks), twice.", "",
              "Read from: " + "; ".join(inputs) + ".", "",
-             "## Primary: one pooled mixed model per results file", "",
-             "Every finished unit (row, pretraining seed, fine-tuning seed) of a results file, all its rows at once, "
+             "## Primary: one pooled mixed model over every row", "",
+             "Every finished unit (row, pretraining seed, fine-tuning seed) of the results files, all their rows at "
+             "once (a row that is in several files, such as random, is one run and counts once), "
              "is one GLUE Total in a linear mixed model (REML, statsmodels MixedLM; `entmask.stats`): a fixed "
              "effect per row, a random effect per pretraining seed (shared by every row at that seed), one per "
              "student (row x pretraining seed, shared by its fine-tuning seeds), and the fine-tuning noise as the "
@@ -2089,7 +2114,8 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
              "otherwise, or with one pretraining seed or a row on the unigram plateau, as below. `excludes`: the "
              "effects outside the 95% interval, in the claim's direction (a gain for a claimed improvement, a drop "
              "for a claimed deterioration), thresholds rounded outward to 0.1 point.", ""]
-    lines += [f"- {pf['text']}" for _, pf in sorted(pooled.items())] + [""]
+    lines += [f"- {t}" for t in dict.fromkeys(pf["text"] for _, pf in sorted(pooled.items()))]
+    lines += [f"- {note}" for note in ([] if pooled else [shared["text"]])] + [""]
     lines += [md_table(shown.reindex(columns=["claim", "compares", "pooled Δ", "pooled 95% CI", "pooled verdict",
                                               "excludes", "pooled why"]).astype(object).fillna("")), ""]
     if len(power):

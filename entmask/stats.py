@@ -24,6 +24,7 @@ import pandas as pd
 SELF = "self-"  # labels of self-masking rows: they may get their own noise (HETERO)
 HOMO, HETERO = "one student variance", "self-masking rows' own student and extra fine-tuning variance"
 METHODS = ("powell", "nm", "lbfgs")  # MixedLM optimizers, tried in turn until two agree on a fit (see _mixedlm)
+ENTERS = 0.01  # a student component sets a contrast's df if its weight in Δ is >= this share of the largest's
 TINY = 1e-6  # a variance below TINY x the Totals' variance is at the boundary (0)
 
 
@@ -103,7 +104,12 @@ class Pooled:
                 if sum(c.values()) > 0:
                     df = sum(c.values()) ** 2 / sum(v ** 2 / self.df[k] for k, v in c.items() if v > 0)
             else:
-                enter = [k for k, x in shape.items() if k.startswith("student") and x > 1e-12]
+                # A component enters when it carries weight in Δ: unbalanced units (a row missing some fine-tuning
+                # seeds) give every unit a sliver of GLS weight through the shared seed effect, and a self-masking
+                # student component entering at 1e-4 of the main one must not set a teacher contrast's df.
+                stud = {k: x for k, x in shape.items() if k.startswith("student")}
+                top = max(stud.values(), default=0.0)
+                enter = [k for k, x in stud.items() if x > 1e-12 and x >= ENTERS * top]
                 df = float(min(self.df[k] for k in enter)) if enter else float(self.df["fine-tuning"])
         df = max(1.0, df)
         q = float(student_t.ppf(0.5 + level / 2, df))

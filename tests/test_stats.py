@@ -162,3 +162,18 @@ def test_power_of_the_two_rules():
     est = rng.normal(2.0, 1.0 / math.sqrt(2), 20000)
     s = np.sqrt(rng.chisquare(5, 20000) / 5) / math.sqrt(2)
     assert np.mean(est / s > student_t.ppf(0.975, 5)) == pytest.approx(p2["pooled"], abs=0.02)
+
+
+def test_a_teacher_contrast_keeps_its_df_when_units_are_unbalanced():
+    """A row missing fine-tuning seeds gives every unit a sliver of GLS weight through the shared seed effect; the
+    self rows' student component (few students, few df) must not set the df of a contrast between other rows."""
+    rows = {"baseline": 0.0, "teacher-high": 1.5, "teacher-low": 0.3, "teacher-mid": -0.5, "self-high-cold": 0.5}
+    units = simulate(np.random.default_rng(4), rows, n_seeds=3, self_scale=2.0)
+    units = units[~((units["row"] == "teacher-low") & (units["pseed"] == 2) & (units["fseed"] > 0))]
+    p = stats.fit(units, hetero=True)
+    assert p.structure == stats.HETERO and p.df["student (self)"] < p.df["student"]
+    w = (p.weights.loc["teacher-low"] - p.weights.loc["baseline"]).to_numpy()
+    sliver = float(w @ p.kernels["student (self)"] @ w)
+    assert 1e-12 < sliver < 0.01 * float(w @ p.kernels["student"] @ w)  # a sliver, not nothing
+    assert p.contrast("teacher-low", "baseline")["df"] == p.df["student"]
+    assert p.contrast("self-high-cold", "baseline")["df"] == p.df["student (self)"]
