@@ -1846,7 +1846,7 @@ def _pooled_units(name: str, d: dict, cfg: PretrainConfig, root) -> tuple[list[d
                         recs.append({**f, "label": label, "task": task, "pretrain_seed": ps, "seed": fs,
                                      "status": "ok"})
                         added += 1
-    return recs, rows, ([f"{added} finished fine-tuning run(s) the file left out were read from the run folders"]
+    return recs, rows, ([f"{added} finished fine-tuning run(s) `{name}` left out were read from the run folders"]
                         if added else [])
 
 
@@ -2163,10 +2163,12 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
         lines += ["![The claims: Δ and 95% CI per claim, coloured by verdict](verdicts.png)", ""]
     runs.atomic_write_text(paths["md"], "\n".join(lines))
     runs.atomic_write_text(paths["csv"], table.to_csv(index=False))
-    fits = {name: {"text": pf["text"], **({} if pf["fit"] is None else {
+    pf = shared  # one fit, keyed by the files it pooled
+    fit = {} if pf["fit"] is None else {
         "structure": pf["fit"].structure, "variances": pf["fit"].components, "aic": pf["fit"].aic,
         "df": pf["fit"].df, "notes": pf["fit"].notes, "n_units": pf["fit"].n_units,
-        "row_effects": {k: float(x) for k, x in pf["fit"].beta.items()}})} for name, pf in pooled.items()}
+        "row_effects": {k: float(x) for k, x in pf["fit"].beta.items()}}
+    fits = {" + ".join(pf["files"]) or "none": {"text": pf["text"], "files": pf["files"], **fit}}
     runs.write_json(paths["json"], {"profile": cfg.profile, "claims": rows, "teacher": teacher, "pooled": fits,
                                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "git_commit": runs.git_commit()})
     _say(progress, f"verdicts: wrote {paths['md']}")
