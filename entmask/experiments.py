@@ -1296,7 +1296,8 @@ def teacher_strength_of(rs: list[_Run]) -> dict | None:
     student's, and their ratio: teacher-masking tests the paper's idea only if the teacher knows clearly more."""
     from entmask.pretrain import teacher_metrics
 
-    tdirs = [sr["metrics"].get("teacher") for r in rs for sr in r.seed_runs if sr["metrics"].get("teacher")]
+    tdirs = [_local_teacher(sr["metrics"]["teacher"], sr["run_dir"]) for r in rs for sr in r.seed_runs
+             if sr["metrics"].get("teacher")]
     if not tdirs:
         return None
     tm = teacher_metrics(tdirs[0])
@@ -1311,12 +1312,31 @@ def teacher_strength_of(rs: list[_Run]) -> dict | None:
     return out
 
 
+def _local_teacher(recorded: str, run_dir) -> str:
+    """The teacher a student's metrics name, found in this runs folder: an entmask reference is recorded by the
+    absolute path it had where the student trained (`<root>/<profile>/reference/<name>/model`), which on another
+    machine, or for imported records, is the same name under this student's profile folder. Shown relative to the
+    runs folder, so a report does not depend on where it was built; any other teacher as recorded."""
+    rec = Path(str(recorded))
+    if rec.name != "model" or rec.parent.parent.name != "reference":
+        return str(recorded)
+    profile_dir = Path(run_dir).parents[1]  # <root>/<profile>/pretrain/<run> -> <root>/<profile>
+    local = profile_dir / "reference" / rec.parent.name / "model"
+    return str(local) if (local.parent / "metrics.json").exists() or not rec.parent.exists() else str(recorded)
+
+
+def _shown(teacher: str) -> str:
+    """A reference teacher as `<profile>/reference/<name>/model` (inside the runs folder); any other as given."""
+    p = Path(str(teacher))
+    return "/".join(p.parts[-4:]) if p.name == "model" and p.parent.parent.name == "reference" else str(teacher)
+
+
 def teacher_line(rs: list[_Run]) -> str | None:
     t = teacher_strength_of(rs)
     if t is None:
         return None
     if t.get("teacher_heldout_accuracy") is None:
-        return f"Teacher `{t['teacher']}`: its held-out accuracy was not measured (not an entmask reference)."
+        return f"Teacher `{_shown(t['teacher'])}`: its held-out accuracy was not measured (not an entmask reference)."
     s = (f"Teacher: held-out masked accuracy {_pct(t['teacher_heldout_accuracy'])}, loss "
          f"{t['teacher_heldout_loss']:.2f}")
     if t.get("ratio"):
@@ -1610,7 +1630,10 @@ def plateau_configs(cfg: PretrainConfig, labels=None) -> list[tuple[str, Pretrai
         raise ExperimentError(f"unknown recipe(s) {', '.join(bad)}; choose from {', '.join(RECIPES)}")
     out = []
     for label in labels:
-        c = validate(apply_overrides(cfg, {**PLATEAU_COMMON, **RECIPES[label][0]}))
+        over = {**PLATEAU_COMMON, **RECIPES[label][0]}
+        if "data.seq_len" in over:  # a recipe's own row length is trained whole (a profile's short phase may
+            over.setdefault("train.short_rows", 1)  # not divide it); 1 is the default, so no hash moves
+        c = validate(apply_overrides(cfg, over))
         c.name = f"plateau-{label}"
         out.append((label, c))
     return out

@@ -1,0 +1,57 @@
+"""Golden checks for refactors (issue 32): run hashes and the reports rebuilt from committed records must not move.
+
+A changed config hash orphans finished runs and committed records (and a running matrix stops reusing them); a
+changed report from the same records means a refactor changed a number or a word. After an intended change,
+regenerate with `python tests/golden/make.py [hashes|reports]` and say why in the commit."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).parent / "golden"
+sys.path.insert(0, str(GOLDEN))
+import make  # noqa: E402  (tests/golden/make.py: the generator is the definition)
+
+
+def _diff(want: dict, got: dict, where: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(want) | set(got)):
+        a, b = want.get(k), got.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, f"{where}{k}.")
+        elif a != b:
+            out.append(f"{where}{k}: {a} -> {b}")
+    return out
+
+
+def test_every_run_hash_at_every_profile_is_unchanged(mirror):
+    want = json.loads((GOLDEN / "hashes.json").read_text())
+    got = json.loads(json.dumps(make.config_hashes()))
+    changed = _diff(want, got)
+    assert not changed, f"{len(changed)} hash(es) moved, e.g. {changed[:5]}"
+    # the anchors the committed records and the running cpu-wiki matrix rely on
+    assert got["cpu-long"]["experiments"]["table1"]["baseline"]["0"] == "cd9bf413a1"
+    assert got["cpu-long"]["reference"] == "b830498ff5"
+    assert got["cpu-wiki"]["experiments"]["static"]["baseline"]["0"] == "e14ae2251a"
+
+
+def test_the_golden_hashes_name_every_committed_record():
+    want = json.loads((GOLDEN / "hashes.json").read_text())["cpu-long"]["experiments"]
+    known = {h for rows in want.values() for seeds in rows.values()
+             for h in (seeds.values() if isinstance(seeds, dict) else [seeds])}
+    records = [p.name for p in (make.RECORDS / "pretrain").iterdir() if p.is_dir()]
+    assert len(records) == 18 and all(r.rsplit("-", 1)[1] in known for r in records)
+
+
+@pytest.mark.slow
+def test_reports_rebuilt_from_the_committed_records_are_unchanged(mirror, tmp_path):
+    got = make.rebuild_reports(tmp_path / "runs")
+    for name, text in got.items():
+        want = (GOLDEN / "cpu-long" / f"{name}.md").read_text()
+        if text != want:
+            lines = [(i, a, b) for i, (a, b) in enumerate(zip(want.splitlines(), text.splitlines())) if a != b]
+            i, a, b = lines[0] if lines else (min(len(want), len(text)), "<length>", "<length>")
+            pytest.fail(f"{name}.md differs from tests/golden/cpu-long/{name}.md at line {i + 1}:\n- {a[:300]}\n"
+                        f"+ {b[:300]}")
+    assert "| cold<random | high (self, cold) vs random | -3.54 | [-6.63, -0.46] | supported |" in got["verdicts"]
