@@ -2047,6 +2047,9 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
               for n, d in sorted(loaded.items())]
     shared = _pooled_fit(loaded, cfg, root)  # one model over every row of every file
     pooled = {name: shared for name in shared["files"]}
+    from entmask.blimp_claims import blimp_claim, blimp_fit
+
+    bfit = blimp_fit(loaded, cfg, root)  # the second endpoint: one unit per scored student
     rows = []
     for cid, words, sec, table, model, ref, sign in CLAIMS:
         row = {"claim": cid, "paper (§)": f"{words} (§{sec})" if cid not in CONTROLS else words,
@@ -2073,6 +2076,7 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
         base = [x for x in ("baseline",) if x in info and info[x].get("random_masked", True)]
         plateau = any(info.get(x, {}).get("left_plateau") is False for x in (base or (model, ref)))
         row.update(_pooled_claim(pooled.get(table), model, ref, sign, plateau))
+        row.update(blimp_claim(bfit, model, ref, sign, plateau))
         common = sorted(set(units[model]) & set(units[ref]))
         cov = [t for t in tasks if common and all(t in units[model][k] and t in units[ref][k] for k in common)]
         if not common or not cov:
@@ -2115,7 +2119,7 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
     if "pretraining seeds" in table:
         table["pretraining seeds"] = table["pretraining seeds"].astype("Int64")  # a count, also where a claim has none (NA, not 1.0)
     shown = table.copy()  # signed, two decimals, as the other tables print a Δ (the numeric table stays numeric)
-    for col in ("pooled Δ", "Δ Total", "Δ (tasks above majority)"):
+    for col in ("pooled Δ", "Δ Total", "Δ (tasks above majority)", "BLiMP Δ"):
         if col in shown:
             shown[col] = [f"{v:+.2f}" if _num(v) else "" for v in shown[col]]
     power = _power_table(pooled)
@@ -2141,6 +2145,17 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
     lines += [f"- {note}" for note in ([] if pooled else [shared["text"]])] + [""]
     lines += [md_table(shown.reindex(columns=["claim", "compares", "pooled Δ", "pooled 95% CI", "pooled verdict",
                                               "excludes", "pooled why"]).astype(object).fillna("")), ""]
+    lines += ["## BLiMP: zero-shot minimal pairs, no fine-tuning", "",
+              "The same claims on each student's BLiMP accuracy (pseudo-log-likelihood of the grammatical vs the "
+              "ungrammatical sentence; `entmask.blimp`, scored after pretraining): one pooled mixed model of the "
+              "scored students (a fixed effect per row, a random effect per pretraining seed, the student as the "
+              "residual: no fine-tuning noise), judged by the same rule; `pairs CI`: a paired bootstrap over the "
+              "minimal pairs of the seeds both rows were scored at (the noise of a fixed subsample of pairs, not "
+              "the seed noise).", "", f"- {bfit['text']}", ""]
+    if bfit.get("fit") is not None:
+        lines += [md_table(shown.reindex(columns=["claim", "compares", "BLiMP Δ", "BLiMP 95% CI", "BLiMP verdict",
+                                                  "BLiMP excludes", "BLiMP pairs CI", "BLiMP why"])
+                           .astype(object).fillna("")), ""]
     if len(power):
         lines += ["Power to see a true Δ of 2 points (the paper's 'high > random' is 2-3): the probability that "
                   "the 95% interval excludes 0 in its direction, conservative rule / pooled model, with the SD of "
