@@ -66,8 +66,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _masking_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--strategy", help="high | low | mid | marginal | alternating | random | bernoulli | sampled "
-                                      "(aliases max, min, marg, alt; sampled: --set masking.temperature=T)")
+    from entmask.masking import ALIASES, SELECTORS  # the registry: a registered selector shows here too
+
+    p.add_argument("--strategy", help="; ".join(f"{n}: {s.help}" for n, s in SELECTORS.items()).replace("%", "%%")
+                   + f" (aliases {', '.join(f'{a}={b}' for a, b in ALIASES.items())})")
     p.add_argument("--source", choices=["teacher", "self"], help="entropy from the teacher or the model itself")
     p.add_argument("--self-start", choices=["cold", "init"], help="self-masking from step 0, or after "
                                                                   "masking.teacher_epochs of teacher-masking")

@@ -188,7 +188,7 @@ class PretrainConfig:
     def uses_teacher(self) -> bool:
         """Whether this run needs the teacher at all (entropy or KD)."""
         m = self.masking
-        needs_entropy = m.strategy not in ("random", "bernoulli")
+        needs_entropy = needs_scores(m.strategy)
         teacher_entropy = needs_entropy and (m.source == "teacher" or m.self_start == "init")
         from entmask.entropy import SCORERS  # local: entropy imports torch
 
@@ -220,7 +220,7 @@ class PretrainConfig:
         out = []
         if kd.mode == "none":
             out += ["kd.alpha", "kd.temperature"]
-        uses_entropy = m.strategy not in ("random", "bernoulli") and kd.mode != "kd-only"
+        uses_entropy = needs_scores(m.strategy) and kd.mode != "kd-only"
         teacher_phase = kd.mode == "after-init" or (uses_entropy and m.source == "self" and m.self_start == "init")
         if not uses_entropy or kd.mode == "after-init":
             out += ["masking.source", "masking.self_start"]
@@ -257,6 +257,17 @@ class PretrainConfig:
                 "version": self.version}
         _omit_defaults(out, self.OMIT_AT_DEFAULT)
         return out
+
+
+def needs_scores(strategy: str) -> bool:
+    """Whether a strategy ranks scores (masking.SELECTORS' needs_scores); an unregistered name (a config read
+    before validation) as the two built-in score-free strategies are named."""
+    from entmask.masking import needs_entropy  # local: masking imports torch
+
+    try:
+        return needs_entropy(strategy)
+    except ValueError:
+        return strategy not in ("random", "bernoulli")
 
 
 def _omit_defaults(d: dict, keys: tuple) -> None:
@@ -459,7 +470,7 @@ def _check_beyond(cfg: PretrainConfig) -> None:
     m = cfg.masking
     if m.scorer not in SCORERS:
         raise ConfigError(f"masking.scorer={m.scorer!r} is not a scorer; choose one of {', '.join(SCORERS)}")
-    uses_entropy = m.strategy not in ("random", "bernoulli") and cfg.kd.mode != "kd-only"
+    uses_entropy = needs_scores(m.strategy) and cfg.kd.mode != "kd-only"
     if uses_entropy and SCORERS[m.scorer].uses_reference:
         teacher_phase = (m.source == "teacher" or cfg.kd.mode == "after-init"
                          or (m.source == "self" and m.self_start == "init"))
@@ -898,7 +909,7 @@ def default_name(cfg: PretrainConfig) -> str:
     m = cfg.masking
     if cfg.kd.mode != "none":
         return f"kd-{cfg.kd.mode}"
-    if m.strategy in ("random", "bernoulli"):
+    if not needs_scores(m.strategy):
         name = m.strategy + ("-static" if m.static else "")
     elif m.source == "self":
         name = f"{m.strategy}-self-{m.self_start}"

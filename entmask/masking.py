@@ -17,41 +17,64 @@ from __future__ import annotations
 
 import math
 import zlib
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
-STRATEGIES = ("high", "low", "mid", "marginal", "alternating", "random")
 ALIASES = {"max": "high", "min": "low", "marg": "marginal", "alt": "alternating"}
-# Beyond the paper's five and random: HF DataCollatorForLanguageModeling's per-token p (k varies per row), and
-# soft selection (k sampled without replacement with probability ~ softmax(entropy / temperature), Gumbel top-k).
-EXTRA = ("bernoulli", "sampled")
-
-
-def canonical_strategy(strategy: str) -> str:
-    s = ALIASES.get(strategy, strategy)
-    if s not in STRATEGIES + EXTRA:
-        valid = ", ".join(STRATEGIES + EXTRA)
-        raise ValueError(f"unknown masking strategy {strategy!r}; choose one of {valid} "
-                         f"(aliases: {', '.join(f'{a}={b}' for a, b in ALIASES.items())})")
-    return s
 
 
 # ---- the selector registry ---------------------------------------------------------------------------------------
-# A selector maps (scores [B, T], candidates [B, T], k [B], generator, temperature) to a bool mask [B, T]: a new
-# idea is one registered function plus one test, usable at once from the CLI (--strategy), configs and widgets.
-SELECTORS: dict = {}
+# A selector maps (scores [B, T], candidates [B, T], k [B], generator, temperature) to a bool mask [B, T]. A new idea
+# is one decorated function plus one test: config validation, the run names, the CLI's --strategy help, the mask
+# explorer's menu and `entmask info --strategies` all read this registry.
+@dataclass(frozen=True)
+class Selector:
+    """A registered masking strategy and what the rest of entmask needs to know about it."""
+    name: str
+    fn: Callable
+    needs_scores: bool = True  # False: it ignores the scores, so no teacher pass or self pass is run for it
+    paper: bool = False  # one of the paper's strategies (and random, its baseline)
+    help: str = ""  # one line for the CLI and the docs
+    uses_ratio: bool = False  # fn(scores, candidates, ratio, generator) instead of k: k varies per row
+
+    def __call__(self, *args, **kw):
+        return self.fn(*args, **kw)
 
 
-def register_selector(name: str):
+SELECTORS: dict[str, Selector] = {}
+
+
+def register_selector(name: str, *, needs_scores: bool = True, paper: bool = False, help: str = "",
+                      uses_ratio: bool = False):
     """Decorator: make `fn(scores, candidates, k, generator, temperature) -> mask` the selector `name`."""
+    if not name or name in ALIASES or not all(c.isalnum() or c in "-_" for c in name):
+        raise ValueError(f"selector name {name!r} must be letters, digits, - or _, and not an alias")
+
     def deco(fn):
-        SELECTORS[name] = fn
+        SELECTORS[name] = Selector(name, fn, needs_scores, paper, help or (fn.__doc__ or "").strip().split("\n")[0],
+                                   uses_ratio)
         return fn
     return deco
 
 
+def strategies(paper: bool | None = None) -> tuple[str, ...]:
+    """Registered strategy names in registration order: all, the paper's (True) or the others (False)."""
+    return tuple(n for n, s in SELECTORS.items() if paper is None or s.paper == paper)
+
+
+def canonical_strategy(strategy: str) -> str:
+    s = ALIASES.get(strategy, strategy)
+    if s not in SELECTORS:
+        raise ValueError(f"unknown masking strategy {strategy!r}; choose one of {', '.join(SELECTORS)} "
+                         f"(aliases: {', '.join(f'{a}={b}' for a, b in ALIASES.items())})")
+    return s
+
+
 def needs_entropy(strategy: str) -> bool:
-    return canonical_strategy(strategy) not in ("random", "bernoulli")
+    """Whether `strategy` ranks scores (entropies): False for random and bernoulli, which ignore them."""
+    return SELECTORS[canonical_strategy(strategy)].needs_scores
 
 
 def num_to_mask(candidates: torch.Tensor, ratio: float = 0.15, num_tokens: int | None = None) -> torch.Tensor:
@@ -90,7 +113,7 @@ def select_mask(entropy: torch.Tensor, candidates: torch.Tensor, strategy: str, 
     marginal: ceil(k/2) highest + floor(k/2) lowest; alternating: one coin per call picks high or low;
     random: k uniformly at random; bernoulli: each candidate independently with probability `ratio`; sampled:
     k drawn without replacement with probability ~ softmax(entropy / temperature). Ties are broken by position:
-    the earlier token wins. Strategies other than bernoulli/alternating come from the SELECTORS registry.
+    the earlier token wins. Every strategy is a Selector of the SELECTORS registry.
 
     whole_word (beyond the paper) = max | mean, with `continues` [B, T] bool (True at a wordpiece that continues
     the previous one, see `continuation_table`): the strategy picks whole words, a word scored by the max or mean
@@ -109,18 +132,14 @@ def select_mask(entropy: torch.Tensor, candidates: torch.Tensor, strategy: str, 
     if not temperature >= 0:
         raise ValueError(f"temperature={temperature!r} must be >= 0 (0 = hard top-k, inf = uniform)")
 
-    if strategy == "alternating":
-        coin = torch.rand(1, generator=generator, device=generator.device if generator else "cpu")
-        strategy = "high" if coin.item() < 0.5 else "low"
-    if strategy == "bernoulli":
-        u = _uniform(entropy.shape, generator, device)
-        return (u < ratio) & candidates
-
+    sel = SELECTORS[strategy]
+    if sel.uses_ratio:
+        return sel(entropy.float(), candidates, ratio, generator)
     if whole_word != "none":
         return _whole_words(entropy, candidates, strategy, ratio, num_tokens, generator, temperature, continues,
                             whole_word)
     k = num_to_mask(candidates, ratio, num_tokens)  # [B]
-    return SELECTORS[strategy](entropy.float(), candidates, k, generator, temperature)
+    return sel(entropy.float(), candidates, k, generator, temperature)
 
 
 def continuation_table(tokenizer) -> torch.Tensor:
@@ -164,23 +183,23 @@ def schedule_value(start: float, end: float | None, schedule: str, progress: flo
     raise ValueError(f"schedule={schedule!r}: choose constant, linear or cosine")
 
 
-@register_selector("high")
+@register_selector("high", paper=True, help="the k highest entropies (the paper's best for BERT)")
 def _high(ent, candidates, k, generator=None, temperature=None):
     return _first_k(-ent, candidates, torch.zeros_like(k), k)
 
 
-@register_selector("low")
+@register_selector("low", paper=True, help="the k lowest entropies")
 def _low(ent, candidates, k, generator=None, temperature=None):
     return _first_k(ent, candidates, torch.zeros_like(k), k)
 
 
-@register_selector("mid")
+@register_selector("mid", paper=True, help="k around the median entropy (ascending ranks from (n-k)//2)")
 def _mid(ent, candidates, k, generator=None, temperature=None):
     n = candidates.sum(dim=1)
     return _first_k(ent, candidates, (n - k) // 2, k)
 
 
-@register_selector("marginal")
+@register_selector("marginal", paper=True, help="half the k highest and half the lowest (an odd k's extra: high)")
 def _marginal(ent, candidates, k, generator=None, temperature=None):
     # The paper says "half highest, half lowest" and not where an odd k's extra token goes: here to the high side
     # (on cpu-long, where k is 4 or 5, that makes 53% of marginal's masks high-entropy ones).
@@ -190,13 +209,27 @@ def _marginal(ent, candidates, k, generator=None, temperature=None):
     return low | high
 
 
-@register_selector("random")
+@register_selector("alternating", paper=True, help="high or low, one coin per call (per batch in training)")
+def _alternating(ent, candidates, k, generator=None, temperature=None):
+    # one draw from the generator, before anything else uses it (whole words included: _whole_words draws nothing)
+    coin = torch.rand(1, generator=generator, device=generator.device if generator else "cpu")
+    return (_high if coin.item() < 0.5 else _low)(ent, candidates, k)
+
+
+@register_selector("random", needs_scores=False, paper=True, help="k uniformly at random (the paper's baseline)")
 def _random(ent, candidates, k, generator=None, temperature=None):
     # a uniform key ranks the candidates in a uniformly random order; the first k are a uniform k-subset
     return _first_k(_uniform(ent.shape, generator, ent.device), candidates, torch.zeros_like(k), k)
 
 
-@register_selector("sampled")
+@register_selector("bernoulli", needs_scores=False, uses_ratio=True,
+                   help="each candidate with probability ratio, k varies per row (HF's MLM collator)")
+def _bernoulli(ent, candidates, ratio, generator=None):
+    u = _uniform(ent.shape, generator, ent.device)
+    return (u < ratio) & candidates
+
+
+@register_selector("sampled", help="k drawn with probability ~ softmax(entropy / masking.temperature), Gumbel top-k")
 def _sampled(ent, candidates, k, generator=None, temperature=1.0):
     """k without replacement, each draw with probability proportional to softmax(entropy / temperature): the
     Gumbel top-k trick (top k of entropy/T + Gumbel noise). T = 0 is `high` exactly; T = inf is `random` exactly
@@ -271,3 +304,8 @@ def static_scores(ids: torch.Tensor, seed: int = 0) -> torch.Tensor:
         g = torch.Generator().manual_seed(zlib.crc32(row.tobytes(), int(seed) & 0xFFFFFFFF))
         out[b] = torch.rand(ids.shape[1], generator=g)
     return out.to(ids.device)
+
+
+# The paper's five and random, and the strategies beyond the paper, in registration order (views of SELECTORS).
+STRATEGIES = strategies(paper=True)
+EXTRA = strategies(paper=False)

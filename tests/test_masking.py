@@ -179,21 +179,34 @@ def test_sampled_prefers_high_entropy_and_keeps_k():
 
 
 def test_register_a_selector_is_one_function():
-    """A new selector is usable by name through select_mask as soon as it is registered."""
+    """A new selector is usable by name through select_mask, canonical_strategy and the registry's views as soon as
+    it is registered; its metadata says whether it needs scores."""
     from entmask import masking
 
-    @masking.register_selector("_test-first")
+    @masking.register_selector("_test-first", needs_scores=False, help="the first k candidates")
     def first(ent, candidates, k, generator=None, temperature=None):
         return masking._first_k(torch.arange(ent.shape[1]).expand_as(ent).float(), candidates, torch.zeros_like(k), k)
 
     try:
-        masking.EXTRA += ("_test-first",)
         cand = torch.ones(1, 10, dtype=torch.bool)
         m = select_mask(torch.zeros(1, 10), cand, "_test-first", 0.3)
         assert m.tolist() == [[True] * 3 + [False] * 7]
+        assert masking.canonical_strategy("_test-first") == "_test-first" and not masking.needs_entropy("_test-first")
+        assert masking.strategies(paper=False)[-1] == "_test-first"
+        assert masking.SELECTORS["_test-first"].help == "the first k candidates"
     finally:
         masking.SELECTORS.pop("_test-first")
-        masking.EXTRA = tuple(x for x in masking.EXTRA if x != "_test-first")
+    with pytest.raises(ValueError, match="unknown masking strategy '_test-first'"):
+        masking.canonical_strategy("_test-first")
+    with pytest.raises(ValueError, match="must be letters"):
+        masking.register_selector("max")  # an alias
+
+
+def test_the_registry_knows_what_needs_scores():
+    from entmask import masking
+
+    assert [n for n in masking.SELECTORS if not masking.needs_entropy(n)] == ["random", "bernoulli"]
+    assert masking.strategies(paper=True) == STRATEGIES and masking.strategies(paper=False) == ("bernoulli", "sampled")
 
 
 def test_temperature_is_checked():
