@@ -52,7 +52,7 @@ lab: kernel
 ## SEEDS: the pretraining seeds (the paper's 2 by default). More seeds extend the same matrix, seed-major, reusing
 ## every finished run: make matrix-cpu-long SEEDS=0,1,2,3 (docs/results-cpu-long.md: how many seeds a verdict needs).
 ## NICE: how far it steps back for other work. Started without a terminal (`nohup setsid make matrix-cpu-long &`)
-## its whole session steps back; from a terminal only its own processes (Linux autogroups: README "Background runs").
+## its whole session steps back; from a terminal only its own processes (Linux autogroups: docs/runs.md "Background runs").
 RECORDS := docs/records/cpu-long
 SEEDS ?= 0,1
 NICE ?= 10

@@ -13,7 +13,7 @@ the same products as one uninterrupted run in another runs folder:
 * fine-tuning: the same predictions and scores.
 
 The points are drawn from ENTMASK_FAULT_SEED (default 0), and ENTMASK_FAULT_TRIES (default 1) victims are run per
-failpoint; `ENTMASK_FAULT_TRIES=3 pytest tests/test_faults.py` is the longer sweep quoted in the README.
+failpoint; `ENTMASK_FAULT_TRIES=3 pytest tests/test_faults.py` is the longer sweep quoted in docs/reliability.md.
 """
 import json
 import os
@@ -76,7 +76,7 @@ def kill_then_rerun(args: list, root: Path, failpoint: str) -> str:
 
 
 def report(stage: str, point, resumed) -> None:
-    """One line per victim that passed every check (shown with `pytest -s`; the README's table counts them)."""
+    """One line per victim that passed every check (shown with `pytest -s`; docs/reliability.md's table counts them)."""
     print(f"\nFAULT stage={stage} point={point} resumed_from={resumed} same_result=yes", flush=True)
 
 
