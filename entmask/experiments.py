@@ -1619,6 +1619,14 @@ RECIPES: dict[str, tuple[dict, str]] = {
                   "GLUE training sentences added: 3.6x the text, fewer epochs over it"),
     "seq64": ({**_NO_DROPOUT, "data.seq_len": 64, "train.batch_size": 64, "train.max_steps": 3000},
               "64-token rows, batch 64: between the two"),
+    # On cpu-wiki (all of WikiText-2, its 5 x 32 short phase): its own batch (32 rows = 160 short rows) stayed on
+    # the plateau to step 2,500 of 5,230, where cpu-long's 128 rows of 32 left it at ~1,000-1,750 (having seen each
+    # row 8-15 times; cpu-wiki's 5x larger corpus had been seen 4 times). Adam moves the weights by about lr per
+    # update whatever the batch, so smaller batches give more updates for the same compute:
+    "wiki-b16": ({"train.batch_size": 16, "train.max_steps": 3000},
+                 "cpu-wiki, 16 rows (80 short rows of 32) per step: 2x the updates per epoch"),
+    "wiki-b8": ({"train.batch_size": 8, "train.max_steps": 3000},
+                "cpu-wiki, 8 rows (40 short rows of 32) per step: 4x the updates per epoch"),
 }
 
 
