@@ -20,7 +20,7 @@ def _diff(want: dict, got: dict, where: str = "") -> list[str]:
         a, b = want.get(k), got.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out += _diff(a, b, f"{where}{k}.")
-        elif a != b:
+        elif a is not None and a != b:  # a hash that moved or went (a new row or recipe is no harm)
             out.append(f"{where}{k}: {a} -> {b}")
     return out
 
