@@ -47,7 +47,7 @@ def blimp_units(files: dict, cfg: PretrainConfig, root=None) -> tuple[pd.DataFra
     """(units, docs, notes): one unit per scored student (row, pretraining seed) of the rows of results files
     `files` ({name: loaded json}) at their pretraining seeds, `total` = BLiMP accuracy x 100; docs {(row, seed):
     blimp.json}. Students scored differently from the most common scoring are left out, with a note."""
-    from entmask.experiments import RUN_SPECS, at_seed, matrix
+    from entmask.experiments.specs import RUN_SPECS, at_seed, matrix
     from entmask.pretrain import run_folder
 
     docs, notes, missing = {}, [], []
@@ -106,7 +106,8 @@ def blimp_claim(bf: dict, model: str, ref: str, sign: int, plateau: bool) -> dic
     """The BLiMP columns of one claim: pooled Δ (points) with its t interval and verdict, what it excludes, and the
     paired bootstrap over the pairs of the seeds both rows were scored at."""
     from entmask.blimp import paired_bootstrap_delta
-    from entmask.experiments import RUN_SPECS, _fmt_ci, judge
+    from entmask.experiments.claims import _fmt_ci, judge
+    from entmask.experiments.specs import RUN_SPECS
 
     fit = bf.get("fit")
     if fit is None:

@@ -183,8 +183,10 @@ def test_first_exit_needs_both_criteria():
 
 def test_plateau_search_writes_table_and_curves(exp_root, tmp_path, monkeypatch):
     """(Its own runs folder: the experiments' shared one is counted by test_runs_are_shared_across_experiments.)"""
-    monkeypatch.setattr(ex, "PLATEAU_COMMON", {**ex.PLATEAU_COMMON, "data.max_articles": 8, "train.eval_steps": 4})
-    monkeypatch.setattr(ex, "RECIPES", {"short": ({"train.max_steps": 8}, "a short run"),
+    from entmask.experiments import plateau_search as ps  # the module whose globals plateau() reads
+
+    monkeypatch.setattr(ps, "PLATEAU_COMMON", {**ps.PLATEAU_COMMON, "data.max_articles": 8, "train.eval_steps": 4})
+    monkeypatch.setattr(ps, "RECIPES", {"short": ({"train.max_steps": 8}, "a short run"),
                                         "mask40": ({"train.max_steps": 8, "masking.ratio": 0.4}, "more targets")})
     res = ex.plateau(smoke_cfg(), root=tmp_path, progress=False)
     df = res.extra["scores"]
@@ -201,7 +203,7 @@ def test_plateau_search_writes_table_and_curves(exp_root, tmp_path, monkeypatch)
     with pytest.raises(ExperimentError, match="unknown recipe"):
         ex.plateau_configs(smoke_cfg(), ["nope"])
     # report-only: a recipe never run is listed as such, nothing is trained
-    monkeypatch.setitem(ex.RECIPES, "longer", ({"train.max_steps": 9}, "not run yet"))
+    monkeypatch.setitem(ps.RECIPES, "longer", ({"train.max_steps": 9}, "not run yet"))
     rep = ex.plateau(smoke_cfg(), root=tmp_path, progress=False, train=False).extra["scores"]
     assert list(rep["status"]) == ["finished", "finished", "not run"]
     assert rep["steps"].iloc[2] is None or rep["steps"].iloc[2] != rep["steps"].iloc[2]

@@ -1,0 +1,174 @@
+"""The runs each experiment needs: named row specs (overrides on a profile), the experiments' rows, titles and Δ references, and `matrix(name, cfg)`.
+
+What it is: the definitions a row of a table stands for, and how a row becomes a config at a pretraining seed.
+What it is not: training, tables or statistics."""
+from __future__ import annotations
+
+import copy
+
+from entmask.config import PretrainConfig, apply_overrides, validate
+from entmask.experiments.core import (
+    ExperimentError,
+)
+
+_PLAIN = {"masking.source": "teacher", "masking.self_start": "cold", "kd.mode": "none"}
+_SELF_INIT = {"masking.strategy": "high", "masking.source": "self", "masking.self_start": "init"}
+# label -> (overrides on the base config, row text). Every masking/KD field a run depends on is set, so the same
+# label gives the same config hash (and so the same run folder) in every experiment.
+RUN_SPECS: dict[str, tuple[dict, str]] = {
+    "baseline": ({"masking.strategy": "random", **_PLAIN}, "random"),
+    "teacher-high": ({"masking.strategy": "high", **_PLAIN}, "high (teacher)"),
+    "teacher-low": ({"masking.strategy": "low", **_PLAIN}, "low (teacher)"),
+    "teacher-mid": ({"masking.strategy": "mid", **_PLAIN}, "mid (teacher)"),
+    "teacher-marginal": ({"masking.strategy": "marginal", **_PLAIN}, "marginal (teacher)"),
+    "teacher-alternating": ({"masking.strategy": "alternating", **_PLAIN}, "alternating (teacher)"),
+    "self-high-cold": ({**_PLAIN, "masking.strategy": "high", "masking.source": "self"}, "high (self, cold)"),
+    "self-high-init": ({**_PLAIN, **_SELF_INIT}, "high (self, init)"),
+    "kd-only": ({"masking.strategy": "random", **_PLAIN, "kd.mode": "kd-only"}, "random + KD"),
+    "kd-complete": ({**_SELF_INIT, "kd.mode": "complete"}, "high (self, init) + KD"),
+    "kd-after-init": ({**_SELF_INIT, "kd.mode": "after-init"}, "high (teacher, then self) + KD after init"),
+}
+
+
+# Beyond the paper (issue 14; notebook 06). `baseline-2x` is random masking for twice the steps: with `baseline`
+# it draws the line of random masking against compute that a costlier strategy has to beat.
+_SELF_COLD = {**_PLAIN, "masking.strategy": "high", "masking.source": "self"}
+
+
+for _s in ("high", "low"):
+    for _suffix, _over, _text in (("r15", {"masking.ratio": 0.15, "masking.num_tokens": None}, "15%"),
+                                  ("r40", {"masking.ratio": 0.40, "masking.num_tokens": None}, "40%"),
+                                  ("n1", {"masking.num_tokens": 1}, "one token")):
+        RUN_SPECS[f"{_s}-{_suffix}"] = ({"masking.strategy": _s, **_PLAIN, **_over}, f"{_s} (teacher), {_text}")
+
+RUN_SPECS.update({
+    "baseline-2x": ({"masking.strategy": "random", **_PLAIN, "train.epochs": lambda c: 2 * c.train.epochs,
+                     "train.max_steps": lambda c: 2 * c.train.max_steps if c.train.max_steps > 0 else -1},
+                    "random, 2x steps"),
+    "teacher-high-masked": ({"masking.strategy": "high", **_PLAIN, "masking.scorer": "masked_entropy"},
+                            "high masked-view entropy (teacher)"),
+    "teacher-sampled": ({"masking.strategy": "sampled", **_PLAIN, "masking.temperature": 1.0},
+                        "sampled T=1 (teacher)"),
+    "self-high-cold-bert": ({**_SELF_COLD, "masking.policy": "bert"}, "high (self, cold), 80/10/10 student"),
+    "self-excess-cold": ({**_SELF_COLD, "masking.scorer": "excess_loss"}, "high excess loss (self − teacher)"),
+    "random-static": ({"masking.strategy": "random", **_PLAIN, "masking.static": True}, "random (static masks)"),
+})
+
+
+EXPERIMENT_RUNS: dict[str, tuple[str, ...]] = {
+    "table1": ("baseline", "teacher-high", "teacher-low", "teacher-mid", "teacher-marginal", "teacher-alternating"),
+    "table2": ("baseline", "teacher-high", "self-high-cold", "self-high-init"),
+    "kd": ("baseline", "self-high-init", "kd-only", "kd-complete", "kd-after-init"),
+    "mask-rate": ("high-r15", "low-r15", "high-r40", "low-r40", "high-n1", "low-n1"),
+    "frozen": ("baseline", "teacher-high"),
+    "weights": ("baseline", "teacher-high", "self-high-init"),  # the paper analyses max,init (§3.7)
+    "corpus": ("baseline", "self-high-init"),
+    "beyond": ("baseline", "baseline-2x", "teacher-high", "teacher-high-masked", "teacher-sampled", "self-high-cold",
+               "self-high-cold-bert", "self-excess-cold"),
+    # The control for teacher-masking's static masks: random masks kept every epoch (the same staticness, no
+    # entropy). If it moves GLUE as far from random as high does, the difference is staticness, not entropy.
+    "static": ("baseline", "random-static", "teacher-high", "teacher-low"),
+}
+# The row each row's delta of Total is measured against. mask-rate has no random run: each rate is compared with
+# the same strategy at 15%, which is the question that ablation asks.
+DELTA_BASE = {"mask-rate": {"high-r15": None, "low-r15": None, "high-r40": "high-r15", "low-r40": "low-r15",
+                            "high-n1": "high-r15", "low-n1": "low-r15"}}
+
+
+def reference_row(name: str, label: str) -> str | None:
+    """The row `label`'s Δ is taken against in experiment `name` (the baseline; mask-rate: the same strategy at
+    15%), or None for a reference row itself."""
+    if name in DELTA_BASE:
+        return DELTA_BASE[name].get(label)
+    return None if label == "baseline" else "baseline"
+
+
+TITLES = {
+    "table1": "Table 1: teacher-masking strategies",
+    "table2": "Table 2: self-masking",
+    "kd": "Knowledge distillation with entropy masking",
+    "mask-rate": "Masking rate: high and low entropy at 15%, 40% and one token",
+    "frozen": "Frozen-encoder probe (classifier only)",
+    "weights": "How far fine-tuning moves the weights",
+    "corpus": "Another pretraining corpus",
+    "beyond": "Beyond the paper: other scores, soft selection, 80/10/10 self-masking, equal compute",
+    "static": "Static masks: random masks kept every epoch against teacher-masking's static entropy masks",
+}
+ENTROPY_PLOTS = ("table1", "table2", "kd", "mask-rate")
+COMPUTE_PLOTS = ("table1", "table2", "kd", "beyond")  # Total and held-out accuracy against pretraining FLOPs
+DEFAULT_OTHER_CORPUS = "bookcorpus/bookcorpus:plain_text:train"  # NAME[:CONFIG[:SPLIT+SPLIT]]
+
+
+def parse_corpus(spec: str) -> tuple[str, str, list[str]]:
+    """'NAME[:CONFIG[:SPLIT+SPLIT]]' -> (name, config, splits); config defaults to 'default', splits to train."""
+    parts = spec.split(":")
+    if not parts[0] or len(parts) > 3:
+        raise ExperimentError(f"corpus {spec!r} must look like NAME[:CONFIG[:SPLIT+SPLIT]], e.g. "
+                              f"{DEFAULT_OTHER_CORPUS}")
+    name = parts[0]
+    cfg_name = parts[1] if len(parts) > 1 and parts[1] else "default"
+    splits = [s for s in parts[2].split("+") if s] if len(parts) > 2 else ["train"]
+    return name, cfg_name, splits or ["train"]
+
+
+def _default_name(cfg: PretrainConfig) -> str:
+    from entmask.config import (
+        default_name,  # one naming rule for CLI runs and experiment runs
+    )
+
+    return default_name(cfg)
+
+
+def matrix(name: str, cfg: PretrainConfig, corpus: str | None = None) -> list[tuple[str, PretrainConfig]]:
+    """The pretraining runs experiment `name` needs, as (label, config), derived from the resolved `cfg`.
+
+    For `corpus`, `corpus` ('NAME[:CONFIG[:SPLITS]]', default DEFAULT_OTHER_CORPUS) replaces cfg.data's corpus.
+    """
+    if name not in EXPERIMENT_RUNS:
+        raise ExperimentError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENT_RUNS)}")
+    data_over = {}
+    if name == "corpus":
+        cname, cconf, splits = parse_corpus(corpus or DEFAULT_OTHER_CORPUS)
+        data_over = {"data.corpus": cname, "data.corpus_config": cconf, "data.splits": splits}
+    out = []
+    for label in EXPERIMENT_RUNS[name]:
+        over, _ = RUN_SPECS[label]
+        over = {k: v(cfg) if callable(v) else v for k, v in over.items()}  # values relative to the profile
+        c = validate(apply_overrides(cfg, {**over, **data_over}))
+        c.name = _default_name(c)
+        out.append((label, c))
+    return out
+
+
+def pretrain_seeds(cfg: PretrainConfig) -> list[int]:
+    """The pretraining seeds an experiment runs every row with (experiment.pretrain_seeds, else train.seed)."""
+    ps = cfg.experiment.pretrain_seeds
+    return list(ps) if ps else [cfg.train.seed]
+
+
+def at_seed(c: PretrainConfig, seed: int) -> PretrainConfig:
+    """A copy of row config `c` at pretraining seed `seed` (what every per-seed run of a row is keyed by)."""
+    cs = copy.deepcopy(c)
+    cs.train.seed = seed
+    return cs
+
+
+# Experiments whose rows are plain pretrain + fine-tune runs and can be pooled: frozen fine-tunes differently and
+# corpus trains on another corpus; plateau, verdicts and beyond have their own drivers.
+POOLABLE = ("table1", "table2", "kd", "mask-rate", "weights", "static")
+
+
+def _pooled_specs(names: list[str], cfg: PretrainConfig) -> list[tuple[str, PretrainConfig]]:
+    """The union of the experiments' rows, in order, each config once (rows shared between tables, like random and
+    high in tables 1 and 2, are one run); a label reused for another config is prefixed with its experiment."""
+    out, seen, labels = [], set(), set()
+    for name in names:
+        for label, c in matrix(name, cfg):
+            h = c.short_hash()
+            if h in seen:
+                continue
+            seen.add(h)
+            lab = label if label not in labels else f"{name}:{label}"
+            labels.add(lab)
+            out.append((lab, c))
+    return out
