@@ -846,18 +846,20 @@ def drop_widget_state(nb):
     `papermill.execute_notebook(..., store_widget_state=False)` or `NotebookClient(..., store_widget_state=False)`.
     """
     nb.metadata.pop("widgets", None)
-    # An executed notebook opened later has no live kernel, so a widget view would say "model not found": where an
-    # output also carries its static rendering, keep only that (JupyterLab then shows the masks, trusted or not).
+    # An executed notebook opened later has no live kernel and now no saved state, so a widget view would say
+    # "model not found" (JupyterLab prefers it once the notebook is trusted): where an output carries any other
+    # rendering (the masks' text/html, a plain widget's text/plain), keep only that, trusted or not.
     for cell in nb.get("cells", []):
         for out in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
             data = out.get("data") or {}
-            if WIDGET_MIME in data and "text/html" in data:
+            if WIDGET_MIME in data and len(data) > 1:
                 data.pop(WIDGET_MIME)
     return nb
 
 
 def show(obj, static: bool | None = None) -> None:
-    """Display a widget object, a SentenceScores, or an HTML string in a notebook.
+    """Display a widget object, a SentenceScores, or an HTML string in a notebook. A string is shown as HTML as it
+    is, so build it from escaped parts (the render_* functions and `render_html` escape every token and name).
 
     `static` (default: $ENTMASK_STATIC_WIDGETS set to 1) displays only the text/html rendering, with no live
     widget. The default display carries both, but an nbconvert HTML export uses the static one only if the
