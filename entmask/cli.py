@@ -299,11 +299,29 @@ def cmd_finetune(a) -> int:
         model = model / "model"
     if not (model / "config.json").exists():
         raise CLIError(f"{a.model} is neither a pretraining run folder nor a save_pretrained folder")
+    if a.tasks is not None:
+        _refuse_tasks_without_data(cfg.finetune.tasks, cfg.data.data_dir)
     rows = finetune.finetune_all(model, cfg.finetune, profile=cfg.profile, name=model.parent.name,
                                  data_dir=cfg.data.data_dir, frozen=a.frozen, progress=not a.quiet)
     for r in rows:
         print(json.dumps({k: r.get(k) for k in ("task", "seed", "status", "paper_score", "glue_score", "collapsed")}))
     return 0
+
+
+def _refuse_tasks_without_data(tasks, data_dir: str | None) -> None:
+    """A task named by --tasks that has no data here is an error before anything trains (exit 2). Experiments
+    and a profile's own task list keep reporting such a task as 'absent' instead (QQP and MNLI offline)."""
+    from entmask import finetune
+    from entmask.data import mirror_dir
+
+    for task in tasks:
+        reason = finetune.absent_reason(task, data_dir)
+        if reason is None:
+            continue
+        root = mirror_dir(data_dir)
+        where = f"the mirror {root} (see its MANIFEST.md)" if root else f"the Hugging Face hub ({reason})"
+        raise CLIError(f"--tasks names {task}, which has no data in {where}; drop {task} from --tasks or point "
+                       f"--data-dir at a mirror that has it")
 
 
 def _refuse_unfinished_run(folder: Path) -> None:
@@ -415,8 +433,8 @@ def cmd_runs(a) -> int:
 def cmd_reproduce(a) -> int:
     from entmask import notebooks
 
-    only = [s.strip() for s in a.only.split(",")] if a.only else None
-    ok = notebooks.reproduce(a.profile, only=only, data_dir=a.data_dir, overrides=a.set, progress=not a.quiet)
+    # --only as given (None when absent): `select` refuses an empty name rather than reading "" as all notebooks.
+    ok = notebooks.reproduce(a.profile, only=a.only, data_dir=a.data_dir, overrides=a.set, progress=not a.quiet)
     return 0 if ok else 1
 
 

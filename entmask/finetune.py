@@ -14,7 +14,7 @@ Protocols (`FinetuneConfig.protocol`):
 
 Offline gaps: a task with no data at all (QQP, MNLI in the mirror) returns {"status": "absent", ...} and writes
 nothing; a task whose train split is missing (QNLI) is trained and reported on a seeded 80/20 split of validation
-and says so in `eval_note`.
+and says so in `eval_note`. A split that is there but holds no examples is refused (DataError) before training.
 
 Run folder `runs/<profile>/finetune/<task>/<name>-<hash>/`: config.json, entmask.json, head_init.safetensors
 (the initial pooler/classifier, which have no pretrained counterpart: the weight analysis compares against it),
@@ -181,6 +181,19 @@ def _labelled(df, task: str, split: str):
     return df
 
 
+def _nonempty(df, task: str, split: str, data_dir: str | None):
+    """`df`, unless the split holds no examples: that would train on nothing or end in scikit-learn on an empty
+    evaluation after training, so it is refused before anything trains (one line naming the file)."""
+    if len(df):
+        return df
+    from entmask.data import GLUE, mirror_dir, mirror_name
+
+    root = mirror_dir(data_dir)
+    where = root / mirror_name(GLUE) / task / f"{split}.parquet" if root else f"the hub's {GLUE}/{task}"
+    raise DataError(f"{task} split {split!r} holds no examples ({where}); restore the file (the mirror's "
+                    f"MANIFEST.md lists each file's sha256) or drop {task} from finetune.tasks / --tasks")
+
+
 def _raw_splits(task: str, data_dir: str | None):
     """(train, eval, eval_split, note) before subsampling; TaskAbsent when the task cannot be had at all.
 
@@ -197,13 +210,25 @@ def _raw_splits(task: str, data_dir: str | None):
             evaluation = load_glue_split(task, eval_split, data_dir)
         except DataError:
             raise TaskAbsent(str(missing_train)) from None  # entirely absent: say so by its train split
+        evaluation = _nonempty(evaluation, task, eval_split, data_dir)
         rest, held = _carve(_labelled(evaluation, task, eval_split), 1 - NO_TRAIN_SHARE)
         return rest, held, f"{eval_split}[seeded {1 - NO_TRAIN_SHARE:.0%}]", NO_TRAIN_NOTE.format(task=task)
     try:
         evaluation = load_glue_split(task, eval_split, data_dir)
     except DataError as e:
         raise TaskAbsent(str(e)) from None  # nothing to report on
+    train, evaluation = _nonempty(train, task, "train", data_dir), _nonempty(evaluation, task, eval_split, data_dir)
     return _labelled(train, task, "train"), _labelled(evaluation, task, eval_split), eval_split, None
+
+
+def absent_reason(task: str, data_dir: str | None = None) -> str | None:
+    """Why `task` has no data here (it would be reported as 'absent'), or None when it has; trains nothing. A split
+    that is there but unusable (empty, unlabelled) raises its DataError instead."""
+    try:
+        _raw_splits(task, data_dir)
+    except TaskAbsent as e:
+        return str(e)
+    return None
 
 
 def task_data(task: str, cfg: FinetuneConfig, data_dir: str | None = None) -> TaskData:
