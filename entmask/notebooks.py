@@ -65,16 +65,19 @@ class NotebookError(RuntimeError):
 
 # ---- which notebooks --------------------------------------------------------------------------------------------
 def select(only: Sequence[str] | str | None = None) -> list[str]:
-    """The notebooks to run, in NOTEBOOKS order: all, or those named by number ('01', '1'), prefix or full name."""
+    """The notebooks to run, in NOTEBOOKS order: all (None), or those named by number ('01', '1'), prefix or full
+    name; an empty name or an empty list is a NotebookError."""
     if only is None:
         return list(NOTEBOOKS)
-    if isinstance(only, str):
-        only = [s for s in only.split(",")]
+    items = only.split(",") if isinstance(only, str) else [str(i) for i in only]
+    shown = repr(only if isinstance(only, str) else ",".join(items))
+    # Strict: an empty name ("", ",", "01,") is a typo, not "all" or "none" (which would overwrite reproduce.json).
+    if not items or any(not i.strip() for i in items):
+        raise NotebookError(f"--only {shown} has an empty notebook name; give comma-separated numbers or names, "
+                            f"e.g. --only 01,03 (or leave --only out to run all)")
     picked = set()
-    for item in only:
-        key = str(item).strip().removesuffix(".ipynb")
-        if not key:
-            continue
+    for item in items:
+        key = item.strip().removesuffix(".ipynb")
         if key.isdigit():
             key = key.zfill(2)
         hits = [n for n in NOTEBOOKS if n == key or n.split("_", 1)[0] == key or n.startswith(key + "_")
@@ -264,11 +267,33 @@ def show_figures(res, keys: Sequence[str] = ("png",), width: int | None = None) 
             print(f"({res.name}: no figure {k!r} was written, e.g. no task had scores for every run)")
 
 
-def show_report(res) -> None:
-    """Display the markdown report an ExperimentResult wrote (the table, its warnings and notes)."""
-    from IPython.display import Markdown, display
+def markdown_html(md: str) -> str:
+    """Markdown as HTML in which no raw HTML survives: tags, comments and entities in the text are shown as text,
+    links to javascript:/data: URLs are neutralised (mistune, which nbconvert itself uses, is a dependency)."""
+    import mistune
+    from mistune.util import escape
 
-    display(Markdown(Path(res.paths["md"]).read_text()))
+    class NoRawHTML(mistune.HTMLRenderer):
+        """Escapes what markdown would pass through as raw HTML; entities in plain text still read as characters
+        (a table cell escaped at production, '&lt;b&gt;', shows '<b>', not '&lt;b&gt;')."""
+
+        def inline_html(self, html: str) -> str:
+            return escape(html)
+
+        def block_html(self, html: str) -> str:
+            return "<p>" + escape(html.strip()) + "</p>\n"
+
+    return mistune.create_markdown(renderer=NoRawHTML(escape=False), plugins=["table", "strikethrough"])(md)
+
+
+def show_report(res) -> None:
+    """Display the markdown report an ExperimentResult wrote (the table, its warnings and notes) as HTML built by
+    `markdown_html`: notes copy text from run files (a fine-tuning metrics.json), and nbconvert would pass raw HTML
+    in a markdown output through into the notebook's HTML export, live. The markdown stays as text/plain."""
+    from IPython.display import display
+
+    md = Path(res.paths["md"]).read_text()
+    display({"text/html": markdown_html(md), "text/plain": md}, raw=True)
 
 
 def read_record(profile: str, name: str, root: str | Path | None = None) -> dict | None:
@@ -371,11 +396,10 @@ def reproduce(profile: str = "tiny", only: Sequence[str] | str | None = None, da
     as their working directory, under a kernel spec for this interpreter (`ensure_kernel`), without saved widget
     state (so the HTML exports show the static masks). On the first failure it stops, names the notebook and the
     cell, keeps (and exports) the partial notebook; the rest are reported as skipped. Prints a summary table and
-    writes runs/<profile>/notebooks/reproduce.json. Returns True when every selected notebook succeeded.
+    writes runs/<profile>/notebooks/reproduce.json, first as `"finished": false` (state 'running'), then after
+    every notebook; Ctrl-C leaves it `"state": "interrupted"`, keeps the partial notebook, removes that notebook's
+    previous HTML export and re-raises. Returns True when every selected notebook succeeded.
     """
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
     from entmask import config
 
     names = select(only)
@@ -396,8 +420,14 @@ def reproduce(profile: str = "tiny", only: Sequence[str] | str | None = None, da
                                                 else []))
     params = {"profile": profile, "data_dir": data_dir, "runs_dir": str(root), "overrides": override_list,
               "progress": False}
+    base = {"profile": profile, "overrides": override_list, "runs_dir": str(root), "data_dir": data_dir,
+            "entmask_version": __version__, "git_commit": runs.git_commit()}
+    summary = out / "reproduce.json"
     rows: list[dict] = []
     failed = False
+    # Written now and after every notebook: a run cut short (Ctrl-C, a kill) leaves a summary that says it is
+    # unfinished, never the previous run's "ok: true".
+    _write_summary(summary, base, rows, names, "running")
     # TQDM_DISABLE: the kernels inherit it (tqdm reads it at import), so executed notebooks carry no progress-bar
     # widgets; papermill's own bar here was created from an already imported tqdm and is unaffected.
     with _environ(JUPYTER_PATH=jp, ENTMASK_RUNS_DIR=str(root), ENTMASK_DATA_DIR=data_dir,
@@ -409,48 +439,92 @@ def reproduce(profile: str = "tiny", only: Sequence[str] | str | None = None, da
             if failed:
                 rows.append({"notebook": name, "status": "skipped", "seconds": None, "headline": {}})
                 continue
+            # Nor may the previous run's export sit beside this run's (partial) notebook as if it were current.
+            target.with_suffix(".html").unlink(missing_ok=True)
             if progress:
                 print(f"entmask reproduce [{i}/{len(names)}] {name} ({profile}) -> {target}", flush=True)
-            t0 = time.perf_counter()
-            row = {"notebook": name, "status": "ok", "seconds": None, "headline": {}, "output": str(target)}
             try:
-                pm.execute_notebook(str(notebook_path(name)), str(target), parameters=params,
-                                    kernel_name=KERNEL_NAME, cwd=str(NOTEBOOK_DIR), progress_bar=progress,
-                                    store_widget_state=False, execution_timeout=timeout)
-            except PapermillExecutionError as e:
-                failed = True
-                row.update(status="failed", cell=e.cell_index, error=f"{e.ename}: {e.evalue}".strip())
-                print(f"entmask reproduce: {name} FAILED in cell {e.cell_index} (execution count {e.exec_count}: "
-                      f"`{_first_line(e.source)}`): {e.ename}: {str(e.evalue).strip()[:300]}", file=sys.stderr)
-            except Exception as e:  # noqa: BLE001 - a dead kernel, a timeout: report, keep the partial notebook
-                failed = True
-                row.update(status="failed", cell=None, error=f"{type(e).__name__}: {str(e).strip()[:300]}")
-                print(f"entmask reproduce: {name} FAILED: {type(e).__name__}: {str(e).strip()[:300]}",
-                      file=sys.stderr)
-            row["seconds"] = round(time.perf_counter() - t0, 1)
-            if target.exists():
-                try:
-                    _finish_output(target, notebook_path(name))
-                    row["html"] = str(export_html(target))
-                except Exception as e:  # noqa: BLE001 - an export problem must not hide the run's result
-                    print(f"entmask reproduce: HTML export of {target.name} failed: {type(e).__name__}: {e}",
-                          file=sys.stderr)
-            if failed:
-                print(f"entmask reproduce: the partial notebook is kept at {target}", file=sys.stderr)
-            else:
-                rec = read_record(profile, name, root)
-                if rec is None:
-                    row["status"] = "no-record"
-                    print(f"entmask reproduce: {name} ran but wrote no {name}.metrics.json (its Record results "
-                          f"cell must call entmask.notebooks.record)", file=sys.stderr)
-                else:
-                    row["headline"] = {h["name"]: h["value"] for h in rec.get("headline", [])}
+                row = _execute(name, target, params, progress, timeout)
+            except KeyboardInterrupt:
+                _interrupted(name, target, summary, base, rows, names)
+                raise
+            failed = row["status"] == "failed"
+            if not failed:
+                _read_headline(row, profile, name, root)
             rows.append(row)
-    ok = not failed and all(r["status"] == "ok" for r in rows)
-    runs.write_json(out / "reproduce.json", {"profile": profile, "ok": ok, "overrides": override_list,
-                                             "runs_dir": str(root), "data_dir": data_dir, "notebooks": rows,
-                                             "entmask_version": __version__, "git_commit": runs.git_commit()})
+            _write_summary(summary, base, rows, names, "running")
+    ok = _write_summary(summary, base, rows, names, "finished")
     print(summary_table(rows))
+    return ok
+
+
+def _execute(name: str, target: Path, params: dict, progress: bool, timeout: int | None) -> dict:
+    """Run one notebook with papermill into `target`, finish it (no widget views) and export its HTML; the row
+    for reproduce.json, status 'ok' or 'failed' (which names the cell). KeyboardInterrupt passes through."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    t0 = time.perf_counter()
+    row = {"notebook": name, "status": "ok", "seconds": None, "headline": {}, "output": str(target)}
+    try:
+        pm.execute_notebook(str(notebook_path(name)), str(target), parameters=params,
+                            kernel_name=KERNEL_NAME, cwd=str(NOTEBOOK_DIR), progress_bar=progress,
+                            store_widget_state=False, execution_timeout=timeout)
+    except PapermillExecutionError as e:
+        row.update(status="failed", cell=e.cell_index, error=f"{e.ename}: {e.evalue}".strip())
+        print(f"entmask reproduce: {name} FAILED in cell {e.cell_index} (execution count {e.exec_count}: "
+              f"`{_first_line(e.source)}`): {e.ename}: {str(e.evalue).strip()[:300]}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - a dead kernel, a timeout: report, keep the partial notebook
+        row.update(status="failed", cell=None, error=f"{type(e).__name__}: {str(e).strip()[:300]}")
+        print(f"entmask reproduce: {name} FAILED: {type(e).__name__}: {str(e).strip()[:300]}", file=sys.stderr)
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    if target.exists():
+        try:
+            _finish_output(target, notebook_path(name))
+            row["html"] = str(export_html(target))
+        except Exception as e:  # noqa: BLE001 - an export problem must not hide the run's result
+            print(f"entmask reproduce: HTML export of {target.name} failed: {type(e).__name__}: {e}",
+                  file=sys.stderr)
+    if row["status"] == "failed":
+        print(f"entmask reproduce: the partial notebook is kept at {target}", file=sys.stderr)
+    return row
+
+
+def _read_headline(row: dict, profile: str, name: str, root: Path) -> None:
+    """Fill a finished notebook's row with the headline numbers of its record (status 'no-record' without one)."""
+    rec = read_record(profile, name, root)
+    if rec is None:
+        row["status"] = "no-record"
+        print(f"entmask reproduce: {name} ran but wrote no {name}.metrics.json (its Record results "
+              f"cell must call entmask.notebooks.record)", file=sys.stderr)
+    else:
+        row["headline"] = {h["name"]: h["value"] for h in rec.get("headline", [])}
+
+
+def _interrupted(name: str, target: Path, summary: Path, base: dict, rows: list[dict],
+                 names: Sequence[str]) -> None:
+    """Ctrl-C during `name`: mark the summary interrupted, keep the partial notebook without its dead widget views
+    (shown as static output when opened) and export no HTML for it, so nothing partial passes as current."""
+    rows.append({"notebook": name, "status": "interrupted", "seconds": None, "headline": {},
+                 "output": str(target) if target.exists() else None})
+    _write_summary(summary, base, rows, names, "interrupted")
+    target.with_suffix(".html").unlink(missing_ok=True)  # Ctrl-C during the export: none of a partial run
+    if target.exists():
+        with contextlib.suppress(Exception):  # a half-written notebook: keep it as it is
+            _finish_output(target, notebook_path(name))
+    print(f"entmask reproduce: interrupted in {name}; {summary} marks this run unfinished"
+          + (f", the partial notebook is kept at {target} (no HTML export)" if target.exists() else ""),
+          file=sys.stderr)
+
+
+def _write_summary(path: Path, base: dict, rows: Sequence[dict], names: Sequence[str], state: str) -> bool:
+    """reproduce.json for `state` 'running', 'interrupted' or 'finished': the rows so far, then every selected
+    notebook not reached yet as 'not run'. Only a finished run whose notebooks all succeeded is ok; returns ok."""
+    done = {r["notebook"] for r in rows}
+    pending = [{"notebook": n, "status": "not run", "seconds": None, "headline": {}} for n in names if n not in done]
+    ok = state == "finished" and all(r["status"] == "ok" for r in rows)
+    runs.write_json(path, {**base, "ok": ok, "finished": state == "finished", "state": state,
+                           "notebooks": list(rows) + pending})
     return ok
 
 
@@ -479,6 +553,6 @@ def summary_table(rows: Sequence[dict]) -> str:
 
 
 __all__ = ["NOTEBOOKS", "NOTEBOOK_DIR", "KERNEL_NAME", "GPU_PROFILES", "NotebookError", "select", "reproduce",
-           "record", "read_record", "experiment_metrics", "show_figures", "show_report", "export_html",
+           "record", "read_record", "experiment_metrics", "show_figures", "show_report", "markdown_html", "export_html",
            "ensure_kernel", "use_runs_dir", "set_progress", "pick_device", "save_figure", "save_table",
            "to_markdown", "results_path", "summary_table", "output_dir", "tokenizer_of"]
