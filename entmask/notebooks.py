@@ -152,13 +152,16 @@ def save_figure(fig, name: str, cfg, root: str | Path | None = None, dpi: int = 
 
 
 def to_markdown(df, floatfmt: str = ".3f", index: bool = True) -> str:
-    """A GitHub-flavoured markdown table of a DataFrame (no tabulate needed)."""
+    """A GitHub-flavoured markdown table of a DataFrame (no tabulate needed); text cells go through md_cell, so a
+    name or note from a run's files that holds markup is HTML-escaped and shows as text."""
+    from entmask.experiments.core import md_cell
+
     def cell(v) -> str:
         if isinstance(v, float):
             return "" if math.isnan(v) else format(v, floatfmt)
-        return str(v).replace("|", "\\|")
+        return md_cell(str(v))  # str first: None stays "None", as before
 
-    cols = ([str(df.index.name or "")] if index else []) + [str(c) for c in df.columns]
+    cols = [md_cell(str(c)) for c in ([df.index.name or ""] if index else []) + list(df.columns)]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for idx, row in df.iterrows():
         vals = ([cell(idx)] if index else []) + [cell(v) for v in row.tolist()]

@@ -4,7 +4,9 @@ What it is: constants and small helpers every experiment module uses (no trainin
 What it is not: any experiment's logic."""
 from __future__ import annotations
 
+import html
 import math
+import re
 from dataclasses import dataclass, field
 
 from entmask import paper
@@ -80,13 +82,23 @@ def parse_cell(cell: str) -> float | None:
         return None
 
 
+_MARKUP = re.compile(r"<[A-Za-z/!?][^>]*>")  # a tag, comment or autolink: what markdown passes on as HTML
+
+
+def md_cell(v) -> str:
+    """One markdown table cell: '' for None/NaN, '|' escaped, and HTML-escaped (<, >, &) where the text could hold
+    markup, so text from a run's files shows as text wherever the .md is rendered. Plain comparisons such as
+    'cold<random' hold no tag and stay as written (reports rebuilt from records stay byte-identical)."""
+    s = "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+    return (html.escape(s, quote=False) if _MARKUP.search(s) else s).replace("|", "\\|")
+
+
 def md_table(df) -> str:
-    """A GitHub-markdown table (pandas' to_markdown needs tabulate, which is not a dependency)."""
-    cols = [str(c) for c in df.columns]
-    esc = lambda v: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)).replace("|", "\\|")
+    """A GitHub-markdown table (pandas' to_markdown needs tabulate, which is not a dependency); cells via md_cell."""
+    cols = [md_cell(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(esc(v) for v in row) + " |")
+        lines.append("| " + " | ".join(md_cell(v) for v in row) + " |")
     return "\n".join(lines)
 
 
