@@ -401,3 +401,11 @@ def test_ctrl_c_in_a_real_kernel_leaves_an_unfinished_summary(tmp_path, monkeypa
     assert s["notebooks"][0]["status"] == "interrupted"
     assert not (out / "00_sleeps.html").exists() and target.exists()
     shutil.rmtree(out)
+
+
+def test_a_note_from_a_record_is_escaped_in_the_markdown():
+    """The notes a table copies from run files (eval_note) go into the .md escaped, as table cells do."""
+    from entmask.experiments.core import md_text
+
+    assert md_text("<script>alert(1)</script> QNLI") == "&lt;script&gt;alert(1)&lt;/script&gt; QNLI"
+    assert md_text("cold<random") == "cold<random"  # no tag: as written

@@ -27,7 +27,7 @@ from __future__ import annotations
 from entmask.experiments.core import (  # noqa: F401
     ABSENT, COLLAPSE_MARK, ExperimentError, ExperimentResult, NOT_RUN, PAPER, PAPER_NA, PAPER_NAMES,
     PAPER_SOURCE, PAPER_TOTALS, PAPER_TOTALS_NOT_ROW_MEAN, TASK_LABEL, TASK_ORDER, _ORDER, _num, _paper_row,
-    _pct, fmt_cell, md_table, model_label, parse_cell,
+    _pct, fmt_cell, md_table, md_text, model_label, parse_cell,
 )
 from entmask.experiments.specs import (  # noqa: F401
     COMPUTE_PLOTS, DEFAULT_OTHER_CORPUS, DELTA_BASE, ENTROPY_PLOTS, EXPERIMENT_RUNS, RUN_SPECS, TITLES, _PLAIN,

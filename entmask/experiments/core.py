@@ -93,6 +93,13 @@ def md_cell(v) -> str:
     return (html.escape(s, quote=False) if _MARKUP.search(s) else s).replace("|", "\\|")
 
 
+def md_text(v) -> str:
+    """Text from a run's files for a markdown paragraph or list item: HTML-escaped where it could hold markup (as
+    md_cell, without the table's '|' escape)."""
+    s = str(v)
+    return html.escape(s, quote=False) if _MARKUP.search(s) else s
+
+
 def md_table(df) -> str:
     """A GitHub-markdown table (pandas' to_markdown needs tabulate, which is not a dependency); cells via md_cell."""
     cols = [md_cell(c) for c in df.columns]

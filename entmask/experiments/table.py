@@ -37,6 +37,7 @@ from entmask.experiments.core import (
     _num,
     _pct,
     fmt_cell,
+    md_text,
     model_label,
 )
 from entmask.experiments.running import (
@@ -353,7 +354,7 @@ def _notes(name, cfg, rs, cov, tasks_req, maj, maj_note, paper_key) -> list[str]
     notes.append(blimp_note(rs))
     eval_notes = sorted({f["eval_note"] for r in rs for f in r.ft if f.get("eval_note")})
     for en in eval_notes:
-        notes.append(f"Offline data: {en} (its score is not comparable with the paper's full QNLI).")
+        notes.append(f"Offline data: {md_text(en)} (its score is not comparable with the paper's full QNLI).")
     if name in DELTA_BASE:
         notes.append("Δ Total: Total minus that of the same strategy at 15% masking, with a 95% two-level "
                      "paired-bootstrap CI over seeds and validation examples (analysis.bootstrap_total_delta) and a "
