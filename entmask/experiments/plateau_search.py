@@ -54,6 +54,9 @@ RECIPES: dict[str, tuple[dict, str]] = {
     "wiki-small": ({"data.max_articles": 122, "train.max_steps": 3000},
                    "cpu-wiki on 122 articles (cpu-long's corpus size, ~6x fewer rows): each row seen ~6x as often"),
     "wiki-lr3e-3": ({"train.lr": 3e-3, "train.max_steps": 3000}, "cpu-wiki at 3x the learning rate"),
+    # the machinery apart from the corpus: cpu-wiki's two-phase rows on cpu-long's very text (validation + test)
+    "wiki-vt": ({"data.splits": ["validation", "test"], "train.max_steps": 3000},
+                "cpu-wiki's recipe on cpu-long's text (WikiText-2 validation + test)"),
 }
 
 
