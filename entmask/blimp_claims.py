@@ -106,17 +106,13 @@ def blimp_claim(bf: dict, model: str, ref: str, sign: int, plateau: bool) -> dic
     """The BLiMP columns of one claim: pooled Δ (points) with its t interval and verdict, what it excludes, and the
     paired bootstrap over the pairs of the seeds both rows were scored at."""
     from entmask.blimp import paired_bootstrap_delta
-    from entmask.experiments.claims import _fmt_ci, judge
-    from entmask.experiments.specs import RUN_SPECS
+    from entmask.experiments.claims import _fmt_ci
+    from entmask.experiments.pooled import judged_contrast
 
-    fit = bf.get("fit")
-    if fit is None:
-        return {"BLiMP verdict": "unresolved", "BLiMP why": "no BLiMP scores to compare"}
-    gone = [RUN_SPECS[x][1] for x in (model, ref) if x not in fit.beta.index]
-    if gone:
-        return {"BLiMP verdict": "unresolved", "BLiMP why": f"no BLiMP score of {', '.join(gone)}"}
-    c = fit.contrast(model, ref, sign)
-    verdict, why = judge(c["delta"], c["lo"], c["hi"], sign, plateau, len(c["common_seeds"]))
+    c, verdict, why = judged_contrast(bf.get("fit"), model, ref, sign, plateau, no_fit="no BLiMP scores to compare",
+                                      no_row="no BLiMP score of")
+    if c is None:
+        return {"BLiMP verdict": verdict, "BLiMP why": why}
     docs = bf["docs"]
     seeds = c["common_seeds"]
     bt = paired_bootstrap_delta("".join(docs[(model, s)]["correct"] for s in seeds),

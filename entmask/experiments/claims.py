@@ -8,9 +8,7 @@ import math
 
 import numpy as np
 
-from entmask.experiments.core import (
-    _num,
-)
+from entmask.experiments.core import _num
 
 # (id, the paper's words, section, results file, model row, reference row, expected sign of Total(model) − Total(ref))
 CLAIMS: tuple = (

@@ -11,12 +11,8 @@ import numpy as np
 from entmask import runs
 from entmask.config import PretrainConfig
 from entmask.experiments.claims import unit_key
-from entmask.experiments.core import (
-    TASK_ORDER,
-)
-from entmask.experiments.running import (
-    _Run,
-)
+from entmask.experiments.core import TASK_ORDER
+from entmask.experiments.running import _Run
 
 
 def blimp_of(r: _Run) -> dict:

@@ -9,9 +9,7 @@ import time
 
 from entmask import runs
 from entmask.config import PretrainConfig, set_args
-from entmask.experiments.collect import (
-    _seed_mean_metrics,
-)
+from entmask.experiments.collect import _seed_mean_metrics
 from entmask.experiments.core import (
     PAPER_SOURCE,
     TASK_LABEL,
@@ -35,12 +33,7 @@ from entmask.experiments.plots import (
     plot_weights,
     weight_movement,
 )
-from entmask.experiments.running import (
-    _pretrain_and_finetune,
-    _report_finished,
-    _Run,
-    _say,
-)
+from entmask.experiments.running import _pretrain_and_finetune, _report_finished, _Run, _say
 from entmask.experiments.specs import (
     COMPUTE_PLOTS,
     DELTA_BASE,

@@ -9,26 +9,10 @@ from pathlib import Path
 
 from entmask import runs
 from entmask.config import PretrainConfig, set_args
-from entmask.experiments.core import (
-    ExperimentError,
-    ExperimentResult,
-    _pct,
-    md_table,
-)
-from entmask.experiments.plots import (
-    _figure,
-    _save,
-)
-from entmask.experiments.running import (
-    _say,
-)
-from entmask.experiments.specs import (
-    POOLABLE,
-    RUN_SPECS,
-    _pooled_specs,
-    at_seed,
-    pretrain_seeds,
-)
+from entmask.experiments.core import ExperimentError, ExperimentResult, _pct, md_table
+from entmask.experiments.plots import _figure, _save
+from entmask.experiments.running import _say
+from entmask.experiments.specs import POOLABLE, RUN_SPECS, _pooled_specs, at_seed, pretrain_seeds
 
 MEMO_TABLES = ("table1", "table2", "static")  # the rows whose masks mask_fit can redraw (teacher, self, static)
 MEMO_SPLITS = {"train": "training rows (seen)", "test": "held-out rows"}

@@ -8,22 +8,10 @@ from pathlib import Path
 
 from entmask import runs
 from entmask.config import PretrainConfig, apply_overrides, validate
-from entmask.experiments.collect import (
-    wall_minutes,
-)
-from entmask.experiments.core import (
-    ExperimentError,
-    ExperimentResult,
-    _pct,
-    md_table,
-)
-from entmask.experiments.plots import (
-    _figure,
-    _save,
-)
-from entmask.experiments.running import (
-    _say,
-)
+from entmask.experiments.collect import wall_minutes
+from entmask.experiments.core import ExperimentError, ExperimentResult, _pct, md_table
+from entmask.experiments.plots import _figure, _save
+from entmask.experiments.running import _say
 
 _NO_DROPOUT = {"model.overrides.hidden_dropout_prob": 0, "model.overrides.attention_probs_dropout_prob": 0}
 # Every recipe: random masking on the whole offline corpus, a held-out curve point every 250 steps.

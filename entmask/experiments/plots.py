@@ -12,22 +12,10 @@ import numpy as np
 
 from entmask import runs
 from entmask.config import PretrainConfig
-from entmask.experiments.collect import (
-    _seed_totals,
-    _task_rows,
-    run_compute,
-)
-from entmask.experiments.core import (
-    TASK_LABEL,
-    TASK_ORDER,
-    _num,
-)
-from entmask.experiments.running import (
-    _Run,
-)
-from entmask.experiments.specs import (
-    RUN_SPECS,
-)
+from entmask.experiments.collect import _seed_totals, _task_rows, run_compute
+from entmask.experiments.core import TASK_LABEL, TASK_ORDER, _num
+from entmask.experiments.running import _Run
+from entmask.experiments.specs import RUN_SPECS
 
 
 def _figure(w: float, h: float):

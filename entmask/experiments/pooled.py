@@ -6,19 +6,9 @@ from __future__ import annotations
 
 from entmask import runs
 from entmask.config import PretrainConfig
-from entmask.experiments.claims import (
-    _fmt_ci,
-    judge,
-    unit_key,
-)
-from entmask.experiments.core import (
-    _num,
-)
-from entmask.experiments.specs import (
-    RUN_SPECS,
-    at_seed,
-    matrix,
-)
+from entmask.experiments.claims import _fmt_ci, judge, unit_key
+from entmask.experiments.core import _num
+from entmask.experiments.specs import RUN_SPECS, at_seed, matrix
 
 
 def _pooled_units(name: str, d: dict, cfg: PretrainConfig, root) -> tuple[list[dict], list[str], list[str]]:
@@ -125,17 +115,27 @@ def _pooled_fit(files: dict, cfg: PretrainConfig, root) -> dict:
     return {"fit": fit, "units": units, "text": text, "files": pooled_files}
 
 
-def _pooled_claim(pf: dict | None, model: str, ref: str, sign: int, plateau: bool) -> dict:
-    """The pooled columns of one claim: Δ = β_model − β_ref with its t interval (stats.Pooled.contrast), judged by
-    judge's rules (sign, plateau, at least two pretraining seeds in common), and what the interval excludes."""
-    fit = (pf or {}).get("fit")
+def judged_contrast(fit, model: str, ref: str, sign: int, plateau: bool, *, no_fit: str,
+                    no_row: str) -> tuple[dict | None, str, str]:
+    """(contrast, verdict, why) of one claim from a pooled fit (stats.Pooled): Δ = β_model − β_ref with its t
+    interval, judged by judge's rules (sign, plateau, at least two pretraining seeds in common); contrast None and
+    'unresolved' with `no_fit` when there is no fit, or `no_row` + the rows' names when a row has no unit in it."""
     if fit is None:
-        return {"pooled verdict": "unresolved", "pooled why": "no pooled fit of this table"}
+        return None, "unresolved", no_fit
     gone = [RUN_SPECS[x][1] for x in (model, ref) if x not in fit.beta.index]
     if gone:
-        return {"pooled verdict": "unresolved", "pooled why": f"no finished unit of {', '.join(gone)}"}
+        return None, "unresolved", f"{no_row} {', '.join(gone)}"
     c = fit.contrast(model, ref, sign)
     verdict, why = judge(c["delta"], c["lo"], c["hi"], sign, plateau, len(c["common_seeds"]))
+    return c, verdict, why
+
+
+def _pooled_claim(pf: dict | None, model: str, ref: str, sign: int, plateau: bool) -> dict:
+    """The pooled columns of one claim (judged_contrast), with what the interval excludes."""
+    c, verdict, why = judged_contrast((pf or {}).get("fit"), model, ref, sign, plateau,
+                                      no_fit="no pooled fit of this table", no_row="no finished unit of")
+    if c is None:
+        return {"pooled verdict": verdict, "pooled why": why}
     return {"pooled Δ": round(c["delta"], 2), "pooled 95% CI": _fmt_ci((c["lo"], c["hi"])), "pooled verdict": verdict,
             "excludes": c["excludes"], "pooled why": f"{why}; SE {c['se']:.2f}, t {c['t']:.2f} on {c['df']:.3g} df",
             "pooled df": c["df"]}

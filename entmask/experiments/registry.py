@@ -7,26 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from entmask.config import PretrainConfig
-from entmask.experiments.core import (
-    ExperimentError,
-)
-from entmask.experiments.memorisation_report import (
-    memorisation,
-)
-from entmask.experiments.plateau_search import (
-    plateau,
-)
-from entmask.experiments.sections import (
-    beyond,
-    corpus,
-    frozen,
-    kd,
-    mask_rate,
-    static,
-    table1,
-    table2,
-    weights,
-)
+from entmask.experiments.core import ExperimentError
+from entmask.experiments.memorisation_report import memorisation
+from entmask.experiments.plateau_search import plateau
+from entmask.experiments.sections import beyond, corpus, frozen, kd, mask_rate, static, table1, table2, weights
 from entmask.experiments.verdicts_report import verdicts
 
 EXPERIMENTS = {"table1": table1, "table2": table2, "kd": kd, "mask-rate": mask_rate, "frozen": frozen,

@@ -10,10 +10,7 @@ from pathlib import Path
 
 from entmask import runs
 from entmask.config import PretrainConfig
-from entmask.experiments.specs import (
-    at_seed,
-    pretrain_seeds,
-)
+from entmask.experiments.specs import at_seed, pretrain_seeds
 
 
 @dataclass

@@ -5,12 +5,8 @@ What it is not: their rows (specs) or their tables (table)."""
 from __future__ import annotations
 
 from entmask.config import PretrainConfig
-from entmask.experiments.core import (
-    ExperimentResult,
-)
-from entmask.experiments.experiment import (
-    _experiment,
-)
+from entmask.experiments.core import ExperimentResult
+from entmask.experiments.experiment import _experiment
 
 
 def table1(cfg: PretrainConfig, *, root=None, progress: bool = True, train: bool = True

@@ -7,9 +7,7 @@ from __future__ import annotations
 import copy
 
 from entmask.config import PretrainConfig, apply_overrides, validate
-from entmask.experiments.core import (
-    ExperimentError,
-)
+from entmask.experiments.core import ExperimentError
 
 _PLAIN = {"masking.source": "teacher", "masking.self_start": "cold", "kd.mode": "none"}
 _SELF_INIT = {"masking.strategy": "high", "masking.source": "self", "masking.self_start": "init"}
@@ -112,9 +110,7 @@ def parse_corpus(spec: str) -> tuple[str, str, list[str]]:
 
 
 def _default_name(cfg: PretrainConfig) -> str:
-    from entmask.config import (
-        default_name,  # one naming rule for CLI runs and experiment runs
-    )
+    from entmask.config import default_name  # one naming rule for CLI runs and experiment runs
 
     return default_name(cfg)
 

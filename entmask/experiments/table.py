@@ -40,15 +40,8 @@ from entmask.experiments.core import (
     md_text,
     model_label,
 )
-from entmask.experiments.running import (
-    _Run,
-)
-from entmask.experiments.specs import (
-    DELTA_BASE,
-    RUN_SPECS,
-    pretrain_seeds,
-    reference_row,
-)
+from entmask.experiments.running import _Run
+from entmask.experiments.specs import DELTA_BASE, RUN_SPECS, pretrain_seeds, reference_row
 
 
 def random_masked(cfg: PretrainConfig) -> bool:

@@ -19,30 +19,11 @@ from entmask.experiments.claims import (
     tasks_above_majority,
     unit_key,
 )
-from entmask.experiments.core import (
-    TASK_LABEL,
-    TASK_ORDER,
-    ExperimentError,
-    ExperimentResult,
-    _num,
-    _pct,
-    md_table,
-)
-from entmask.experiments.plots import (
-    _figure,
-    _save,
-)
-from entmask.experiments.pooled import (
-    _pooled_claim,
-    _pooled_fit,
-    _power_table,
-)
-from entmask.experiments.running import (
-    _say,
-)
-from entmask.experiments.specs import (
-    RUN_SPECS,
-)
+from entmask.experiments.core import TASK_LABEL, TASK_ORDER, ExperimentError, ExperimentResult, _num, _pct, md_table
+from entmask.experiments.plots import _figure, _save
+from entmask.experiments.pooled import _pooled_claim, _pooled_fit, _power_table
+from entmask.experiments.running import _say
+from entmask.experiments.specs import RUN_SPECS
 
 
 def plot_verdicts(table, stem: Path) -> dict:

@@ -9,19 +9,10 @@ from pathlib import Path
 
 from entmask import runs
 from entmask.config import PretrainConfig, apply_overrides
-from entmask.experiments.core import (
-    ExperimentError,
-)
+from entmask.experiments.core import ExperimentError
 from entmask.experiments.registry import EXPERIMENTS, run
-from entmask.experiments.running import (
-    _pretrain_and_finetune,
-    _say,
-)
-from entmask.experiments.specs import (
-    POOLABLE,
-    _pooled_specs,
-    pretrain_seeds,
-)
+from entmask.experiments.running import _pretrain_and_finetune, _say
+from entmask.experiments.specs import POOLABLE, _pooled_specs, pretrain_seeds
 
 
 def parse_names(spec: str) -> list[str]:
