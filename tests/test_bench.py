@@ -88,6 +88,27 @@ def test_flop_bounds_match_the_issue():
     assert 1.12 < f["stock"] / f["self"] < 1.18  # "FLOP bound about 1.15x"
 
 
+# step_flops's numbers before it was rebuilt on models.forward_flops (computed from the old formula, hard-coded):
+# (kind, preset, vocab, batch, seq_len) -> (flops, masked positions)
+OLD_STEP_FLOPS = {
+    ("stock", "bert", 30522, 16, 128): (1367957569536.0, 302),
+    ("self", "bert", 30528, 8, 64): (387719626752.0, 72),
+    ("stock", "bertlet", 30522, 16, 128): (356310319104.0, 302),
+    ("random", "bertlet", 30522, 16, 128): (190043553792.0, 304),
+    ("teacher", "bertlet", 30528, 8, 64): (46325563392.0, 72),
+    ("self", "bertlet", 30522, 16, 128): (308813660160.0, 304),
+    ("random", "bert-mini", 30528, 8, 64): (13470793728.0, 72),
+    ("stock", "bert-tiny", 30528, 8, 64): (13363052544.0, 74),
+    ("self", "bert-tiny", 30522, 16, 128): (30741536768.0, 304),
+    ("teacher", "bert-micro", 30522, 16, 128): (5181100032.0, 304),
+}
+
+
+@pytest.mark.parametrize("key", list(OLD_STEP_FLOPS), ids=lambda k: "-".join(map(str, k)))
+def test_step_flops_unchanged(key):
+    assert bench.step_flops(*key) == {"flops": OLD_STEP_FLOPS[key][0], "masked": OLD_STEP_FLOPS[key][1]}
+
+
 def test_variant_names_round_trip():
     for precision, cuda in (("fp32", False), ("bf16", True)):
         for s in bench.default_specs(precision, ablations=True, compile_=True, cpu_bf16=True, cuda=cuda):
