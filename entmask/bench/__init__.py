@@ -697,7 +697,7 @@ def cpu_memory_probe(variants: list[str], preset: str, seq_len: int, batch_size:
     spec = {"variants": variants, "preset": preset, "seq_len": seq_len, "batch_size": batch_size,
             "entropy": entropy, "threads": torch.get_num_threads(), "precision": precision}
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])  # the repository: entmask/bench/__init__.py
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
         p = subprocess.run([sys.executable, "-c", _PROBE_PRELUDE, json.dumps(spec)], env=env, capture_output=True,
@@ -1048,6 +1048,3 @@ def _cli(argv: list[str] | None = None) -> int:
          threads=a.threads, json_path=a.json, progress=not a.quiet_progress)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(_cli())
