@@ -8,7 +8,7 @@ export ENTMASK_DATA_DIR
 PROFILE ?= tiny
 PYTEST_ARGS ?=
 
-.PHONY: setup reproduce test test-fast kernel lab bench clean-runs matrix-cpu-long results-cpu-long records-cpu-long \
+.PHONY: setup reproduce test test-fast lint kernel lab bench clean-runs matrix-cpu-long results-cpu-long records-cpu-long \
 	matrix-cpu-wiki results-cpu-wiki records-cpu-wiki
 
 $(BIN)/entmask: pyproject.toml
@@ -33,6 +33,10 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+## ruff's pycodestyle and pyflakes rules (pyproject.toml [tool.ruff.lint]); CI runs it before the tests
+lint: setup
+	$(BIN)/ruff check entmask tests
 
 ## A named Jupyter kernel for this environment, then JupyterLab on the notebooks
 kernel: setup

@@ -70,7 +70,8 @@ def blimp_units(files: dict, cfg: PretrainConfig, root=None) -> tuple[pd.DataFra
         common = Counter(_scoring(d) for d in docs.values()).most_common(1)[0][0]
         odd = sorted(k for k, d in docs.items() if _scoring(d) != common)
         if odd:
-            notes.append(f"scored with other pairs than the rest, left out: {', '.join(f'{a} seed {b}' for a, b in odd)}")
+            notes.append("scored with other pairs than the rest, left out: "
+                         f"{', '.join(f'{a} seed {b}' for a, b in odd)}")
         docs = {k: d for k, d in docs.items() if _scoring(d) == common}
     if missing:
         notes.append(f"no BLiMP score: {', '.join(dict.fromkeys(missing))}")
@@ -119,4 +120,5 @@ def blimp_claim(bf: dict, model: str, ref: str, sign: int, plateau: bool) -> dic
                                 "".join(docs[(ref, s)]["correct"] for s in seeds), n=1000, seed=0)
     return {"BLiMP Δ": round(c["delta"], 2), "BLiMP 95% CI": _fmt_ci((c["lo"], c["hi"])), "BLiMP verdict": verdict,
             "BLiMP excludes": c["excludes"], "BLiMP pairs CI": _fmt_ci((100 * bt["lo"], 100 * bt["hi"])),
-            "BLiMP why": f"{why}; SE {c['se']:.2f}, t {c['t']:.2f} on {c['df']:.3g} df; seeds {', '.join(map(str, seeds))}"}
+            "BLiMP why": f"{why}; SE {c['se']:.2f}, t {c['t']:.2f} on {c['df']:.3g} df; "
+                         f"seeds {', '.join(map(str, seeds))}"}

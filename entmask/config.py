@@ -1,8 +1,8 @@
 """Typed configuration for every entmask stage, its named profiles, JSON round-trip and the config hash.
 
 What it is: dataclasses (model, data, masking, KD, training, reference, fine-tuning), the presets called
-profiles (`smoke`, `tiny`, `cpu-long`, `cpu-wiki`, `bertlet`, `bert`), dotted-key overrides (`train.lr=1e-3`) from the CLI,
-Python or a notebook, and a stable short hash of the parts of a config that change a run's result.
+profiles (`smoke`, `tiny`, `cpu-long`, `cpu-wiki`, `bertlet`, `bert`), dotted-key overrides (`train.lr=1e-3`) from the
+CLI, Python or a notebook, and a stable short hash of the parts of a config that change a run's result.
 
 What it is not: it does no I/O beyond reading and writing config files, and knows nothing of training.
 """
@@ -57,7 +57,8 @@ class DataConfig:
 
 @dataclass
 class MaskingConfig:
-    strategy: str = "random"  # high | low | mid | marginal | alternating | random | bernoulli (HF per-token p) | sampled
+    # high | low | mid | marginal | alternating | random | bernoulli (HF per-token p) | sampled
+    strategy: str = "random"
     source: str = "teacher"  # where entropy comes from: teacher (static, cached) | self (the student, each step)
     self_start: str = "cold"  # self-masking from step 0 (cold) or after `teacher_epochs` of teacher-masking (init)
     teacher_epochs: int = 1  # length of the teacher phase for self_start=init and for KD after-init
@@ -67,9 +68,12 @@ class MaskingConfig:
     include_unk: bool = False  # [UNK] teaches nothing and is 5.8% of the offline corpus, so it is not a candidate
     temperature: float = 1.0  # strategy `sampled` (beyond the paper): 0 = hard top-k (= high), inf = random
     # Beyond the paper (issue 14); each default is the paper's behaviour and is left out of run hashes.
-    scorer: str = "entropy"  # what the strategy ranks: entropy (the paper, unmasked view) | masked_entropy | loss | excess_loss
-    whole_word: str = "none"  # none (the paper: wordpieces) | max | mean: rank words by their pieces' score, mask whole words
-    schedule: str = "constant"  # constant | linear | cosine: ratio/temperature go to ratio_end/temperature_end over training
+    # what the strategy ranks: entropy (the paper, unmasked view) | masked_entropy | loss | excess_loss
+    scorer: str = "entropy"
+    # none (the paper: wordpieces) | max | mean: rank words by their pieces' score, mask whole words
+    whole_word: str = "none"
+    # constant | linear | cosine: ratio/temperature go to ratio_end/temperature_end over training
+    schedule: str = "constant"
     ratio_end: float | None = None  # mask rate at the last step under a schedule, e.g. 0.30 -> 0.15 (Ankner et al.)
     temperature_end: float | None = None  # `sampled` temperature at the last step under a schedule
     # Random masks drawn once per row and kept every epoch: the control that separates "static" from "entropy" in
@@ -106,7 +110,8 @@ class TrainConfig:
     eval_batch_size: int = 64  # batch for held-out evaluation and entropy passes
     eval_steps: int = 0  # held-out learning-curve point every this many steps (0 = only at the end)
     eval_rows: int = 128  # test rows per learning-curve point (the final evaluation uses all of them)
-    entropy_chunk: int = 128  # positions per chunk in entropy passes: bounds memory (CPU cache-friendly; at least 2048 on CUDA)
+    # positions per chunk in entropy passes: bounds memory (CPU cache-friendly; at least 2048 on CUDA)
+    entropy_chunk: int = 128
     entropy_block_rows: int = 2048  # teacher-pass rows per saved block: a killed pass resumes at its last block
     sparse_head: bool = True  # vocabulary logits only at masked positions (same loss, much faster)
     num_workers: int = 0  # dataloader workers; masking runs in the step, so 0 is usually enough
@@ -527,7 +532,8 @@ def _check_overrides(overrides: dict) -> None:
             from transformers.activations import ACT2FN
 
             if v not in ACT2FN:
-                raise ConfigError(f"model.overrides.hidden_act={v!r} is unknown; choose one of {', '.join(sorted(ACT2FN))}")
+                raise ConfigError(f"model.overrides.hidden_act={v!r} is unknown; "
+                                  f"choose one of {', '.join(sorted(ACT2FN))}")
 
 
 def _check_scheduler(name: str, key: str) -> None:

@@ -15,13 +15,15 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from entmask import runs
 from entmask.runs import stable_hash
 
-# DataConfig (entmask.config) is only named in annotations: data sits below config in the import graph.
+if TYPE_CHECKING:  # DataConfig is only named in annotations: data sits below config in the import graph
+    from entmask.config import DataConfig
 
 ENV_DATA = "ENTMASK_DATA_DIR"
 ENV_MODELS = "ENTMASK_MODELS_DIR"
@@ -84,7 +86,8 @@ def read_mirror_split(root: Path, dataset: str, config: str, split: str):
     f = folder / f"{split}.parquet"
     if not f.exists():
         have = sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []
-        configs = sorted(p.name for p in (root / mirror_name(dataset)).glob("*")) if (root / mirror_name(dataset)).is_dir() else []
+        mdir = root / mirror_name(dataset)
+        configs = sorted(p.name for p in mdir.glob("*")) if mdir.is_dir() else []
         what = f"it has {config}/{{{','.join(have)}}}" if have else f"it has configs {configs or 'none'}"
         raise DataError(f"{dataset}/{config} split {split!r} is not in the mirror {root} ({what}; see its "
                         f"MANIFEST.md): choose available splits or another data dir")

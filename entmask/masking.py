@@ -128,7 +128,6 @@ def select_mask(entropy: torch.Tensor, candidates: torch.Tensor, strategy: str, 
     if entropy.shape != candidates.shape or entropy.dim() != 2:
         raise ValueError(f"entropy {tuple(entropy.shape)} and candidates {tuple(candidates.shape)} must both be [B, T]")
     candidates = candidates.bool()
-    device = entropy.device
     if not temperature >= 0:
         raise ValueError(f"temperature={temperature!r} must be >= 0 (0 = hard top-k, inf = uniform)")
 

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 PRESETS: dict[str, dict] = {
     # name: (layers, hidden, heads); intermediate = 4 * hidden as in BERT
     "bert": dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12),  # ~109M parameters
-    "bertlet": dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8),  # ~28.8M, google/bert_uncased_L-4_H-512_A-8
+    # ~28.8M, google/bert_uncased_L-4_H-512_A-8
+    "bertlet": dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8),
     "bert-small": dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8),  # Turc et al.'s name for it
     "bert-mini": dict(num_hidden_layers=4, hidden_size=256, num_attention_heads=4),
     "bert-tiny": dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2),
@@ -214,7 +215,8 @@ def check_safetensors(folder: Path, role: str) -> None:
             with safe_open(str(f), "pt") as fh:
                 list(fh.keys())
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for every kind of damage
-            raise ModelError(f"{role}: weights file {f} is damaged ({str(e).splitlines()[0][:80] if str(e) else 'unreadable'}); "
+            raise ModelError(f"{role}: weights file {f} is damaged "
+                             f"({str(e).splitlines()[0][:80] if str(e) else 'unreadable'}); "
                              f"rebuild it (for a run: rerun with --force; for the reference: entmask reference --force)"
                              ) from None
 

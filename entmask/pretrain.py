@@ -534,10 +534,11 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
     keep_epochs = cfg.masking.source == "self" or cfg.kd.mode in ("complete", "after-init")
     cb = EpochCallback(run, corpus.test_ids[:PROBE_ROWS], corpus, keep_epochs)
     curve = CurveCallback(run, corpus, cfg)
-    callbacks = [cb, curve, WallClock(), FailpointCallback("pretrain-step")] + ([_StopAt(stop_after)] if stop_after is not None
-                                                                   else []) + list(extra_callbacks or [])
+    callbacks = ([cb, curve, WallClock(), FailpointCallback("pretrain-step")]
+                 + ([_StopAt(stop_after)] if stop_after is not None else []) + list(extra_callbacks or []))
     callbacks += _tensorboard(run / "logs" / "tensorboard")
-    trainer = EntropyMaskingTrainer(model=model, args=args, train_dataset=PackedDataset(corpus.train_ids, ent, ent_short),
+    trainer = EntropyMaskingTrainer(model=model, args=args,
+                                    train_dataset=PackedDataset(corpus.train_ids, ent, ent_short),
                                     data_collator=collate, em=cfg, corpus=corpus, steps_per_epoch=spe,
                                     teacher=teacher, callbacks=callbacks)
     cb.trainer = curve.trainer = trainer
@@ -695,8 +696,9 @@ def _finish(cfg: PretrainConfig, run: Path, trainer, result, secs: float, resume
         "source": cfg.masking.source, "self_start": cfg.masking.self_start, "kd": cfg.kd.mode,
         "ratio": cfg.masking.ratio, "num_tokens": cfg.masking.num_tokens,
         "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_seconds": secs,
-        "tokens_per_s": tokens / max(secs, 1e-9) if steps_here else None, "train_seconds_total": clock.total_seconds(segments),
-        "wallclock_segments": segments, "resumed_from": Path(resumed_from).name if resumed_from else None,
+        "tokens_per_s": tokens / max(secs, 1e-9) if steps_here else None,
+        "train_seconds_total": clock.total_seconds(segments), "wallclock_segments": segments,
+        "resumed_from": Path(resumed_from).name if resumed_from else None,
         "final_train_loss": train_logs[-1]["loss"] if train_logs else None, "train_loss": result.training_loss,
         "entropy_masked_mean": avg("entropy_masked"), "entropy_maskable_mean": avg("entropy_maskable"),
         "masked_accuracy_last": train_logs[-1].get("masked_accuracy") if train_logs else None,
@@ -949,8 +951,8 @@ def build_reference(cfg: PretrainConfig, root=None, force: bool = False, progres
         train_corpus = corpus
         if r.eval_steps > 0 and r.stop_rows > 0:
             if corpus.train_ids.shape[0] < 2 * r.stop_rows:
-                raise ConfigError(f"reference.stop_rows={r.stop_rows} is more than half of the {corpus.train_ids.shape[0]} "
-                                  f"train rows; lower it or set reference.eval_steps=0")
+                raise ConfigError(f"reference.stop_rows={r.stop_rows} is more than half of the "
+                                  f"{corpus.train_ids.shape[0]} train rows; lower it or set reference.eval_steps=0")
             train_corpus = dataclasses.replace(corpus, train_ids=corpus.train_ids[:-r.stop_rows])  # [N - S, T]
             stop_corpus = dataclasses.replace(corpus, test_ids=corpus.train_ids[-r.stop_rows:])  # [S, T]
             stopper = ReferenceStopper(run, stop_corpus, ref)

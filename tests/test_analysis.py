@@ -288,10 +288,10 @@ def test_mean_sd():
 
 
 def test_verdict_interval_keeps_false_verdicts_near_5_percent_at_two_seeds():
-    """No true difference, two seeds that differ by 8 points s.d. (300 examples): the percentile bootstrap alone excludes 0 far
-    more often than 5% (its seed draw has three outcomes), the interval verdicts use does not. With no seed noise
-    both are within 5%; a true difference of 10 points is found by the bootstrap always, by the verdicts' interval
-    often."""
+    """No true difference, two seeds that differ by 8 points s.d. (300 examples): the percentile bootstrap alone
+    excludes 0 far more often than 5% (its seed draw has three outcomes), the interval verdicts use does not. With no
+    seed noise both are within 5%; a true difference of 10 points is found by the bootstrap always, by the verdicts'
+    interval often."""
     from entmask.analysis import interval_calibration
 
     noisy = interval_calibration(n_seeds=2, seed_sd=8.0, n_examples=300, reps=150, n_boot=300, seed=0)

@@ -21,7 +21,8 @@ def run_cli(capsys, *args):
 
 @pytest.mark.parametrize("args,needle", [
     (["pretrain", "--profile", "nope"], "unknown profile 'nope'; choose one of smoke, tiny"),
-    (["pretrain", "--profile", "smoke", "--strategy", "biggest"], "unknown masking strategy 'biggest'; choose one of high"),
+    (["pretrain", "--profile", "smoke", "--strategy", "biggest"],
+     "unknown masking strategy 'biggest'; choose one of high"),
     (["pretrain", "--profile", "smoke", "--ratio", "0"], "masking.ratio=0.0 must be in (0, 1]"),
     (["pretrain", "--profile", "smoke", "--ratio", "1.2"], "masking.ratio=1.2 must be in (0, 1]"),
     (["pretrain", "--profile", "smoke", "--num-tokens", "100"], "masking.num_tokens=100 must be between 1 and the 62"),
@@ -33,8 +34,10 @@ def run_cli(capsys, *args):
     ([], "a command is needed"),
     (["pretrain", "--profile", "smoke", "--strategy", "high", "--teacher", "/nonexistent/teacher"],
      "teacher folder '/nonexistent/teacher' does not exist"),
-    (["pretrain", "--profile", "smoke", "--set", "data.splits=unsupervised"], "split 'unsupervised' is not in the mirror"),
-    (["pretrain", "--profile", "smoke", "--data-dir", "/nonexistent/mirror"], "data dir /nonexistent/mirror does not exist"),
+    (["pretrain", "--profile", "smoke", "--set", "data.splits=unsupervised"],
+     "split 'unsupervised' is not in the mirror"),
+    (["pretrain", "--profile", "smoke", "--data-dir", "/nonexistent/mirror"],
+     "data dir /nonexistent/mirror does not exist"),
     (["blimp", "/nonexistent/run"], "/nonexistent/run is not a folder; give a finished pretraining run folder"),
 ])
 def test_bad_inputs_one_line_exit_2(capsys, session_runs, args, needle):

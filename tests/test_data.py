@@ -33,7 +33,8 @@ def test_prepare_corpus_split_pack_and_cache(session_runs):
     c = data.prepare_corpus(cfg.data, session_runs, progress=False)
     T = cfg.data.seq_len
     assert c.train_ids.shape[1] == T and c.test_ids.shape[1] == T
-    assert (c.train_ids[:, 0] == c.tokenizer.cls_token_id).all() and (c.train_ids[:, -1] == c.tokenizer.sep_token_id).all()
+    assert (c.train_ids[:, 0] == c.tokenizer.cls_token_id).all()
+    assert (c.train_ids[:, -1] == c.tokenizer.sep_token_id).all()
     s = c.stats
     assert s["articles_test"] == max(1, round(16 * 0.05)) and s["articles_train"] == 16 - s["articles_test"]
     assert s["sequences_train"] == s["tokens_train"] // (T - 2)

@@ -476,7 +476,7 @@ def test_weight_movement(results):
 
     res = results["weights"]
     mv = res.extra["movement"]
-    assert set(zip(mv["label"], mv["task"])) == {(l, t) for l in ("baseline", "teacher-high", "self-high-init")
+    assert set(zip(mv["label"], mv["task"])) == {(lb, t) for lb in ("baseline", "teacher-high", "self-high-init")
                                                  for t in ("cola", "mrpc")}
     assert mv["most_moved"].isin(COMPONENTS).all() and (mv["encoder_rel_change"] > 0).all()
     assert (mv["n_train"] == 43).all()  # 48 subsampled, 10% carved off for early stopping
@@ -802,7 +802,8 @@ def test_verdicts_judge_collapse_apart_from_the_tasks_above_majority(tmp_path):
     n = 400
     y_mrpc = (rng.random(n) < 0.68).astype(int)
     y_sst = (rng.random(n) < 0.5).astype(int)
-    majority = {"mrpc": 100 * 2 * y_mrpc.mean() / (1 + y_mrpc.mean()), "sst2": 100 * max(y_sst.mean(), 1 - y_sst.mean())}
+    majority = {"mrpc": 100 * 2 * y_mrpc.mean() / (1 + y_mrpc.mean()),
+                "sst2": 100 * max(y_sst.mean(), 1 - y_sst.mean())}
     same = {("baseline", "mrpc"): _flip(rng, y_mrpc, 0.5), ("baseline", "sst2"): _flip(rng, y_sst, 0.2),
             ("teacher-high", "mrpc"): np.ones(n, int), ("teacher-high", "sst2"): _flip(rng, y_sst, 0.3)}
     out = _write_table1(tmp_path, {"mrpc": y_mrpc, "sst2": y_sst},
@@ -915,7 +916,9 @@ def test_report_only_writes_tables_from_what_finished(results, exp_root, capsys,
 
     cfg = smoke_cfg()
     before = results["table2"].paths["csv"].read_text()
-    folders = lambda: sorted(str(p) for p in exp_root.rglob("*") if p.is_dir())
+    def folders():
+        return sorted(str(p) for p in exp_root.rglob("*") if p.is_dir())
+
     had = folders()
     ft = results["table2"].extra["finetune"]
     hidden = Path(ft[(ft["label"] == "self-high-cold") & (ft["status"] == "ok")]["run_dir"].iloc[0]) / "metrics.json"
@@ -1067,9 +1070,10 @@ def test_set_args_round_trips_through_the_cli_parser():
 def test_memorisation_table_from_scores():
     import pandas as pd
 
-    rec = lambda row, masks, own, split, acc, loss: {"row": row, "pretrain_seed": 0, "masks": masks, "own": own,
-                                                      "split": split, "accuracy": acc, "loss": loss,
-                                                      "masked_tokens": 10, "heldout_accuracy": 0.25, "run": row}
+    def rec(row, masks, own, split, acc, loss):
+        return {"row": row, "pretrain_seed": 0, "masks": masks, "own": own, "split": split, "accuracy": acc,
+                "loss": loss, "masked_tokens": 10, "heldout_accuracy": 0.25, "run": row}
+
     scores = pd.DataFrame([rec("random", "random", True, "train", 0.30, 4.0),
                            rec("random", "random", True, "test", 0.25, 5.0),
                            rec("high (teacher)", "high", True, "train", 0.913, 0.84),

@@ -1,7 +1,6 @@
 """Reliability II: no code from data, caches and runs keyed by content, every bad value refused in one line,
 an unfinished run named as such. (The torchrun ranks test lives in test_pretrain.py.)"""
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -431,7 +430,9 @@ def test_wall_clock_of_a_resumed_run_adds_up_or_says_it_cannot():
 def test_a_report_names_an_unfinished_runs_pace_from_its_checkpoint():
     from entmask.experiments import _checkpoint_progress
 
-    seg = lambda a, b, secs: {"from_step": a, "to_step": b, "seconds": secs}
+    def seg(a, b, secs):
+        return {"from_step": a, "to_step": b, "seconds": secs}
+
     state = {"global_step": 1000, "max_steps": 4760,
              "stateful_callbacks": {"WallClock": {"args": {}, "attributes": {
                  "segments": [seg(0, 500, 2000.0), seg(500, 1000, 900.0)], "complete": True}}}}

@@ -5,8 +5,9 @@ config by overrides and named as the CLI's `default_name` names them, so run fol
 experiments: runs are found by config hash), one function per experiment (`table1`, `table2`, `kd`, `mask_rate`,
 `frozen`, `weights`, `corpus`) returning an `ExperimentResult`, `EXPERIMENTS` and `run(name, cfg)` (what
 `entmask experiment NAME` calls), and `run_many(names, cfg, workers=N)` (`entmask experiment table1,table2
---workers N`: the rows of several experiments pooled and split between N processes). Each experiment pretrains (or finds) every run it needs, fine-tunes each on
-cfg.finetune.tasks x cfg.finetune.seeds, and writes under runs/<profile>/results/:
+--workers N`: the rows of several experiments pooled and split between N processes). Each experiment pretrains (or
+finds) every run it needs, fine-tunes each on cfg.finetune.tasks x cfg.finetune.seeds, and writes under
+runs/<profile>/results/:
     <NAME>.csv / .md      the table in the paper's layout: rows model x strategy, columns CoLA, MRPC, QNLI, QQP,
                           RTE, SST-2, MNLI, Total; our rows beside the paper's published rows and a majority row
     <NAME>.json           the table as records, numeric scores, run folders, config hashes, seconds taken

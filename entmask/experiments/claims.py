@@ -1,6 +1,7 @@
 """The paper's claims as data, and the rule that judges one from the interval of its Δ.
 
-What it is: `CLAIMS` (claim id, the paper's words, section, table, the two rows, the claimed sign), `judge`, `tasks_above_majority`, `unit_key`.
+What it is: `CLAIMS` (claim id, the paper's words, section, table, the two rows, the claimed sign), `judge`,
+`tasks_above_majority`, `unit_key`.
 What it is not: the statistics that make an interval (entmask.stats, entmask.analysis)."""
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def judge(delta: float, lo: float, hi: float, expected: int, plateau: bool = Fal
         sign = 1 if lo > 0 else -1
         ok = sign == expected
         return ("supported" if ok else "contradicted"), (f"Δ {delta:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}] excludes 0 "
-                                                         f"{'in the claimed direction' if ok else 'in the other direction'}")
+                                                         f"in the {'claimed' if ok else 'other'} direction")
     return "unresolved", f"Δ {delta:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}] contains 0"
 
 

@@ -1,4 +1,5 @@
-"""Reading a row's results: BLiMP scores and Δs, seed-mean metrics, compute, per-task fine-tuning records, Totals, predictions, the majority class.
+"""Reading a row's results: BLiMP scores and Δs, seed-mean metrics, compute, per-task fine-tuning records, Totals,
+predictions, the majority class.
 
 What it is: read-only helpers over finished runs (`_Run`).
 What it is not: training or table layout."""
@@ -27,7 +28,8 @@ def blimp_of(r: _Run) -> dict:
                 d = runs.read_json(f)
             except runs.RunError:
                 continue
-            if isinstance(d, dict) and isinstance(d.get("accuracy"), (int, float)) and isinstance(d.get("correct"), str):
+            if (isinstance(d, dict) and isinstance(d.get("accuracy"), (int, float))
+                    and isinstance(d.get("correct"), str)):
                 out[sr["pretrain_seed"]] = d
     return out
 

@@ -1,4 +1,5 @@
-"""One experiment end to end: run (or read) its rows, build its table, draw its figures, write .md/.csv/.json and the figures under runs/<profile>/results/.
+"""One experiment end to end: run (or read) its rows, build its table, draw its figures, write .md/.csv/.json and the
+figures under runs/<profile>/results/.
 
 What it is: `_experiment` (what every table-making experiment calls) and `_write`.
 What it is not: which rows an experiment has (specs) or how a table is laid out (table)."""

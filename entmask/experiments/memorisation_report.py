@@ -1,4 +1,5 @@
-"""`entmask experiment memorisation`: each finished student scored on the masks it trained with, on its training rows and on held-out rows (learned, or memorised?).
+"""`entmask experiment memorisation`: each finished student scored on the masks it trained with, on its training rows
+and on held-out rows (learned, or memorised?).
 
 What it is: the table, the figure, and the teacher it needs.
 What it is not: mask fitting itself (exploration.mask_fit)."""

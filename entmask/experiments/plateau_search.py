@@ -1,6 +1,8 @@
-"""The small-scale recipe search (issue 5): which recipes let a from-scratch student leave the unigram plateau on a CPU (docs/small-scale.md).
+"""The small-scale recipe search (issue 5): which recipes let a from-scratch student leave the unigram plateau on a CPU
+(docs/small-scale.md).
 
-What it is: `RECIPES` (overrides on a profile and why each was tried), `plateau_configs`, `plateau` (train or read each, table and curves), `first_exit`.
+What it is: `RECIPES` (overrides on a profile and why each was tried), `plateau_configs`, `plateau` (train or read each,
+table and curves), `first_exit`.
 What it is not: the plateau criterion itself (pretrain.heldout_eval)."""
 from __future__ import annotations
 
@@ -118,7 +120,8 @@ def plateau(cfg: PretrainConfig, *, root=None, progress: bool = True, recipes=No
     head = (f"# Plateau search ({cfg.profile} profile + recipe overrides)\n\nLeft the plateau = held-out masked "
             f"accuracy >= 2x the unigram rate and per-position entropy s.d. >= 0.5 nats (issue 5). "
             f"`first_exit_step`: first curve point (every {PLATEAU_COMMON['train.eval_steps']} steps, on "
-            f"{cfg.train.eval_rows} test rows) meeting it. An unfinished run (still going, or stopped) shows its last curve point.\n\n")
+            f"{cfg.train.eval_rows} test rows) meeting it. An unfinished run (still going, or stopped) shows its "
+            f"last curve point.\n\n")
     runs.atomic_write_text(out.with_suffix(".md"), head + md_table(shown) + "\n")
     runs.write_json(out.with_suffix(".json"), {"rows": rows, "curves": curves, "common": PLATEAU_COMMON})
     paths = {"md": out.with_suffix(".md"), "json": out.with_suffix(".json")}

@@ -1,6 +1,8 @@
-"""The primary verdict's model: one pooled mixed model over every row of the results files (entmask.stats), and the columns it gives a claim.
+"""The primary verdict's model: one pooled mixed model over every row of the results files (entmask.stats), and the
+columns it gives a claim.
 
-What it is: the units of the finished tables (and their rows' finished runs the report-only tables left out), one fit, a claim's contrast, power.
+What it is: the units of the finished tables (and their rows' finished runs the report-only tables left out), one fit, a
+claim's contrast, power.
 What it is not: the statistics (entmask.stats) or the conservative rule (verdicts)."""
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""Running an experiment's rows: find or train each pretraining run at each seed, fine-tune it on every task and seed, score BLiMP, export records.
+"""Running an experiment's rows: find or train each pretraining run at each seed, fine-tune it on every task and seed,
+score BLiMP, export records.
 
-What it is: `_Run` (a row and its runs), `_pretrain_and_finetune` (train what is missing, in a fixed cost order, under row locks) and `_report_finished` (the same rows read only, for --report-only).
+What it is: `_Run` (a row and its runs), `_pretrain_and_finetune` (train what is missing, in a fixed cost order, under
+row locks) and `_report_finished` (the same rows read only, for --report-only).
 What it is not: tables, figures or statistics."""
 from __future__ import annotations
 
@@ -150,8 +152,10 @@ def _pretrain_and_finetune(name: str, specs, root, progress: bool, frozen: bool 
             cs = at_seed(c, seed)
             todo.append((len(todo) + 1, label, seed, c, cs))
     n = len(todo)
-    wait = lambda p: _say(progress, f"{name}: waiting for {p.name}: another entmask process is training that "
-                                    f"row; it will be reused")
+
+    def wait(p):
+        _say(progress, f"{name}: waiting for {p.name}: another entmask process is training that row; it will be reused")
+
     # Under torchrun every rank must train the same row in step (pretrain locks on rank 0 only), so ranks do not
     # claim rows: they take them in order.
     claiming = runs.world_size() == 1

@@ -1,4 +1,5 @@
-"""The experiments of the paper's sections, one entry point each: table1 (§3.1), table2 (§3.2), frozen (§3.3), mask_rate (§3.4), corpus (§3.5), kd (§3.6), weights (§3.7), and beyond the paper: static and beyond.
+"""The experiments of the paper's sections, one entry point each: table1 (§3.1), table2 (§3.2), frozen (§3.3), mask_rate
+(§3.4), corpus (§3.5), kd (§3.6), weights (§3.7), and beyond the paper: static and beyond.
 
 What it is: thin calls of experiment._experiment with each one's options.
 What it is not: their rows (specs) or their tables (table)."""

@@ -1,4 +1,5 @@
-"""The runs each experiment needs: named row specs (overrides on a profile), the experiments' rows, titles and Δ references, and `matrix(name, cfg)`.
+"""The runs each experiment needs: named row specs (overrides on a profile), the experiments' rows, titles and Δ
+references, and `matrix(name, cfg)`.
 
 What it is: the definitions a row of a table stands for, and how a row becomes a config at a pretraining seed.
 What it is not: training, tables or statistics."""

@@ -1,6 +1,8 @@
-"""One experiment's table: rows x tasks in the paper's layout, the paper's rows and a majority row beside ours, Δ Total, the notes, the teacher line.
+"""One experiment's table: rows x tasks in the paper's layout, the paper's rows and a majority row beside ours, Δ Total,
+the notes, the teacher line.
 
-What it is: `_build` and the notes and columns it writes (plateau, self-masking entropy spread, BLiMP, truncation, per-seed frames).
+What it is: `_build` and the notes and columns it writes (plateau, self-masking entropy spread, BLiMP, truncation,
+per-seed frames).
 What it is not: training, figures or writing files."""
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`entmask experiment verdicts`: each of the paper's claims judged on the finished tables, by the pooled model (primary), the conservative per-claim rule, on the tasks above the majority class and on BLiMP; a forest plot.
+"""`entmask experiment verdicts`: each of the paper's claims judged on the finished tables, by the pooled model
+(primary), the conservative per-claim rule, on the tasks above the majority class and on BLiMP; a forest plot.
 
 What it is: the report and its figure; it trains nothing.
 What it is not: the claims (claims), the models (pooled, blimp_claims, entmask.stats)."""
@@ -173,7 +174,8 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
         rows.append(row)
     table = pd.DataFrame(rows)
     if "pretraining seeds" in table:
-        table["pretraining seeds"] = table["pretraining seeds"].astype("Int64")  # a count, also where a claim has none (NA, not 1.0)
+        # a count, also where a claim has none (NA, not 1.0)
+        table["pretraining seeds"] = table["pretraining seeds"].astype("Int64")
     shown = table.copy()  # signed, two decimals, as the other tables print a Δ (the numeric table stays numeric)
     for col in ("pooled Δ", "Δ Total", "Δ (tasks above majority)", "BLiMP Δ"):
         if col in shown:
@@ -226,19 +228,20 @@ def verdicts(cfg: PretrainConfig, *, root=None, progress: bool = True) -> Experi
              "sign, however far apart. Supported / contradicted: the 95% CI "
              "of Δ excludes 0 in / against the claimed direction (only the sign is tested; a claimed size is for "
              "the reader to compare with Δ); unresolved: it contains 0, only one pretraining seed has finished, a "
-             "row is on the unigram plateau, or a row has not finished. Held-out MLM loss is not used: a strategy-masked student "
-             "is tested on random masks it never trained on (and a static teacher-masked one can memorise its "
-             "training rows: `exploration.mask_fit`), so the plateau is judged on the random-masked baseline. "
-             "This rule judges each claim twice: on the Total of every task both rows finished (the "
-             "paper's measure), and, as a sensitivity analysis, on the tasks where the mean score of the two rows "
-             "beats the majority class, and not both collapsed, at every seed (`tasks_above_majority`): where every "
-             "classifier collapses, a "
+             "row is on the unigram plateau, or a row has not finished. Held-out MLM loss is not used: a "
+             "strategy-masked student is tested on random masks it never trained on (and a static teacher-masked one "
+             "can memorise its training rows: `exploration.mask_fit`), so the plateau is judged on the random-masked "
+             "baseline. This rule judges each claim twice: on the Total of every task both rows finished (the paper's "
+             "measure), and, as a sensitivity analysis, on the tasks where the mean score of the two rows beats the "
+             "majority class, and not both collapsed, at every seed (`tasks_above_majority`): where every classifier "
+             "collapses, a "
              "Total rewards the most profitable collapse. The rule is symmetric in the two rows, so it does not bias "
              "Δ; it was added after seeing the first seed, and the two judgments are not corrected for being two. "
              "The controls at the end are not claims of the paper.", "",
              "### On the Total of every task both rows finished (the paper's measure)", "",
              md_table(shown.reindex(columns=["claim", "paper (§)", "compares", "Δ Total", "95% CI", "bootstrap CI",
-                                             "seed t-interval", "per-seed Δ", "pretraining seeds", "tasks", "verdict", "why"]).astype(object).fillna("")), "",
+                                             "seed t-interval", "per-seed Δ", "pretraining seeds", "tasks", "verdict",
+                                             "why"]).astype(object).fillna("")), "",
              "## Sensitivity: on the tasks where the two rows beat the majority class", "",
              md_table(shown.reindex(columns=["claim", "compares", "tasks above majority", "Δ (tasks above majority)",
                                              "95% CI (tasks above majority)", "verdict (tasks above majority)",

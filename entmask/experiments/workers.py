@@ -1,6 +1,9 @@
-"""Several experiments, several processes: `run_many(names, cfg, workers=N)` (`entmask experiment table1,table2 --workers N`) pools the rows of the named experiments and splits them, seed-major, between N processes; then writes each table.
+"""Several experiments, several processes: `run_many(names, cfg, workers=N)`
+(`entmask experiment table1,table2 --workers N`) pools the rows of the named experiments and splits them, seed-major,
+between N processes; then writes each table.
 
-What it is: the pooled row list, the worker processes (each with threads/N torch threads, logs under results/workers/), and parse_names.
+What it is: the pooled row list, the worker processes (each with threads/N torch threads, logs under results/workers/),
+and parse_names.
 What it is not: what a row does (running)."""
 from __future__ import annotations
 
