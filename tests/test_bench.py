@@ -1,6 +1,7 @@
 """The speed work's correctness (no timing assertions): the sparse MLM head gives the dense head's loss and
 gradients, chunked entropy equals unchunked, and the benchmark runs end to end at a toy size."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -157,3 +158,34 @@ def test_bf16_self_pass_variant_keeps_the_training_forward_in_its_precision(tmp_
     r.step()
     assert seen == {True: {torch.float32}, False: {torch.bfloat16}}  # training forward fp32, self pass bf16
     assert pretrain.model_entropy is original
+
+
+def test_cli_help_keeps_the_package_description(capsys):
+    from entmask.bench import cli
+
+    assert bench.__doc__.split("\n\n")[0] == cli.DESCRIPTION  # --help's description is the docstring's first line
+    with pytest.raises(SystemExit) as e:
+        bench._cli(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and out.startswith("usage: python -m entmask.bench")
+    assert "--ablations" in out and "--render JSON" in out and "--scorers" in out
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-RSS reset")
+def test_cpu_memory_probe_subprocess_imports_the_package():
+    # The probe runs `python -c` importing entmask.bench.memory by module path; one MiB figure per entropy method.
+    out = bench.cpu_memory_probe([], "bert-micro", 16, 2, {"rows": 8, "vocab": 50, "chunks": [4]})
+    assert out is not None and out["steps"] == {}
+    assert len(out["entropy"]) == len(bench.entropy_methods((4,))) and all(m >= 0 for m in out["entropy"])
+
+
+def test_bench_modules_are_small_and_say_what_they_are():
+    import ast
+
+    for p in sorted(Path(bench.__file__).parent.glob("*.py")):
+        text = p.read_text()
+        assert len(text.splitlines()) <= 400, p.name
+        doc = ast.get_docstring(ast.parse(text))
+        assert doc, f"{p.name} opens without a docstring"
+        if p.name != "__main__.py":
+            assert "What it is not" in doc, p.name
