@@ -17,30 +17,32 @@ PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H200 NVL", 835.
                     ("H200", 989.4), ("GH200", 989.4), ("A100", 312.0))
 
 
+def masked_positions(kind: str, batch: int, seq_len: int) -> int:
+    """Positions the head is trained at: entmask masks round(15% of the T-2 maskable tokens) in every row (at least
+    1); the stock collator masks each token with probability 15%, so 15% of the batch's maskable tokens on average."""
+    if kind == "stock":
+        return round(0.15 * batch * (seq_len - 2))
+    return batch * min(max(math.floor(0.15 * (seq_len - 2) + 0.5), 1), seq_len - 2)
+
+
 def step_flops(kind: str, preset: str, vocab: int, batch: int, seq_len: int) -> dict:
     """Model FLOPs of one training step (matrix multiplications only; 2 FLOPs per multiply-add, backward = 2x
-    forward), the formula documented in docs/performance.md:
+    forward), the formula documented in docs/performance.md. From `models.forward_flops` (body per token, head per
+    position it is applied to):
 
-        per token, forward:  2*N_enc + 4*L*T*H (attention scores and weighted sum)
-        head, forward:       2*(H*H + H*V) at each position it is applied to: all B*T (stock, dense) or the M
-                             masked ones (entmask, sparse)
+        encoder, forward:    body * B*T
+        head, forward:       head at all B*T positions (stock, dense) or at the M masked ones (entmask, sparse)
         training step:       3 * forward;  the self pass adds one forward of the encoder and a dense head.
-    N_enc = L*(4*H*H + 2*H*I) are the encoder's non-embedding weights.
     """
-    from entmask.models import PRESETS
+    from entmask.models import bert_config, forward_flops
 
-    p = dict(PRESETS[preset])
-    L, H = p["num_hidden_layers"], p["hidden_size"]
-    inter = p.get("intermediate_size", 4 * H)
+    f = forward_flops(bert_config(preset, vocab), seq_len)  # the preset's config, as the benchmarked model's
     tokens = batch * seq_len
-    k = min(max(math.floor(0.15 * (seq_len - 2) + 0.5), 1), seq_len - 2)
-    masked = batch * k if kind != "stock" else round(0.15 * batch * (seq_len - 2))
-    enc = tokens * (2 * L * (4 * H * H + 2 * H * inter) + 4 * L * seq_len * H)
-    head_per_pos = 2 * (H * H + H * vocab)
-    head_pos = tokens if kind == "stock" else masked
-    flops = 3 * (enc + head_per_pos * head_pos)
+    masked = masked_positions(kind, batch, seq_len)
+    enc = tokens * f["body"]
+    flops = 3 * (enc + f["head"] * (tokens if kind == "stock" else masked))
     if kind == "self":
-        flops += enc + head_per_pos * tokens
+        flops += enc + f["head"] * tokens
     return {"flops": float(flops), "masked": masked}
 
 
