@@ -231,7 +231,9 @@ def _print_run(run: Path) -> None:
     if not m.exists():
         print(f"entmask: {run} (unfinished: rerun the same command to resume)")
         return
-    d = json.loads(m.read_text())
+    from entmask import runs, schemas
+
+    d = runs.read_json(m, schemas.METRICS)  # a damaged file: one line naming it, not a traceback
     keys = ["heldout_loss", "heldout_accuracy", "unigram_accuracy", "entropy_mean", "entropy_sd",
             "entropy_masked_mean", "entropy_maskable_mean", "left_plateau", "train_seconds", "train_seconds_total"]
     print(f"entmask: {run}")
@@ -330,9 +332,11 @@ def _refuse_unfinished_run(folder: Path) -> None:
     cfg_file = folder / "config.json"
     metrics = folder / "metrics.json"
     is_run = (folder / "entmask.json").exists() or (folder / "checkpoints").is_dir()
+    from entmask import schemas
+
     if metrics.exists():
         try:
-            json.loads(metrics.read_text())
+            schemas.load(metrics, schemas.METRICS)  # JSON of the wrong shape is as damaged as broken JSON
             return
         except (OSError, ValueError):
             raise CLIError(f"{metrics} is corrupt, so this run may not have finished; rerun its pretraining "
@@ -340,7 +344,7 @@ def _refuse_unfinished_run(folder: Path) -> None:
     if not cfg_file.exists():
         return
     try:
-        d = json.loads(cfg_file.read_text())
+        d = schemas.load(cfg_file)  # size and nesting limited: a hostile file is a ValueError, not a RecursionError
     except (OSError, ValueError):
         if is_run:
             raise CLIError(f"{folder} is an unfinished pretraining run whose config.json is unreadable; rerun "
@@ -421,7 +425,12 @@ def cmd_runs(a) -> int:
         return 2 if r["failed"] else 0
     if a.profile:
         raise CLIError("runs import takes the profile from the records folder; drop --profile")
-    r = runs.import_records(a.folder)
+    try:
+        r = runs.import_records(a.folder)
+    except runs.RecordsRefused as e:  # several refused: one line each, then the error line that sums them up
+        for line in e.refused if len(e.refused) > 1 else ():
+            print(f"  refused: {line}", file=sys.stderr)
+        raise
     print(f"entmask runs: imported {len(r['imported'])} run(s) of profile {r['profile']} into "
           f"{runs.profile_dir(r['profile'])}; kept {len(r['kept'])} already here; {len(r['busy'])} being "
           f"written by another process")

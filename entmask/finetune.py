@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from entmask import __version__, runs
+from entmask import __version__, runs, schemas
 from entmask.config import CONFIG_VERSION, FinetuneConfig, stable_hash
 from entmask.data import TASKS, DataError, load_glue_split, load_tokenizer
 
@@ -375,7 +375,7 @@ def finetune_task(model_dir, task: str, cfg: FinetuneConfig, seed: int, *, profi
         run = runs.run_dir_for(parent, f"{name}-frozen" if frozen else name, h)
         if runs.is_finished(run) and not force:
             runs.check_version(run)
-            out = runs.read_json(run / "metrics.json")
+            out = runs.read_json(run / "metrics.json", schemas.METRICS)
             out.update(reused=True, run_dir=str(run))
             return out
         if not weights:

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
-from entmask import runs
+from entmask import runs, schemas
 from entmask.config import ConfigError, PretrainConfig
 from entmask.data import Corpus, prepare_corpus, unigram_baseline
 from entmask.entropy import SCORERS, _bf16_ok, check_finite, model_entropy, score_tokens, teacher_entropies
@@ -276,7 +276,7 @@ class EpochCallback(TrainerCallback):
                                       tr.em.train.entropy_chunk)
         stats.update(epoch=epoch, step=state.global_step, source=source)
         path = self.run / "logs" / "epochs.json"
-        hist = runs.read_json(path) if path.exists() else []
+        hist = runs.read_json(path, schemas.EPOCHS) if path.exists() else []
         hist = [h for h in hist if h.get("epoch") != epoch] + [stats]
         runs.write_json(path, sorted(hist, key=lambda h: h["epoch"]))
 
@@ -350,7 +350,7 @@ class CurveCallback(TrainerCallback):
                  "heldout_loss": ev["heldout_loss"], "unigram_accuracy": ev["unigram_accuracy"],
                  "entropy_sd": ev["entropy_sd"], "left_plateau": ev["left_plateau"]}
         path = self.run / "logs" / "curve.json"
-        curve = runs.read_json(path) if path.exists() else []
+        curve = runs.read_json(path, schemas.CURVE) if path.exists() else []
         # A resumed run re-evaluates nothing twice: points at or after the resume step are replaced.
         curve = [c for c in curve if c["step"] < state.global_step] + [point]
         runs.write_json(path, curve)
@@ -386,7 +386,7 @@ def teacher_metrics(teacher_dir) -> dict:
     m = Path(str(teacher_dir)).parent / "metrics.json"
     if Path(str(teacher_dir)).name == "model" and m.exists():
         try:
-            return runs.read_json(m)
+            return runs.read_json(m, schemas.METRICS)
         except runs.RunError:
             return {}
     return {}
@@ -703,8 +703,8 @@ def _finish(cfg: PretrainConfig, run: Path, trainer, result, secs: float, resume
         "entropy_masked_mean": avg("entropy_masked"), "entropy_maskable_mean": avg("entropy_maskable"),
         "masked_accuracy_last": train_logs[-1].get("masked_accuracy") if train_logs else None,
         "first_train_loss": train_logs[0]["loss"] if train_logs else None,
-        "epoch_entropy": runs.read_json(epochs_path) if epochs_path.exists() else [],
-        "curve": runs.read_json(curve_path) if curve_path.exists() else [],
+        "epoch_entropy": runs.read_json(epochs_path, schemas.EPOCHS) if epochs_path.exists() else [],
+        "curve": runs.read_json(curve_path, schemas.CURVE) if curve_path.exists() else [],
         "device": device_name(), "corpus": corpus.stats, "entmask_commit": runs.git_commit(),
         "masked_per_row_mean": avg("masked_per_row"), "candidates_per_row_mean": avg("candidates_per_row"),
         **ev, **extra,
@@ -888,8 +888,8 @@ class ReferenceStopper(TrainerCallback):
         self.run, self.stop_corpus, self.cfg = run, stop_corpus, cfg
         self.trainer = None
         self.path = run / "logs" / "stop.json"
-        self.state = runs.read_json(self.path) if self.path.exists() else {"best_loss": None, "best_step": None,
-                                                                           "bad": 0, "points": []}
+        self.state = (runs.read_json(self.path, schemas.STOP) if self.path.exists() else
+                      {"best_loss": None, "best_step": None, "bad": 0, "points": []})
 
     def on_step_end(self, args, state, control, model=None, **kw):
         r = self.cfg.reference

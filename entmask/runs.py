@@ -18,13 +18,16 @@ import contextlib
 import json
 import math
 import os
+import re
+import secrets
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 from filelock import FileLock, Timeout
 
-from entmask import CONFIG_VERSION, __version__
+from entmask import CONFIG_VERSION, __version__, schemas
 
 ENV_RUNS = "ENTMASK_RUNS_DIR"
 
@@ -97,11 +100,27 @@ def _clean_nan(o: Any) -> Any:
     return o
 
 
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_temporary(path: Path) -> tuple[int, str]:
+    """A new hidden temporary file beside `path`, created with mode 0666 so that the kernel applies the user's
+    umask (tempfile.mkstemp makes every file 0600, and a runs folder shared with a group could not be read)."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, _TMP_FLAGS, 0o666), tmp
+        except FileExistsError:  # a name another writer holds: draw again
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}; remove the .{path.name}.*.tmp files there")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: readers see all or nothing."""
+    """Write to a temporary file in the same folder, fsync, then rename: readers see all or nothing. The file gets
+    the mode any new file of this process gets (0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _open_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -122,12 +141,14 @@ def write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(_clean_nan(obj), indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
-def read_json(path: str | Path) -> Any:
+def read_json(path: str | Path, schema: schemas.Schema = schemas.JSON_ANY, fix: str | None = None) -> Any:
+    """The JSON in `path`, checked against `schema` (entmask.schemas; by default only its size and nesting): a bad
+    file is a RunError of one line naming the file and the fix (`fix`, or the schema's), never a traceback."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise RunError(f"{path} is corrupt ({e.msg}); delete it and rerun to rebuild it") from None
+        return schemas.load(path, schema)
+    except schemas.SchemaError as e:
+        raise RunError(f"{path} {e}; {fix or schema.fix}") from None
 
 
 # ---- locks ---------------------------------------------------------------------------------------------------
@@ -205,27 +226,38 @@ def safe_name(name: str) -> str:
 
 
 def is_finished(run: Path) -> bool:
-    """A run is finished when its metrics.json (written last, atomically) exists and parses. A damaged one is
-    reported and moved aside (never deleted), so the run is redone rather than trusted."""
+    """A run is finished when its metrics.json (written last, atomically) exists and is a metrics object
+    (schemas.METRICS). A damaged one (not JSON, or JSON of the wrong shape) is reported and moved aside as
+    metrics.corrupt-<pid>.json (never deleted), so the run is redone, resuming from its checkpoints, not trusted."""
     m = Path(run) / "metrics.json"
     if not m.exists():
         return False
     try:
-        json.loads(m.read_text())
+        schemas.load(m, schemas.METRICS)
         return True
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except schemas.SchemaError as e:
         aside = m.with_name(f"metrics.corrupt-{os.getpid()}.json")
         os.replace(m, aside)
-        print(f"entmask: {m} is corrupt; kept it as {aside.name} and redoing the run")
+        print(f"entmask: {m} {e}; kept it as {aside.name} and redoing the run")
         return False
+
+
+_SAID_DAMAGED: set[str] = set()
 
 
 def finished_metrics(run: Path) -> dict | None:
     """The metrics of a finished run, or None; reads only (no repair, no lock): for reports beside a running job.
-    metrics.json is written last and atomically, so a file that is there and parses is a finished run."""
+    metrics.json is written last and atomically, so a file that is there and is a metrics object is a finished
+    run; a damaged one is not (said once per file, on stderr; the run that owns it moves it aside when redone)."""
+    m = Path(run) / "metrics.json"
     try:
-        return json.loads((Path(run) / "metrics.json").read_text())
-    except (OSError, ValueError):
+        return schemas.load(m, schemas.METRICS)
+    except OSError:
+        return None
+    except schemas.SchemaError as e:
+        if str(m) not in _SAID_DAMAGED:
+            _SAID_DAMAGED.add(str(m))
+            print(f"entmask: {m} {e}; not taken as finished: rerun the run to redo it", file=sys.stderr)
         return None
 
 
@@ -234,7 +266,7 @@ def check_version(run: Path) -> None:
     meta = Path(run) / "entmask.json"
     if not meta.exists():
         return
-    info = read_json(meta)
+    info = read_json(meta, schemas.ENTMASK_META)
     if info.get("config_version") != _config_version():
         raise RunError(f"{run} was written by entmask {info.get('entmask_version')} with config version "
                        f"{info.get('config_version')}; this is {__version__} (config version {_config_version()}): "
@@ -447,11 +479,10 @@ def recorded_key(model_dir: str | Path) -> str | None:
     if Path(model_dir).name != "model" or not rec.is_file():
         return None
     try:
-        info = json.loads(rec.read_text())
-    except (OSError, ValueError):
+        key = schemas.load(rec, schemas.WEIGHTS)["model_key"]
+    except (OSError, schemas.SchemaError):
         return None
-    key = info.get("model_key") if isinstance(info, dict) else None
-    return key if isinstance(key, str) and key else None
+    return key if key else None
 
 
 def _check_profile(profile) -> str:
@@ -475,46 +506,67 @@ def _check_rel(rel) -> str:
 
 def _read_manifest(folder: Path) -> dict:
     """records.json of a records folder, checked: {"profile": name, "config_version": int, "runs": [places]}."""
-    m = read_json(folder / RECORDS_MANIFEST)
-    if not isinstance(m, dict) or not isinstance(m.get("runs", []), list):
-        raise RunError(f"{folder / RECORDS_MANIFEST} is not a records manifest (a JSON object with a list of runs); "
-                       f"export the records again")
+    m = read_json(folder / RECORDS_MANIFEST, schemas.MANIFEST)
     _check_profile(m.get("profile"))
     m["runs"] = [_check_rel(r) for r in m.get("runs", [])]
     return m
 
 
-def _finished_runs(profile_root: Path) -> list[Path]:
-    out = []
+def _finished_runs(profile_root: Path) -> tuple[list[Path], int]:
+    """(the finished run folders of a profile, how many links were passed over). No link is followed, whether it
+    is a stage, a task or a run folder: what an export reads stays inside the profile's folder."""
+    out, links = [], 0
     for stage in RECORD_STAGES:
         base = profile_root / stage
-        parents = sorted(p for p in base.iterdir() if p.is_dir()) if stage == "finetune" and base.is_dir() else [base]
+        if base.is_symlink():
+            links += 1
+            continue
+        parents = sorted(base.iterdir()) if stage == "finetune" and base.is_dir() else [base]
         for parent in parents:
-            if parent.is_dir():
-                out += [p for p in sorted(parent.iterdir())
-                        if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
-                        and finished_metrics(p) is not None]
-    return out
+            if parent.is_symlink():
+                links += 1
+            elif parent.is_dir():
+                for p in sorted(parent.iterdir()):
+                    if p.is_symlink():
+                        links += p.is_dir()  # a link to a run folder elsewhere; lock files are plain files
+                    elif p.is_dir() and not p.name.startswith(".") and finished_metrics(p) is not None:
+                        out.append(p)
+    return out, links
+
+
+def _left_out(rel: Path, size: int) -> bool:
+    """Whether a run's file at `rel` stays out of its record: weights, checkpoints, per-epoch models, event logs,
+    entmask's hidden temporaries and locks, model/ but its config.json (the tokenizer files are the mirror's
+    vocabulary), the record's own weights.json, and anything over RECORD_MAX_BYTES."""
+    return (rel.parts[0] in RECORD_SKIP_DIRS or rel.suffix in WEIGHT_SUFFIXES
+            or any(x in RECORD_SKIP_ANYWHERE for x in rel.parts)
+            or any(x.startswith(".") for x in rel.parts) or rel.suffix in (".lock", ".tmp")
+            or (rel.parts[0] == "model" and rel.as_posix() != "model/config.json")
+            or rel.as_posix() == RECORD_FILE or size > RECORD_MAX_BYTES)
 
 
 def _record_files(run: Path) -> tuple[list[Path], int]:
-    """(the files of `run` that go into its record, how many were left out). model/ keeps only its config.json:
-    the tokenizer files are the mirror's vocabulary, the rest is weights. Links are left out: a record is
-    committed, and a link could carry any file of this machine into it."""
+    """(the files of `run` that go into its record, how many were left out: see _left_out). Links are left out:
+    a record is committed, and a link could carry any file of this machine into it."""
     keep, left = [], 0
     for f in sorted(run.rglob("*")):
         if f.is_dir() and not f.is_symlink():
             continue
-        rel = f.relative_to(run)
-        if (f.is_symlink() or not f.is_file() or rel.parts[0] in RECORD_SKIP_DIRS or f.suffix in WEIGHT_SUFFIXES
-                or any(x in RECORD_SKIP_ANYWHERE for x in rel.parts)
-                or any(x.startswith(".") for x in rel.parts) or f.suffix == ".lock"
-                or (rel.parts[0] == "model" and rel.as_posix() != "model/config.json")
-                or rel.as_posix() == RECORD_FILE or f.stat().st_size > RECORD_MAX_BYTES):
+        if f.is_symlink() or not f.is_file() or _left_out(f.relative_to(run), f.stat().st_size):
             left += 1
         else:
             keep.append(f)
     return keep, left
+
+
+def _link_on_way(base: Path, rel: str) -> Path | None:
+    """The first link among `base`/`rel`'s folders below `base` (the last one included), or None."""
+    p = base
+    for part in Path(rel).parts:
+        p = p / part
+        if p.is_symlink():
+            return p
+    return None
 
 
 def _is_record(folder: Path) -> bool:
@@ -552,6 +604,9 @@ def check_records_dest(profile: str, dest: str | Path, root: str | Path | None =
         raise RunError(f"records folder {dest} is inside (or holds) the runs root {runs_root(root)}; give a folder "
                        f"outside it, e.g. docs/records/{profile}")
     man_path = dest / RECORDS_MANIFEST
+    if man_path.is_symlink():
+        raise RunError(f"{man_path} is a link; a records folder holds no links (the export would write through "
+                       f"it): remove the link, or export to another folder")
     if man_path.exists():
         man = _read_manifest(dest)
         if man.get("profile") != profile or man.get("config_version") != _config_version():
@@ -598,13 +653,18 @@ def export_records(profile: str, dest: str | Path, root: str | Path | None = Non
         write_json(man_path, {"profile": profile, "config_version": _config_version(), "runs": prev})
         for stale in list(dest.rglob(".*.tmp-*")) + list(dest.rglob(".*.old-*")):  # an interrupted export's
             shutil.rmtree(stale, ignore_errors=True)
-        for run in _finished_runs(src):
+        found, done["left_out_files"] = _finished_runs(src)
+        for run in found:
             rel = run.relative_to(src).as_posix()
             target = dest / rel
             tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
             try:
+                link = _link_on_way(dest, rel)
+                if link is not None:  # writing through it would put the record outside dest
+                    raise RunError(f"{link} is a link; a records folder holds no links: remove it")
                 model = run / "model"
-                key = weights_key(model) if has_weights(model) else recorded_key(model)
+                key = (None if model.is_symlink() else  # a link's weights are not this run's to vouch for
+                       weights_key(model) if has_weights(model) else recorded_key(model))
                 if rel.startswith("reference/") and _is_record(target):
                     was = recorded_key(target / "model")
                     if was is not None and key is not None and was != key:
@@ -636,58 +696,216 @@ def export_records(profile: str, dest: str | Path, root: str | Path | None = Non
     return done
 
 
+# ---- verifying a record before it is imported ------------------------------------------------------------------
+# A records folder is input: committed, shared, possibly edited. A record is imported only when it is what its
+# manifest says: its folder name ends with the hash of its config.json (so it is reused as the run it claims to
+# be, and no other), its config is of the manifest's kind and profile, its files are what an export writes and
+# each JSON file has its schema (entmask.schemas), and no name is one of entmask's own (locks, temporaries).
+RECORD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*-([0-9a-f]{10})")
+OWN_SUFFIXES = (".lock", ".tmp")  # <run>.lock, <run>.row.lock, .<file>.<random>.tmp: entmask's own files
+
+
+class RecordsRefused(RunError):
+    """Records that failed verification, so nothing was imported. `refused` holds one line per record; the
+    message names the first and how many more."""
+
+    def __init__(self, src: Path, refused: list[str]):
+        self.refused = refused
+        more = f" (and {len(refused) - 1} more record(s), listed above)" if len(refused) > 1 else ""
+        super().__init__(f"{src}: refused record {refused[0]}{more}; nothing was imported: export the records again "
+                         f"from the machine that ran them, or drop the refused runs from its {RECORDS_MANIFEST}")
+
+
+def _refuse(why: str) -> NoReturn:
+    raise RunError(why)
+
+
+def verify_record(src: Path, rel: str, man: dict) -> None:
+    """Raise RunError (one line: the record's place, then why) unless the record at `src`/`rel` is what the
+    manifest `man` says it is. Reads only; links inside the record are passed over (import does not copy them)."""
+    try:
+        _verify(src, rel, man)
+    except RunError as e:
+        raise RunError(f"{rel}: {e}") from None
+
+
+def _verify(src: Path, rel: str, man: dict) -> None:
+    link = _link_on_way(src, rel)
+    if link is not None:
+        _refuse(f"{link.relative_to(src)} is a link; a record is a plain folder inside the records folder")
+    name, stage = Path(rel).name, Path(rel).parts[0]
+    m = RECORD_NAME.fullmatch(name)
+    if name.endswith(OWN_SUFFIXES):
+        _refuse(f"its name {name!r} is named like entmask's own lock or temporary files, not like a run")
+    if m is None:
+        _refuse(f"its name {name!r} is not a run's (<name>-<10 hex digits of its config hash>)")
+    docs = _record_docs(src / rel, stage)
+    meta = docs.get("entmask.json")
+    if meta is not None and meta["config_version"] != man["config_version"]:
+        _refuse(f"its entmask.json says config version {meta['config_version']}, its manifest "
+                f"{man['config_version']}")
+    {"pretrain": _pretrain_identity, "finetune": _finetune_identity, "reference": _reference_identity}[stage](
+        docs, m.group(1), rel, man["profile"])
+
+
+def _record_docs(rec: Path, stage: str) -> dict:
+    """{place in the record: parsed JSON} of every JSON file of the record `rec`, each checked against its schema;
+    refuses a file an export never writes, or named like entmask's own files, and a record missing a file."""
+    docs = {}
+    for folder, dirs, files in os.walk(rec):  # does not follow links to folders
+        here = Path(folder)
+        for n in [*dirs, *files]:
+            r = (here / n).relative_to(rec)
+            if (here / n).is_symlink():
+                continue  # not copied on import
+            if n.startswith(".") or n.endswith(OWN_SUFFIXES):
+                _refuse(f"it holds {r.as_posix()}, named like entmask's own lock or temporary files")
+            if n in files and r.as_posix() != RECORD_FILE and _left_out(r, (here / n).stat().st_size):
+                _refuse(f"it holds {r.as_posix()}, which an export never writes (weights, checkpoints, tokenizer "
+                        f"files, event logs or a file over {RECORD_MAX_BYTES >> 20} MB)")
+            if n in files and n.endswith(".json"):
+                try:
+                    docs[r.as_posix()] = schemas.load(here / n, schemas.for_record_file(stage, r.as_posix(),
+                                                                                        RECORD_MAX_BYTES))
+                except schemas.SchemaError as e:
+                    _refuse(f"its {r.as_posix()} {e}")
+    missing = [f for f in ("config.json", "metrics.json", RECORD_FILE) if f not in docs]
+    if missing:
+        _refuse(f"it has no {missing[0]}")
+    return docs
+
+
+def _forged(what: str, got: str, h: str) -> str:
+    return (f"its {what} hashes to {got}, not to the {h} its name says (changed after the run, or another run's "
+            f"record under this name)")
+
+
+def _pretrain_identity(docs: dict, h: str, rel: str, profile: str) -> None:
+    from entmask import config
+
+    d = docs["config.json"]
+    try:
+        config.from_dict(d, strict=True, where="config.json")  # the types of every value
+        got = config.from_dict(d).short_hash()  # values as written: exactly what the run hashed
+    except config.ConfigError as e:
+        _refuse(f"its {str(e).splitlines()[0]}")
+    except (TypeError, ValueError, AttributeError, KeyError) as e:  # a crafted config a strict read let through
+        _refuse(f"its config.json cannot be hashed ({type(e).__name__}: {str(e)[:80]})")
+    if got != h:
+        _refuse(_forged("config.json", got, h))
+    _same_profile(d, profile)
+    _same_run(docs["metrics.json"], {"hash": h})
+
+
+def _finetune_identity(docs: dict, h: str, rel: str, profile: str) -> None:
+    from entmask.config import FinetuneConfig
+    from entmask.data import TASKS
+    from entmask.finetune import finetune_hash_dict
+
+    d, task = docs["config.json"], Path(rel).parts[1]
+    hd = d["hash_dict"]
+    if task not in TASKS:
+        _refuse(f"its task folder {task!r} is not a GLUE task ({', '.join(TASKS)})")
+    got = stable_hash(hd)
+    if got != h or d["hash"] != h:
+        _refuse(_forged("config.json's hash_dict", got, h) if got != h else
+                f"its config.json says hash {d['hash']}, its name {h}")
+    said = {"task": d["task"], "seed": d["seed"], "frozen": d["frozen"], "pretrained": d["pretrained_key"]}
+    wrong = [k for k, v in said.items() if hd[k] != v] + (["task"] if d["task"] != task else [])
+    if wrong:
+        _refuse(f"its config.json's {wrong[0]} disagrees with its hash_dict or its place {rel}")
+    try:
+        ft = finetune_hash_dict(FinetuneConfig(**d["finetune"]), task, d["seed"], d["frozen"], d["pretrained_key"])
+    except TypeError as e:
+        _refuse(f"its config.json's finetune section is not this entmask's ({str(e)[:80]})")
+    if ft["finetune"] != hd["finetune"]:
+        _refuse("its config.json's finetune section is not the one its hash_dict was made from")
+    _same_profile(d, profile)
+    _same_run(docs["metrics.json"], {"hash": h, "task": task, "seed": d["seed"], "frozen": d["frozen"]})
+
+
+def _reference_identity(docs: dict, h: str, rel: str, profile: str) -> None:
+    got = stable_hash(docs["config.json"])  # a teacher's config.json is its hash dict (reference_hash_dict)
+    if got != h:
+        _refuse(_forged("config.json", got, h))
+
+
+def _same_profile(cfg: dict, profile: str) -> None:
+    if cfg.get("profile", profile) != profile:
+        _refuse(f"its config.json is of profile {cfg['profile']!r}, its manifest's {profile!r}")
+
+
+def _same_run(metrics: dict, expect: dict) -> None:
+    """The metrics name the run the config is (where they name it at all)."""
+    for k, v in expect.items():
+        if k in metrics and metrics[k] is not None and metrics[k] != v:
+            _refuse(f"its metrics.json is of another run ({k} {metrics[k]!r}, its config's {v!r})")
+
+
 def import_records(src: str | Path, root: str | Path | None = None) -> dict:
     """Copy the run records in `src` (an export_records folder) into the runs root, so that experiments find them
-    by hash and reuse them. Nothing here is overwritten: a run whose hash has a folder here (finished, or an
-    interrupted run with checkpoints) is kept as it is and listed. Links in a record are not copied. The reference
-    teacher is not imported: without its weights it could not mask anything; the first run that needs it rebuilds
-    it from its config, and the next export says if the rebuilt one differs (export_records' teacher_changed)."""
-    import shutil
-
+    by hash and reuse them. Every listed record is verified first (verify_record); if any fails, RecordsRefused
+    names them and nothing is imported. Nothing here is overwritten: a run whose hash has a folder here (finished,
+    or an interrupted run with checkpoints) is kept as it is and listed. Links in a record are not copied. The
+    reference teacher is not imported: without its weights it could not mask anything; the first run that needs
+    it rebuilds it from its config, and the next export says if the rebuilt one differs (teacher_changed)."""
     src = Path(src)
-    if not (src / RECORDS_MANIFEST).is_file():
-        raise RunError(f"{src} is not a records folder (no {RECORDS_MANIFEST}); give the folder that "
-                       f"`entmask runs export` wrote")
+    manifest = src / RECORDS_MANIFEST
+    if manifest.is_symlink() or not manifest.is_file():
+        raise RunError(f"{src} is not a records folder (no {RECORDS_MANIFEST}{', only a link' * manifest.is_symlink()}"
+                       f"); give the folder that `entmask runs export` wrote")
     man = _read_manifest(src)
     if man.get("config_version") != _config_version():
         raise RunError(f"{src} was exported with config version {man.get('config_version')}; this entmask has "
                        f"{_config_version()}, whose hashes mean something else: import it with the entmask that "
                        f"wrote it")
-    profile = man["profile"]
-    dest_root = profile_dir(profile, root)
-    out = {"profile": profile, "imported": [], "kept": [], "busy": [], "not_imported": []}
+    out = {"profile": man["profile"], "imported": [], "kept": [], "busy": [], "not_imported": []}
+    todo, refused = [], []
     for rel in man["runs"]:
         rec = src / rel
         if rec.is_symlink() or not (rec / "metrics.json").is_file():
             out["not_imported"].append(f"{rel} (listed, but its record is missing from {src})")
             continue
+        try:
+            verify_record(src, rel, man)
+        except RunError as e:
+            refused.append(str(e))
+            continue
         stage = Path(rel).parts[0]
         if stage == "reference":
             out["not_imported"].append(f"{rel} (the teacher: rebuilt from its config by the first run that needs "
                                        f"it; its recorded weights key is {recorded_key(rec / 'model') or 'unknown'})")
-            continue
-        if stage == "pretrain" and recorded_key(rec / "model") is None:
+        elif stage == "pretrain" and recorded_key(rec / "model") is None:
             out["not_imported"].append(f"{rel} (its record names no weights key, so its fine-tuning runs could not "
                                        f"be found; export it again from the machine that has its weights)")
-            continue
-        target = dest_root / rel
-        h = target.name.rsplit("-", 1)[-1]
-        if target.exists() or find_run(target.parent, h) is not None:  # this hash has a folder here, by any name
-            out["kept"].append(rel)
-            continue
-        # the lock pretraining takes on a run folder (a fine-tuning run's lock is its parent's .<hash>): a run
-        # another process is starting right now is left to it
-        lock = target if stage == "pretrain" else target.parent / f".{h}"
-        try:
-            with locked(lock, timeout=0):
-                if target.exists() or find_run(target.parent, h) is not None:
-                    out["kept"].append(rel)
-                    continue
-                tmp = target.with_name(f".{target.name}.import-{os.getpid()}")
-                shutil.rmtree(tmp, ignore_errors=True)
-                shutil.copytree(rec, tmp, ignore=lambda d, names: [n for n in names if (Path(d) / n).is_symlink()])
-                os.replace(tmp, target)
-                out["imported"].append(rel)
-        except RunError:
-            out["busy"].append(rel)
+        else:
+            todo.append(rel)
+    if refused:  # all verified before anything is copied: a bad folder imports nothing
+        raise RecordsRefused(src, refused)
+    for rel in todo:
+        out[_import_one(src / rel, profile_dir(man["profile"], root) / rel)].append(rel)
     return out
+
+
+def _import_one(rec: Path, target: Path) -> str:
+    """Copy the verified record `rec` to `target` (via a hidden temporary, renamed into place): "imported", or
+    "kept" when this hash has a folder here by any name, or "busy" when another process is writing that run."""
+    import shutil
+
+    h = target.name.rsplit("-", 1)[-1]
+    if target.exists() or find_run(target.parent, h) is not None:
+        return "kept"
+    # the lock pretraining takes on a run folder (a fine-tuning run's lock is its parent's .<hash>): a run
+    # another process is starting right now is left to it
+    lock = target if target.parent.name == "pretrain" else target.parent / f".{h}"
+    try:
+        with locked(lock, timeout=0):
+            if target.exists() or find_run(target.parent, h) is not None:
+                return "kept"
+            tmp = target.with_name(f".{target.name}.import-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(rec, tmp, ignore=lambda d, names: [n for n in names if (Path(d) / n).is_symlink()])
+            os.replace(tmp, target)
+            return "imported"
+    except RunError:
+        return "busy"

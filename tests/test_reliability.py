@@ -14,6 +14,8 @@ import torch
 from entmask import config, data, entropy, pretrain, runs
 from entmask.cli import main
 
+import recordkit as kit  # tests/recordkit.py: run folders named by their config's hash
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -445,36 +447,16 @@ def test_a_report_names_an_unfinished_runs_pace_from_its_checkpoint():
 
 
 # ---- run records (runs.export_records / import_records) --------------------------------------------------------
-def _fake_run(folder: Path, metrics: dict | None = {"steps": 4}) -> Path:
-    """A run folder as the stages leave it: model weights, tokenizer, checkpoints, logs, predictions."""
-    (folder / "model").mkdir(parents=True)
-    (folder / "model" / "config.json").write_text('{"model_type": "bert"}')
-    (folder / "model" / "model.safetensors").write_bytes(b"\0" * 64)
-    (folder / "model" / "vocab.txt").write_text("[PAD]\n")
-    (folder / "checkpoints" / "checkpoint-2").mkdir(parents=True)
-    (folder / "checkpoints" / "checkpoint-2" / "trainer_state.json").write_text("{}")
-    (folder / "logs").mkdir()
-    (folder / "logs" / "log_history.json").write_text("[]")
-    (folder / "logs" / "tensorboard").mkdir()
-    (folder / "logs" / "tensorboard" / "events.out.tfevents.1.host.2.0").write_bytes(b"\1")
-    (folder / "predictions.json").write_text('{"pred": [1, 0]}')
-    (folder / "config.json").write_text('{"name": "x"}')
-    (folder / "huge.json").write_bytes(b" " * (runs.RECORD_MAX_BYTES + 1))
-    if metrics is not None:
-        (folder / "metrics.json").write_text(json.dumps(metrics))
-    return folder
-
-
+# run folders named by the hash of the config they hold (tests/recordkit.py), so that their records verify on import
 def test_records_keep_what_runs_measured_and_leave_weights_out(tmp_path):
     root, rec = tmp_path / "runs", tmp_path / "rec"
     p = root / "smoke"
-    pre = _fake_run(p / "pretrain" / "high-teacher-0123456789")
-    _fake_run(p / "finetune" / "cola" / "high-teacher-0123456789-abcdef0123")
-    _fake_run(p / "reference" / "reference-aaaaaaaaaa")
-    _fake_run(p / "pretrain" / "low-teacher-1111111111", metrics=None)  # unfinished: not a record
+    pre = kit.pretrain_run(p)
+    ft = kit.finetune_run(p, pre)
+    ref = kit.reference_run(p)
+    kit.pretrain_run(p, "low-teacher", finished=False)  # unfinished: not a record
     out = runs.export_records("smoke", rec, root=root)
-    assert out["exported"] == ["reference/reference-aaaaaaaaaa", "pretrain/high-teacher-0123456789",
-                               "finetune/cola/high-teacher-0123456789-abcdef0123"]
+    assert out["exported"] == [f"reference/{ref.name}", f"pretrain/{pre.name}", f"finetune/cola/{ft.name}"]
     got = sorted(q.relative_to(rec / "pretrain" / pre.name).as_posix()
                  for q in (rec / "pretrain" / pre.name).rglob("*") if q.is_file())
     assert got == ["config.json", "logs/log_history.json", "metrics.json", "model/config.json", "predictions.json",
@@ -488,18 +470,18 @@ def test_records_keep_what_runs_measured_and_leave_weights_out(tmp_path):
     # a run gone from runs/ keeps its record; another profile or config version in the same folder is refused
     shutil.rmtree(p / "reference")
     assert runs.export_records("smoke", rec, root=root)["total_in_dest"] == 3
-    _fake_run(tmp_path / "runs" / "tiny" / "pretrain" / "r-2222222222")
+    kit.pretrain_run(tmp_path / "runs" / "tiny", "r")
     with pytest.raises(runs.RunError, match="holds records of profile 'smoke' at config version"):
         runs.export_records("tiny", rec, root=root)
 
     # import: into an empty root everything but the teacher; a folder that exists is never overwritten
     fresh = tmp_path / "fresh"
-    (fresh / "smoke" / "finetune" / "cola" / "high-teacher-0123456789-abcdef0123").mkdir(parents=True)  # local
+    (fresh / "smoke" / "finetune" / "cola" / ft.name).mkdir(parents=True)  # local
     r = runs.import_records(rec, root=fresh)
-    assert r["imported"] == ["pretrain/high-teacher-0123456789"]
-    assert r["kept"] == ["finetune/cola/high-teacher-0123456789-abcdef0123"]
-    assert len(r["not_imported"]) == 1 and "reference/reference-aaaaaaaaaa (the teacher" in r["not_imported"][0]
-    assert not any((fresh / "smoke" / "finetune" / "cola" / "high-teacher-0123456789-abcdef0123").iterdir())
+    assert r["imported"] == [f"pretrain/{pre.name}"]
+    assert r["kept"] == [f"finetune/cola/{ft.name}"]
+    assert len(r["not_imported"]) == 1 and f"reference/{ref.name} (the teacher" in r["not_imported"][0]
+    assert not any((fresh / "smoke" / "finetune" / "cola" / ft.name).iterdir())
     imp = fresh / "smoke" / "pretrain" / pre.name
     assert runs.recorded_key(imp / "model") == runs.weights_key(pre / "model") and not runs.has_weights(imp / "model")
     assert runs.import_records(rec, root=fresh)["imported"] == []
@@ -516,8 +498,8 @@ def test_records_refuse_what_would_lose_or_leak_anything(tmp_path, capsys):
     """From an adversarial probe: an export into the runs themselves, a manifest that points outside, links, a
     malformed manifest, a leftover of an interrupted export, a rebuilt teacher that is not the recorded one."""
     root, rec = tmp_path / "runs", tmp_path / "rec"
-    pre = _fake_run(root / "smoke" / "pretrain" / "high-teacher-0123456789")
-    ref = _fake_run(root / "smoke" / "reference" / "reference-aaaaaaaaaa")
+    pre = kit.pretrain_run(root / "smoke")
+    ref = kit.reference_run(root / "smoke")
     # into the runs root (it would replace runs by their weightless records), a user's folder, nothing: refused
     for dest, msg in [(root / "smoke", "is inside \\(or holds\\) the runs root"), (root, "inside"),
                       (pre, "inside"), ("", "the records folder is empty")]:
@@ -535,22 +517,22 @@ def test_records_refuse_what_would_lose_or_leak_anything(tmp_path, capsys):
     secret = tmp_path / "secret.txt"
     secret.write_text("SECRET")
     (pre / "logs" / "link.json").symlink_to(secret)
-    (rec / "pretrain" / ".high-teacher-0123456789.tmp-1").mkdir(parents=True)  # an interrupted export's leftover
+    (rec / "pretrain" / f".{pre.name}.tmp-1").mkdir(parents=True)  # an interrupted export's leftover
     (rec / "records.json").write_text(json.dumps({"profile": "smoke", "config_version": config.CONFIG_VERSION,
                                                   "runs": []}))
     out = runs.export_records("smoke", rec, root=root)
     assert out["failed"] == [] and not list(rec.rglob(".*.tmp-*"))
     assert "SECRET" not in "".join(p.read_text(errors="replace") for p in rec.rglob("*") if p.is_file())
-    (rec / "pretrain" / "high-teacher-0123456789" / "stolen.json").symlink_to(secret)
+    (rec / "pretrain" / pre.name / "stolen.json").symlink_to(secret)
     fresh = tmp_path / "fresh"
-    assert runs.import_records(rec, root=fresh)["imported"] == ["pretrain/high-teacher-0123456789"]
-    assert not (fresh / "smoke" / "pretrain" / "high-teacher-0123456789" / "stolen.json").exists()
+    assert runs.import_records(rec, root=fresh)["imported"] == [f"pretrain/{pre.name}"]
+    assert not (fresh / "smoke" / "pretrain" / pre.name / "stolen.json").exists()
 
     # a run of the same hash under another name is this run: kept, not shadowed by the record
-    local = tmp_path / "f2" / "smoke" / "pretrain" / "mine-0123456789"
+    local = tmp_path / "f2" / "smoke" / "pretrain" / f"mine-{pre.name.rsplit('-', 1)[1]}"
     (local / "checkpoints").mkdir(parents=True)
-    assert runs.import_records(rec, root=tmp_path / "f2")["kept"] == ["pretrain/high-teacher-0123456789"]
-    assert not (tmp_path / "f2" / "smoke" / "pretrain" / "high-teacher-0123456789").exists()
+    assert runs.import_records(rec, root=tmp_path / "f2")["kept"] == [f"pretrain/{pre.name}"]
+    assert not (tmp_path / "f2" / "smoke" / "pretrain" / pre.name).exists()
 
     # a rebuilt teacher that is not the recorded one keeps the old record and is named
     before = (rec / "reference" / ref.name / "weights.json").read_text()
