@@ -406,13 +406,13 @@ def cmd_experiment(a) -> int:
 
 
 def cmd_runs(a) -> int:
-    from entmask import runs
+    from entmask import records, runs
 
     if a.action == "export":
         if not a.profile:
             raise CLIError("runs export needs --profile, e.g. `entmask runs export docs/records/cpu-long "
                            "--profile cpu-long`")
-        r = runs.export_records(a.profile, a.folder)
+        r = records.export_records(a.profile, a.folder)
         print(f"entmask runs: exported {len(r['exported'])} finished run(s) of {a.profile} to {a.folder} "
               f"({r['bytes'] / 1e6:.1f} MB; {r['left_out_files']} files left out: weights, checkpoints, tokenizer, "
               f"event logs, links); "
@@ -426,8 +426,8 @@ def cmd_runs(a) -> int:
     if a.profile:
         raise CLIError("runs import takes the profile from the records folder; drop --profile")
     try:
-        r = runs.import_records(a.folder)
-    except runs.RecordsRefused as e:  # several refused: one line each, then the error line that sums them up
+        r = records.import_records(a.folder)
+    except records.RecordsRefused as e:  # several refused: one line each, then the error line that sums them up
         for line in e.refused if len(e.refused) > 1 else ():
             print(f"  refused: {line}", file=sys.stderr)
         raise

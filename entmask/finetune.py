@@ -346,7 +346,7 @@ def finetune_task(model_dir, task: str, cfg: FinetuneConfig, seed: int, *, profi
 
     model_dir = Path(model_dir)
     weights = runs.has_weights(model_dir)
-    # a pretraining run imported from records (runs.import_records) has no weights, only their key: its finished
+    # a pretraining run imported from records (records.import_records) has no weights, only their key: its finished
     # fine-tuning runs are still found by it
     recorded = None if weights else runs.recorded_key(model_dir)
     if recorded is None:

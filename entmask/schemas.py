@@ -9,7 +9,7 @@ line (SchemaError, a phrase the caller completes with the file's name and the fi
 
 What it is not: not JSON Schema (no $ref, no coercion: a value is of the right type or refused); not a judge of
 whether the numbers are true (a run's identity, its config hash against its folder name, is checked by
-runs.verify_record); it reads nothing but the file it is given and imports nothing of entmask.
+records.verify_record); it reads nothing but the file it is given and imports nothing of entmask.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Run folders for the records tests, crafted here (nothing committed): each is named by the hash of the config it
-holds, as the stages name theirs, so that its record verifies on import (runs.verify_record) unless a test spoils it.
+holds, as the stages name theirs, so that its record verifies on import (records.verify_record) unless a test spoils it.
 """
 import dataclasses
 import json

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from entmask import config
+from entmask import config, records
 from entmask import experiments as ex
 from entmask.experiments import ABSENT, NOT_RUN, ExperimentError, parse_cell
 
@@ -951,7 +951,7 @@ def test_report_only_writes_tables_from_what_finished(results, exp_root, capsys,
     assert err.count("\n") == 1 and "--report-only trains nothing" in err
 
 
-# ---- run records: a matrix outlives its machine (runs.export_records / import_records) -----------------------------
+# ---- run records: a matrix outlives its machine (records.export_records / import_records) ---------------------------
 @pytest.mark.slow
 def test_records_carry_finished_runs_to_an_empty_runs_root(results, exp_root, tmp_path, capsys):
     """The records of finished runs (configs, metrics, logs, predictions; no weights) exported, then imported into
@@ -965,7 +965,7 @@ def test_records_carry_finished_runs_to_an_empty_runs_root(results, exp_root, tm
 
     cfg = smoke_cfg()
     rec = tmp_path / "records"
-    out = runs.export_records("smoke", rec, root=exp_root)
+    out = records.export_records("smoke", rec, root=exp_root)
     files = sorted(p for p in rec.rglob("*") if p.is_file())
     assert out["exported"] and not [p for p in files if p.suffix in runs.WEIGHT_SUFFIXES or "checkpoints" in p.parts]
     assert not [p for p in files if "model" in p.relative_to(rec).parts and p.name != "config.json"]
@@ -973,7 +973,7 @@ def test_records_carry_finished_runs_to_an_empty_runs_root(results, exp_root, tm
     assert f"pretrain/{hi.name}" in out["exported"] and any(r.startswith("reference/") for r in out["exported"])
     assert runs.read_json(rec / "pretrain" / hi.name / "weights.json")["model_key"] == runs.weights_key(hi / "model")
     snap = {p: p.read_bytes() for p in files}
-    runs.export_records("smoke", rec, root=exp_root)  # again: byte for byte the same (no timestamps to commit)
+    records.export_records("smoke", rec, root=exp_root)  # again: byte for byte the same (no timestamps to commit)
     assert {p: p.read_bytes() for p in sorted(q for q in rec.rglob("*") if q.is_file())} == snap
 
     fresh = tmp_path / "fresh"
@@ -1052,9 +1052,9 @@ def test_memorisation_refuses_bad_arguments_and_never_trains_a_teacher(tmp_path)
 
 
 def test_set_args_round_trips_through_the_cli_parser():
-    from entmask.config import apply_overrides, overrides_of, parse_set_args, set_args
-
     import shlex
+
+    from entmask.config import apply_overrides, overrides_of, parse_set_args, set_args
 
     cfg = config.resolve("smoke", {"experiment.pretrain_seeds": [0, 1], "masking.strategy": "high",
                                    "train.lr": 3e-4, "finetune.tasks": ["rte", "sst2"], "data.max_articles": 8})

@@ -11,11 +11,11 @@ import stat
 from pathlib import Path
 
 import pytest
+import recordkit as kit  # tests/recordkit.py
 
 from entmask import CONFIG_VERSION, runs, schemas
+from entmask import records as record_io  # (`records` is this file's fixture)
 from entmask.cli import main
-
-import recordkit as kit  # tests/recordkit.py
 
 REPO = Path(__file__).resolve().parents[1]
 DEEP = "[" * 10_000 + "]" * 10_000  # nests far past the parser's recursion limit
@@ -38,7 +38,7 @@ def records(tmp_path):
     pre = kit.pretrain_run(root / "smoke", extra_files=False)
     ft = kit.finetune_run(root / "smoke", pre, extra_files=False)
     kit.reference_run(root / "smoke", extra_files=False)
-    assert len(runs.export_records("smoke", rec, root=root)["exported"]) == 3
+    assert len(record_io.export_records("smoke", rec, root=root)["exported"]) == 3
     return root, rec, pre, ft
 
 
@@ -201,7 +201,7 @@ def test_export_never_follows_a_symlink_out_of_its_folder(tmp_path):
     kit.finetune_run(outside / "smoke", elsewhere, task="rte", extra_files=False)
     (root / "smoke" / "pretrain" / elsewhere.name).symlink_to(elsewhere, target_is_directory=True)
     (root / "smoke" / "finetune").symlink_to(outside / "smoke" / "finetune", target_is_directory=True)
-    out = runs.export_records("smoke", rec, root=root)
+    out = record_io.export_records("smoke", rec, root=root)
     assert out["exported"] == [f"pretrain/{pre.name}"] and out["failed"] == []
     assert out["left_out_files"] == 1 + 2  # its weights, and the two links (counted with what was left out)
     assert "SECRET" not in "".join(p.read_text() for p in rec.rglob("*") if p.is_file())
@@ -212,7 +212,7 @@ def test_export_never_follows_a_symlink_out_of_its_folder(tmp_path):
     dest.mkdir()
     (dest / "records.json").write_text(json.dumps({"profile": "smoke", "config_version": CONFIG_VERSION, "runs": []}))
     (dest / "pretrain").symlink_to(victim, target_is_directory=True)  # as a shared records folder might hold
-    out = runs.export_records("smoke", dest, root=root)
+    out = record_io.export_records("smoke", dest, root=root)
     assert out["exported"] == [] and len(out["failed"]) == 1
     assert out["failed"] == [f"pretrain/{pre.name}: {dest / 'pretrain'} is a link; a records folder holds no links: "
                              f"remove it"]
@@ -220,7 +220,7 @@ def test_export_never_follows_a_symlink_out_of_its_folder(tmp_path):
     (dest / "records.json").unlink()
     (dest / "records.json").symlink_to(victim / "m.json")
     with pytest.raises(runs.RunError, match="records.json is a link; a records folder holds no links"):
-        runs.export_records("smoke", dest, root=root)
+        record_io.export_records("smoke", dest, root=root)
     assert list(victim.iterdir()) == []
 
 

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import recordkit as kit  # tests/recordkit.py: run folders named by their config's hash
 import torch
 
-from entmask import config, data, entropy, pretrain, runs
+from entmask import config, data, entropy, pretrain, records, runs
 from entmask.cli import main
-
-import recordkit as kit  # tests/recordkit.py: run folders named by their config's hash
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -446,7 +445,7 @@ def test_a_report_names_an_unfinished_runs_pace_from_its_checkpoint():
         "pretraining, checkpoint at step 500 of 4,760"  # written before entmask kept a wall clock
 
 
-# ---- run records (runs.export_records / import_records) --------------------------------------------------------
+# ---- run records (records.export_records / import_records) --------------------------------------------------------
 # run folders named by the hash of the config they hold (tests/recordkit.py), so that their records verify on import
 def test_records_keep_what_runs_measured_and_leave_weights_out(tmp_path):
     root, rec = tmp_path / "runs", tmp_path / "rec"
@@ -455,7 +454,7 @@ def test_records_keep_what_runs_measured_and_leave_weights_out(tmp_path):
     ft = kit.finetune_run(p, pre)
     ref = kit.reference_run(p)
     kit.pretrain_run(p, "low-teacher", finished=False)  # unfinished: not a record
-    out = runs.export_records("smoke", rec, root=root)
+    out = records.export_records("smoke", rec, root=root)
     assert out["exported"] == [f"reference/{ref.name}", f"pretrain/{pre.name}", f"finetune/cola/{ft.name}"]
     got = sorted(q.relative_to(rec / "pretrain" / pre.name).as_posix()
                  for q in (rec / "pretrain" / pre.name).rglob("*") if q.is_file())
@@ -469,29 +468,29 @@ def test_records_keep_what_runs_measured_and_leave_weights_out(tmp_path):
 
     # a run gone from runs/ keeps its record; another profile or config version in the same folder is refused
     shutil.rmtree(p / "reference")
-    assert runs.export_records("smoke", rec, root=root)["total_in_dest"] == 3
+    assert records.export_records("smoke", rec, root=root)["total_in_dest"] == 3
     kit.pretrain_run(tmp_path / "runs" / "tiny", "r")
     with pytest.raises(runs.RunError, match="holds records of profile 'smoke' at config version"):
-        runs.export_records("tiny", rec, root=root)
+        records.export_records("tiny", rec, root=root)
 
     # import: into an empty root everything but the teacher; a folder that exists is never overwritten
     fresh = tmp_path / "fresh"
     (fresh / "smoke" / "finetune" / "cola" / ft.name).mkdir(parents=True)  # local
-    r = runs.import_records(rec, root=fresh)
+    r = records.import_records(rec, root=fresh)
     assert r["imported"] == [f"pretrain/{pre.name}"]
     assert r["kept"] == [f"finetune/cola/{ft.name}"]
     assert len(r["not_imported"]) == 1 and f"reference/{ref.name} (the teacher" in r["not_imported"][0]
     assert not any((fresh / "smoke" / "finetune" / "cola" / ft.name).iterdir())
     imp = fresh / "smoke" / "pretrain" / pre.name
     assert runs.recorded_key(imp / "model") == runs.weights_key(pre / "model") and not runs.has_weights(imp / "model")
-    assert runs.import_records(rec, root=fresh)["imported"] == []
+    assert records.import_records(rec, root=fresh)["imported"] == []
 
     man["config_version"] = -1
     (rec / "records.json").write_text(json.dumps(man))
     with pytest.raises(runs.RunError, match="exported with config version -1"):
-        runs.import_records(rec, root=fresh)
+        records.import_records(rec, root=fresh)
     with pytest.raises(runs.RunError, match="is not a records folder"):
-        runs.import_records(tmp_path, root=fresh)
+        records.import_records(tmp_path, root=fresh)
 
 
 def test_records_refuse_what_would_lose_or_leak_anything(tmp_path, capsys):
@@ -504,14 +503,14 @@ def test_records_refuse_what_would_lose_or_leak_anything(tmp_path, capsys):
     for dest, msg in [(root / "smoke", "is inside \\(or holds\\) the runs root"), (root, "inside"),
                       (pre, "inside"), ("", "the records folder is empty")]:
         with pytest.raises(runs.RunError, match=msg):
-            runs.export_records("smoke", dest, root=root)
+            records.export_records("smoke", dest, root=root)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     with pytest.raises(runs.RunError, match="is not empty and holds no records"):
-        runs.export_records("smoke", tmp_path / "mine", root=root)
+        records.export_records("smoke", tmp_path / "mine", root=root)
     assert runs.has_weights(pre / "model") and (tmp_path / "mine" / "notes.txt").read_text() == "mine"
     with pytest.raises(runs.RunError, match="is not a plain name"):
-        runs.export_records("../runs/smoke", rec, root=root)
+        records.export_records("../runs/smoke", rec, root=root)
 
     # a link in a run is not followed into the record (which is committed), nor out of a record on import
     secret = tmp_path / "secret.txt"
@@ -520,24 +519,24 @@ def test_records_refuse_what_would_lose_or_leak_anything(tmp_path, capsys):
     (rec / "pretrain" / f".{pre.name}.tmp-1").mkdir(parents=True)  # an interrupted export's leftover
     (rec / "records.json").write_text(json.dumps({"profile": "smoke", "config_version": config.CONFIG_VERSION,
                                                   "runs": []}))
-    out = runs.export_records("smoke", rec, root=root)
+    out = records.export_records("smoke", rec, root=root)
     assert out["failed"] == [] and not list(rec.rglob(".*.tmp-*"))
     assert "SECRET" not in "".join(p.read_text(errors="replace") for p in rec.rglob("*") if p.is_file())
     (rec / "pretrain" / pre.name / "stolen.json").symlink_to(secret)
     fresh = tmp_path / "fresh"
-    assert runs.import_records(rec, root=fresh)["imported"] == [f"pretrain/{pre.name}"]
+    assert records.import_records(rec, root=fresh)["imported"] == [f"pretrain/{pre.name}"]
     assert not (fresh / "smoke" / "pretrain" / pre.name / "stolen.json").exists()
 
     # a run of the same hash under another name is this run: kept, not shadowed by the record
     local = tmp_path / "f2" / "smoke" / "pretrain" / f"mine-{pre.name.rsplit('-', 1)[1]}"
     (local / "checkpoints").mkdir(parents=True)
-    assert runs.import_records(rec, root=tmp_path / "f2")["kept"] == [f"pretrain/{pre.name}"]
+    assert records.import_records(rec, root=tmp_path / "f2")["kept"] == [f"pretrain/{pre.name}"]
     assert not (tmp_path / "f2" / "smoke" / "pretrain" / pre.name).exists()
 
     # a rebuilt teacher that is not the recorded one keeps the old record and is named
     before = (rec / "reference" / ref.name / "weights.json").read_text()
     (ref / "model" / "model.safetensors").write_bytes(b"\1" * 64)
-    out = runs.export_records("smoke", rec, root=root)
+    out = records.export_records("smoke", rec, root=root)
     assert len(out["teacher_changed"]) == 1 and out["teacher_changed"][0].startswith(f"reference/{ref.name}: recorded")
     assert (rec / "reference" / ref.name / "weights.json").read_text() == before
 
@@ -561,7 +560,7 @@ def test_a_failed_records_export_never_stops_the_matrix(tmp_path, capsys, monkey
     def broken(*a, **k):
         raise TypeError("'int' object is not iterable")
 
-    monkeypatch.setattr(runs, "export_records", broken)
+    monkeypatch.setattr(records, "export_records", broken)
     experiments._record("smoke", tmp_path / "rec", tmp_path / "runs", progress=False)  # returns: the row is done
     said = capsys.readouterr().out
     assert f"records: exporting to {tmp_path / 'rec'} failed (TypeError: 'int' object is not iterable)" in said

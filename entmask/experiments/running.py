@@ -10,6 +10,7 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from entmask import records as record_io  # (`records` is a records folder here)
 from entmask import runs
 from entmask.config import PretrainConfig
 from entmask.experiments.specs import at_seed, pretrain_seeds
@@ -115,7 +116,7 @@ def _record(profile: str, records, root, progress: bool) -> None:
     try:
         with runs.locked(runs.profile_dir(profile, root) / ".records-export",  # workers export one at a time
                          waiting="another worker is exporting the records; this one exports after it"):
-            r = runs.export_records(profile, records, root)
+            r = record_io.export_records(profile, records, root)
         _say(progress, f"records: {r['total_in_dest']} finished run(s) recorded in {records}")
         for what, why in (("failed", "not exported"), ("teacher_changed", "the teacher here is not the recorded one"),
                           ("no_key", "recorded without a weights key")):

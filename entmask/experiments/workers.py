@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from entmask import runs
+from entmask.records import check_records_dest
 from entmask.config import PretrainConfig, apply_overrides
 from entmask.experiments.core import ExperimentError
 from entmask.experiments.registry import EXPERIMENTS, run
@@ -82,7 +83,8 @@ def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progres
     model's ops are too small to keep two threads busy. Each seed ends by waiting for the slowest row.
 
     `records` (a folder, `--records`): after each row the records of every finished run of the profile are
-    exported there (runs.export_records), to commit, so that a new machine reuses them (runs.import_records)."""
+    exported there (entmask.records.export_records), to commit, so that a new machine reuses them
+    (entmask.records.import_records)."""
     import multiprocessing
 
     import torch
@@ -99,7 +101,7 @@ def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progres
         if bad:
             raise ExperimentError(f"--records exports after each row of a pooled matrix; {', '.join(bad)} is not "
                                   f"one (poolable: {', '.join(POOLABLE)}): run it, then `entmask runs export`")
-        records = str(runs.check_records_dest(cfg.profile, records, root))
+        records = str(check_records_dest(cfg.profile, records, root))
     elif len(names) == 1 and workers == 1:
         return [run(names[0], cfg, progress=progress, root=root)]
     threads_before = torch.get_num_threads()  # the cores torch may use here (affinity, OMP_NUM_THREADS)

@@ -59,9 +59,9 @@ def normalise(text: str, runs_root: Path) -> str:
 def rebuild_reports(runs_root: Path) -> dict[str, str]:
     """{name: normalised md} of the cpu-long report-only tables and verdicts, built from the committed records
     imported into `runs_root` (an empty folder)."""
-    from entmask import config, experiments, runs
+    from entmask import config, experiments, records
 
-    runs.import_records(RECORDS, root=runs_root)
+    records.import_records(RECORDS, root=runs_root)
     cfg = config.resolve("cpu-long", REPORT_SETTINGS)
     out = {}
     for name in REPORTS + ("verdicts",):
