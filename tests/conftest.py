@@ -34,3 +34,23 @@ def tokenizer(mirror):
     from entmask.data import load_tokenizer
 
     return load_tokenizer(str(VOCAB))
+
+
+@pytest.fixture(scope="session")
+def tiny_mlm(tmp_path_factory) -> Path:
+    """A random BertForMaskedLM (hidden 32, 2 layers) on the BERT vocabulary, saved with its tokenizer."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from entmask.data import load_tokenizer
+
+    if not VOCAB.is_dir():
+        pytest.skip(f"BERT vocabulary not found at {VOCAB}")
+    d = tmp_path_factory.mktemp("mlm")
+    tok = load_tokenizer(str(VOCAB))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    BertForMaskedLM(cfg).save_pretrained(str(d))
+    tok.save_pretrained(str(d))
+    return d

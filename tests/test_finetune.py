@@ -32,25 +32,6 @@ def tiny_cfg(**kw) -> FinetuneConfig:
     return FinetuneConfig(**base)
 
 
-@pytest.fixture(scope="module")
-def tiny_mlm(tmp_path_factory) -> Path:
-    """A random BertForMaskedLM (hidden 32, 2 layers) on the BERT vocabulary, saved with its tokenizer."""
-    from transformers import BertConfig, BertForMaskedLM
-
-    from entmask.data import load_tokenizer
-
-    if not VOCAB.is_dir():
-        pytest.skip(f"BERT vocabulary not found at {VOCAB}")
-    d = tmp_path_factory.mktemp("mlm")
-    tok = load_tokenizer(str(VOCAB))
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64)
-    BertForMaskedLM(cfg).save_pretrained(str(d))
-    tok.save_pretrained(str(d))
-    return d
-
-
 # ---- metrics -------------------------------------------------------------------------------------------------
 def test_metrics_equal_sklearn():
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef

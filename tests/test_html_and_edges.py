@@ -246,25 +246,6 @@ def mirror_with_empty_rte(tmp_path) -> Path:
     return data
 
 
-@pytest.fixture(scope="module")
-def tiny_mlm(tmp_path_factory) -> Path:
-    """A random BertForMaskedLM (hidden 32, 1 layer) on the BERT vocabulary, saved with its tokenizer."""
-    if not VOCAB.is_dir():
-        pytest.skip(f"BERT vocabulary not found at {VOCAB}")
-    import torch
-    from transformers import BertConfig, BertForMaskedLM
-
-    from entmask.data import load_tokenizer
-
-    d = tmp_path_factory.mktemp("mlm")
-    tok = load_tokenizer(str(VOCAB))
-    torch.manual_seed(0)
-    BertForMaskedLM(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=64, max_position_embeddings=64)).save_pretrained(str(d))
-    tok.save_pretrained(str(d))
-    return d
-
-
 def _one_line(capsys, *args) -> str:
     code = main(list(args))
     _, err = capsys.readouterr()
