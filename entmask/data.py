@@ -15,15 +15,14 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from entmask import runs
 from entmask.runs import stable_hash
 
-if TYPE_CHECKING:  # DataConfig is only named in annotations: data sits below config in the import graph
-    from entmask.config import DataConfig
+# DataConfig (entmask.config) is only named in annotations, never imported: data sits below config in the import
+# graph, and even a TYPE_CHECKING import would draw the edge data -> config (pyproject exempts data.py from F821).
 
 ENV_DATA = "ENTMASK_DATA_DIR"
 ENV_MODELS = "ENTMASK_MODELS_DIR"
