@@ -1,5 +1,8 @@
 """The paper's experiments: which pretraining runs each needs, then its GLUE table, figures and records.
 
+Every experiment is one `record.Experiment` in a registry (`register`, `get`, `REGISTRY`), defined by one module
+under `sections/`; the name-keyed tables below (`EXPERIMENT_RUNS`, `TITLES`, ...) are views of it.
+
 What it is: `matrix(name, cfg)` (the (label, config) pairs of an experiment, derived from one resolved profile
 config by overrides and named as the CLI's `default_name` names them, so run folders are shared between
 experiments: runs are found by config hash), one function per experiment (`table1`, `table2`, `kd`, `mask_rate`,
@@ -52,12 +55,16 @@ from entmask.experiments.plots import (  # noqa: F401
     WEIGHTS_NOTE, _figure, _save, curves_frame, entropy_frame, layer_component_view, movement_vs_size,
     plot_compute, plot_curves, plot_entropy, plot_totals, plot_weights, weight_movement,
 )
+from entmask.experiments.record import (  # noqa: F401
+    REGISTRY, ROW_SPECS, Experiment, Report, get, register, unregister,
+)
 from entmask.experiments.experiment import (  # noqa: F401
-    _experiment, _finetune_frame, _with_frozen_delta, _write,
+    _experiment, _finetune_frame, _write,
 )
 from entmask.experiments.sections import (  # noqa: F401
     beyond, corpus, frozen, kd, mask_rate, static, table1, table2, weights,
 )
+from entmask.experiments.sections.frozen import _with_frozen_delta  # noqa: F401
 from entmask.experiments.plateau_search import (  # noqa: F401
     PLATEAU_COMMON, RECIPES, _NO_DROPOUT, first_exit, plateau, plateau_configs, plot_plateau,
 )

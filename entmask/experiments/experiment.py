@@ -8,42 +8,29 @@ from __future__ import annotations
 import math
 import time
 
+import pandas as pd
+
 from entmask import runs
 from entmask.config import PretrainConfig, set_args
 from entmask.experiments.collect import _seed_mean_metrics
 from entmask.experiments.core import (
     PAPER_SOURCE,
-    TASK_LABEL,
-    TASK_ORDER,
     ExperimentError,
     ExperimentResult,
-    _num,
     md_table,
     model_label,
 )
 from entmask.experiments.plots import (
-    WEIGHTS_NOTE,
     curves_frame,
     entropy_frame,
-    layer_component_view,
-    movement_vs_size,
     plot_compute,
     plot_curves,
     plot_entropy,
     plot_totals,
-    plot_weights,
-    weight_movement,
 )
+from entmask.experiments.record import Report, get
 from entmask.experiments.running import _pretrain_and_finetune, _report_finished, _Run, _say
-from entmask.experiments.specs import (
-    COMPUTE_PLOTS,
-    DELTA_BASE,
-    ENTROPY_PLOTS,
-    RUN_SPECS,
-    TITLES,
-    matrix,
-    pretrain_seeds,
-)
+from entmask.experiments.specs import RUN_SPECS, TITLES, matrix, pretrain_seeds
 from entmask.experiments.table import (
     _build,
     per_seed_frame,
@@ -110,17 +97,19 @@ def _write(name: str, cfg: PretrainConfig, root, rs, table, scores, notes, heade
 def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = True, corpus_name: str | None = None,
                 train: bool = True) -> ExperimentResult:
     t0 = time.perf_counter()
+    exp = get(name)
     specs = matrix(name, cfg, corpus=corpus_name)
-    frozen = name == "frozen"
+    frozen = exp.frozen
     header, sections = [], []
     if train:
-        rs = _pretrain_and_finetune(name, specs, root, progress, frozen=frozen, tolerate_data_errors=name == "corpus")
+        rs = _pretrain_and_finetune(name, specs, root, progress, frozen=frozen,
+                                    tolerate_data_errors=exp.tolerate_data_errors)
     else:
         rs = _report_finished(specs, root, frozen)
         seeds = pretrain_seeds(cfg)
         done, left = [r for r in rs if not r.unfinished], [r for r in rs if r.unfinished]
         # the rows others are compared with (the baseline; mask-rate: each strategy at 15%) must all be there
-        refs = {b for lab, _ in specs for b in (DELTA_BASE.get(name, {}).get(lab), "baseline") if b} & {
+        refs = {b for lab, _ in specs for b in ((exp.delta_base or {}).get(lab), "baseline") if b} & {
             lab for lab, _ in specs}
         missing = [r for r in rs if r.label in refs and r.unfinished]
         if missing or not done:
@@ -141,7 +130,7 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
                           + ". Nothing was trained; the rows shown are whole.")
             for r in left:  # said even with --quiet: it is what a report is asked for
                 _say(True, f"{name}: not finished: {RUN_SPECS[r.label][1]}: {r.how_far('; ')}")
-    paper_key = name if name in ("table1", "table2") else None
+    paper_key = name if exp.paper_table else None
     table, scores, boots, notes, cov = _build(name, cfg, rs, paper_key=paper_key)
     extra = {"scores": scores, "bootstrap": boots, "finetune": _finetune_frame(rs)}
     per_seed = per_seed_frame(name, rs, cov)
@@ -151,42 +140,21 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
     stem = runs.results_dir(cfg.profile, root) / name
     figures: dict = {}
 
-    if name == "corpus":
-        bad = [r for r in rs if r.error]
-        if bad:
-            header.append(f"**The corpus {rs[0].cfg.data.corpus}/{rs[0].cfg.data.corpus_config} "
-                          f"{rs[0].cfg.data.splits} is unavailable here**, so nothing was trained on it: "
-                          f"{bad[0].error}")
-        else:
-            header.append(f"Pretraining corpus: {rs[0].cfg.data.corpus}/{rs[0].cfg.data.corpus_config} "
-                          f"{rs[0].cfg.data.splits} instead of {cfg.data.corpus}/{cfg.data.corpus_config}.")
-    if name == "beyond":
-        header.append("Beyond the paper: none of these rows is in the paper. Scores: masked-view entropy (each token "
-                      "scored while masked, 1/ratio passes), excess loss = student − teacher masked loss (Rho-1); "
-                      "`sampled` draws k with probability ∝ softmax(entropy / T); 80/10/10 = BERT's replacement "
-                      "policy for the self-masked student. PFLOPs and the compute figure put each row beside random "
-                      "masking trained for 1x and 2x the steps.")
-    if frozen:
-        table = _with_frozen_delta(table, scores)
-        header.append("Frozen probe: the encoder (embeddings, layers, pooler) stays bitwise at its pretrained values; "
-                      f"only the classifier trains, for finetune.frozen_epochs={cfg.finetune.frozen_epochs} epoch(s). "
-                      "The last row is the per-task difference high − baseline.")
-
     maj_row = scores[scores["source"] == "majority"]
     maj_total = float(maj_row["Total"].iloc[0]) if len(maj_row) else math.nan
     figures.update({k: v for k, v in plot_totals(name, rs, cov, maj_total, stem).items()})
-    if name in COMPUTE_PLOTS:
+    if exp.compute_plot:
         figures.update({f"compute_{k}": v for k, v in plot_compute(name, rs, cov, stem.with_name(f"{name}-compute")
                                                                    ).items()})
     curves = curves_frame(rs)
     extra["curves"] = curves
     figures.update({f"curves_{k}": v for k, v in plot_curves(curves, stem.with_name(f"{name}-curves")).items()})
-    if name in ENTROPY_PLOTS and not train:
+    if exp.entropy_plot and not train:
         # prepare_corpus / resolve_teacher / teacher_entropies lock their caches (and would build a missing one):
         # a report beside a running matrix must neither wait for them nor compete.
         header.append("Report only: the section on the teacher entropy of masked tokens is left out (it reads the "
                       "corpus and entropy caches under their locks); the full run writes it.")
-    elif name in ENTROPY_PLOTS:
+    elif exp.entropy_plot:
         ent, values = entropy_frame(cfg, rs, root, progress)
         extra["entropy"] = ent
         figures.update({f"entropy_{k}": v for k, v in plot_entropy(values, stem.with_name(f"{name}-entropy")).items()})
@@ -194,28 +162,11 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
             sections.append(("Teacher entropy of masked vs maskable tokens", ent[[
                 "label", "strategy", "source", "ratio", "num_tokens", "n_masked", "n_maskable", "masked_mean",
                 "maskable_mean"]].round(3)))
-    if name == "weights":
-        deltas, moves = weight_movement(rs)
-        extra["deltas"], extra["movement"] = deltas, moves
-        figures.update({f"heatmap_{k}": v for k, v in plot_weights(deltas, stem.with_name("weights-heatmap")).items()})
-        if not moves.empty:
-            rho = movement_vs_size(moves)
-            shown = moves.assign(strategy=[RUN_SPECS[k][1] for k in moves["label"]])
-            shown = shown[["strategy", "task", "n_train", "seeds", "most_moved", "most_moved_rel_change",
-                           "encoder_rel_change"]]
-            body = md_table(shown.round(4)) + "\n\n" + "\n".join(
-                f"- {RUN_SPECS[k][1]}: Spearman ρ(training-set size, encoder movement) = "
-                + (f"{v:+.2f}" if v is not None else "n/a (fewer than 3 distinct training-set sizes)")
-                for k, v in rho.items())
-            body += ("\n\nMovement = ||W_finetuned − W_pretrained|| / ||W_pretrained||, pooled over seeds; "
-                     "most_moved pools each component over all layers (pretrained tensors only: the classifier and "
-                     "pooler start random and are left out of the heatmaps). n_train is the size of the training "
-                     "set each task was fine-tuned on.")
-            sections.append(("Most-moved component per task and training-set size", body))
-        view = layer_component_view(deltas)
-        if not view.empty:
-            extra["layer_component"] = view
-            sections.append(("Layer x component, the paper's view (§3.7)", md_table(view) + "\n\n" + WEIGHTS_NOTE))
+    if exp.report:  # what only this experiment does: a header line, a table transform, more sections
+        rep = Report(name=name, cfg=cfg, rs=rs, table=table, scores=scores, header=header, sections=sections,
+                     extra=extra, figures=figures, stem=stem, train=train, progress=progress, root=root)
+        exp.report(rep)
+        table = rep.table
     seconds = time.perf_counter() - t0
     paths = _write(name, cfg, root, rs, table, scores, notes, header, sections, extra, seconds, figures,
                    report_only=not train)
@@ -225,26 +176,7 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
 
 
 def _finetune_frame(rs: list[_Run]):
-    import pandas as pd
-
     keys = ("task", "pretrain_seed", "seed", "status", "frozen", "paper_score", "glue_score", "collapsed",
             "majority_paper_score", "n_train", "n_eval", "epochs_run", "eval_note", "run_dir")
     return pd.DataFrame([{"label": r.label, **{k: f.get(k) for k in keys}} for r in rs for f in r.ft],
                         columns=["label", *keys])
-
-
-def _with_frozen_delta(table, scores):
-    """Append the per-task difference high − baseline of the frozen probe."""
-    import pandas as pd
-
-    ours = scores[scores["source"] == "ours"].set_index("label")
-    if not {"baseline", "teacher-high"} <= set(ours.index):
-        return table
-    row = {c: "" for c in table.columns}
-    row.update(model=ours.loc["baseline", "model"], strategy="Δ high − baseline", source="delta")
-    base_disp = table[(table["source"] == "ours") & (table["strategy"] == RUN_SPECS["baseline"][1])].iloc[0]
-    for col in [TASK_LABEL[t] for t in TASK_ORDER] + ["Total"]:
-        a, b = ours.loc["teacher-high"].get(col), ours.loc["baseline"].get(col)
-        # A task without scores keeps its reason (absent / not run) instead of a number.
-        row[col] = f"{a - b:+.2f}" if _num(a) and _num(b) else base_disp[col]
-    return pd.concat([table, pd.DataFrame([row])], ignore_index=True)

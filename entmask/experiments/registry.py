@@ -1,42 +1,65 @@
-"""The experiments by name: `EXPERIMENTS` and `run(name, cfg)`, what `entmask experiment NAME` calls.
+"""The experiments by name: `EXPERIMENTS` (name -> entry function) and `run(name, cfg)`, what `entmask experiment
+NAME` calls. Both read the registry of `record.Experiment`s that the modules under sections/ fill.
 
-What it is: the name -> function table and the options each experiment takes.
-What it is not: the experiments themselves."""
+What it is: dispatch and option checking. What it is not: the experiments themselves (sections/)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from entmask.config import PretrainConfig
+from entmask.experiments import sections  # noqa: F401  (registers every experiment of the package)
 from entmask.experiments.core import ExperimentError
-from entmask.experiments.memorisation_report import memorisation
-from entmask.experiments.plateau_search import plateau
-from entmask.experiments.sections import beyond, corpus, frozen, kd, mask_rate, static, table1, table2, weights
-from entmask.experiments.verdicts_report import verdicts
+from entmask.experiments.experiment import _experiment
+from entmask.experiments.record import REGISTRY, Experiment, get
 
-EXPERIMENTS = {"table1": table1, "table2": table2, "kd": kd, "mask-rate": mask_rate, "frozen": frozen,
-               "weights": weights, "corpus": corpus, "plateau": plateau, "verdicts": verdicts, "beyond": beyond,
-               "static": static, "memorisation": memorisation}
+
+def _entry(exp: Experiment):
+    """The function `run` calls for `exp`: its own runner, else the shared table-making driver."""
+    if exp.runner is not None:
+        return exp.runner
+
+    def entry(cfg: PretrainConfig, *, root=None, progress: bool = True, train: bool = True, **options):
+        return _experiment(exp.name, cfg, root=root, progress=progress, train=train,
+                           corpus_name=options.get("corpus"))
+    entry.__doc__ = exp.doc
+    return entry
+
+
+class _Entries(Mapping):
+    """name -> entry function of every registered experiment, read live."""
+
+    def __getitem__(self, name):
+        return _entry(REGISTRY[name])
+
+    def __iter__(self):
+        return iter(REGISTRY)
+
+    def __len__(self) -> int:
+        return len(REGISTRY)
+
+
+EXPERIMENTS = _Entries()
+_OPTION_FLAGS = {"corpus": "--corpus", "recipes": "--recipes"}
 
 
 def run(name: str, cfg: PretrainConfig, progress: bool = True, root=None, **kw) -> Path:
     """Run experiment `name` (what `entmask experiment NAME` calls); returns the path of its .md table."""
-    if name not in EXPERIMENTS:
-        raise ExperimentError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
-    other = kw.pop("corpus", None)
-    recipes = kw.pop("recipes", None)
+    exp = get(name)
     train = kw.pop("train", True)
-    if kw:
-        raise ExperimentError(f"unexpected option(s) {', '.join(sorted(kw))} for experiment {name!r}")
-    if other is not None and name != "corpus":
-        raise ExperimentError(f"--corpus applies to the corpus experiment only, not {name!r}")
-    if recipes is not None and name != "plateau":
-        raise ExperimentError(f"--recipes applies to the plateau experiment only, not {name!r}")
-    if name == "corpus":
-        res = corpus(cfg, other, root=root, progress=progress, train=train)
-    elif name == "plateau":
-        res = plateau(cfg, root=root, progress=progress, recipes=recipes, train=train)
-    elif name in ("verdicts", "memorisation"):
-        res = EXPERIMENTS[name](cfg, root=root, progress=progress)  # trains nothing either way
+    options = {k: v for k, v in kw.items() if v is not None}
+    unknown = [k for k in options if k not in _OPTION_FLAGS]
+    if unknown:
+        raise ExperimentError(f"unexpected option(s) {', '.join(sorted(unknown))} for experiment {name!r}")
+    for k in options:
+        if k not in exp.options:
+            takers = [n for n, e in REGISTRY.items() if k in e.options]
+            raise ExperimentError(f"{_OPTION_FLAGS[k]} applies to the {' / '.join(takers)} experiment only, "
+                                  f"not {name!r}")
+    if exp.runner is None:
+        res = _experiment(name, cfg, root=root, progress=progress, train=train, corpus_name=options.get("corpus"))
+    elif exp.trains:
+        res = exp.runner(cfg, root=root, progress=progress, train=train, **options)
     else:
-        res = EXPERIMENTS[name](cfg, root=root, progress=progress, train=train)
+        res = exp.runner(cfg, root=root, progress=progress, **options)  # trains nothing either way
     return res.paths["md"]

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import copy
 
-from entmask.config import PretrainConfig, apply_overrides, validate
+from entmask.config import PretrainConfig, apply_overrides, default_name, validate
 from entmask.experiments.core import ExperimentError
+from entmask.experiments.record import REGISTRY, ROW_SPECS, field_of, get, names
 
 _PLAIN = {"masking.source": "teacher", "masking.self_start": "cold", "kd.mode": "none"}
 _SELF_INIT = {"masking.strategy": "high", "masking.source": "self", "masking.self_start": "init"}
 # label -> (overrides on the base config, row text). Every masking/KD field a run depends on is set, so the same
-# label gives the same config hash (and so the same run folder) in every experiment.
-RUN_SPECS: dict[str, tuple[dict, str]] = {
+# label gives the same config hash (and so the same run folder) in every experiment. The registry's ROW_SPECS itself:
+# an experiment registered with rows of its own adds them here.
+RUN_SPECS: dict[str, tuple[dict, str]] = ROW_SPECS
+RUN_SPECS.update({
     "baseline": ({"masking.strategy": "random", **_PLAIN}, "random"),
     "teacher-high": ({"masking.strategy": "high", **_PLAIN}, "high (teacher)"),
     "teacher-low": ({"masking.strategy": "low", **_PLAIN}, "low (teacher)"),
@@ -26,7 +29,7 @@ RUN_SPECS: dict[str, tuple[dict, str]] = {
     "kd-only": ({"masking.strategy": "random", **_PLAIN, "kd.mode": "kd-only"}, "random + KD"),
     "kd-complete": ({**_SELF_INIT, "kd.mode": "complete"}, "high (self, init) + KD"),
     "kd-after-init": ({**_SELF_INIT, "kd.mode": "after-init"}, "high (teacher, then self) + KD after init"),
-}
+})
 
 
 # Beyond the paper (issue 14; notebook 06). `baseline-2x` is random masking for twice the steps: with `baseline`
@@ -54,24 +57,16 @@ RUN_SPECS.update({
 })
 
 
-EXPERIMENT_RUNS: dict[str, tuple[str, ...]] = {
-    "table1": ("baseline", "teacher-high", "teacher-low", "teacher-mid", "teacher-marginal", "teacher-alternating"),
-    "table2": ("baseline", "teacher-high", "self-high-cold", "self-high-init"),
-    "kd": ("baseline", "self-high-init", "kd-only", "kd-complete", "kd-after-init"),
-    "mask-rate": ("high-r15", "low-r15", "high-r40", "low-r40", "high-n1", "low-n1"),
-    "frozen": ("baseline", "teacher-high"),
-    "weights": ("baseline", "teacher-high", "self-high-init"),  # the paper analyses max,init (§3.7)
-    "corpus": ("baseline", "self-high-init"),
-    "beyond": ("baseline", "baseline-2x", "teacher-high", "teacher-high-masked", "teacher-sampled", "self-high-cold",
-               "self-high-cold-bert", "self-excess-cold"),
-    # The control for teacher-masking's static masks: random masks kept every epoch (the same staticness, no
-    # entropy). If it moves GLUE as far from random as high does, the difference is staticness, not entropy.
-    "static": ("baseline", "random-static", "teacher-high", "teacher-low"),
-}
-# The row each row's delta of Total is measured against. mask-rate has no random run: each rate is compared with
-# the same strategy at 15%, which is the question that ablation asks.
-DELTA_BASE = {"mask-rate": {"high-r15": None, "low-r15": None, "high-r40": "high-r15", "low-r40": "low-r15",
-                            "high-n1": "high-r15", "low-n1": "low-r15"}}
+# The old name-keyed tables, now read live from each experiment's record (record.Experiment; the experiments are in
+# sections/): rows, the row a Δ is measured against (mask-rate: the same strategy at 15%), titles, figures, pooling.
+EXPERIMENT_RUNS = field_of(lambda e: e.rows or None)
+DELTA_BASE = field_of(lambda e: e.delta_base)
+TITLES = field_of(lambda e: e.title)
+ENTROPY_PLOTS = names(lambda e: e.entropy_plot)
+COMPUTE_PLOTS = names(lambda e: e.compute_plot)
+# plain pretrain + fine-tune rows that can share workers: frozen fine-tunes differently and corpus trains on another
+# corpus; plateau, verdicts and beyond have their own drivers.
+POOLABLE = names(lambda e: e.poolable)
 
 
 def reference_row(name: str, label: str) -> str | None:
@@ -82,19 +77,6 @@ def reference_row(name: str, label: str) -> str | None:
     return None if label == "baseline" else "baseline"
 
 
-TITLES = {
-    "table1": "Table 1: teacher-masking strategies",
-    "table2": "Table 2: self-masking",
-    "kd": "Knowledge distillation with entropy masking",
-    "mask-rate": "Masking rate: high and low entropy at 15%, 40% and one token",
-    "frozen": "Frozen-encoder probe (classifier only)",
-    "weights": "How far fine-tuning moves the weights",
-    "corpus": "Another pretraining corpus",
-    "beyond": "Beyond the paper: other scores, soft selection, 80/10/10 self-masking, equal compute",
-    "static": "Static masks: random masks kept every epoch against teacher-masking's static entropy masks",
-}
-ENTROPY_PLOTS = ("table1", "table2", "kd", "mask-rate")
-COMPUTE_PLOTS = ("table1", "table2", "kd", "beyond")  # Total and held-out accuracy against pretraining FLOPs
 DEFAULT_OTHER_CORPUS = "bookcorpus/bookcorpus:plain_text:train"  # NAME[:CONFIG[:SPLIT+SPLIT]]
 
 
@@ -111,9 +93,7 @@ def parse_corpus(spec: str) -> tuple[str, str, list[str]]:
 
 
 def _default_name(cfg: PretrainConfig) -> str:
-    from entmask.config import default_name  # one naming rule for CLI runs and experiment runs
-
-    return default_name(cfg)
+    return default_name(cfg)  # one naming rule for CLI runs and experiment runs
 
 
 def matrix(name: str, cfg: PretrainConfig, corpus: str | None = None) -> list[tuple[str, PretrainConfig]]:
@@ -121,14 +101,13 @@ def matrix(name: str, cfg: PretrainConfig, corpus: str | None = None) -> list[tu
 
     For `corpus`, `corpus` ('NAME[:CONFIG[:SPLITS]]', default DEFAULT_OTHER_CORPUS) replaces cfg.data's corpus.
     """
-    if name not in EXPERIMENT_RUNS:
-        raise ExperimentError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENT_RUNS)}")
-    data_over = {}
-    if name == "corpus":
-        cname, cconf, splits = parse_corpus(corpus or DEFAULT_OTHER_CORPUS)
-        data_over = {"data.corpus": cname, "data.corpus_config": cconf, "data.splits": splits}
+    exp = get(name)
+    if not exp.rows:
+        raise ExperimentError(f"experiment {name!r} has no rows of its own; choose one of "
+                              f"{', '.join(n for n, e in REGISTRY.items() if e.rows)}")
+    data_over = exp.data_overrides(cfg, corpus=corpus) if exp.data_overrides else {}
     out = []
-    for label in EXPERIMENT_RUNS[name]:
+    for label in exp.rows:
         over, _ = RUN_SPECS[label]
         over = {k: v(cfg) if callable(v) else v for k, v in over.items()}  # values relative to the profile
         c = validate(apply_overrides(cfg, {**over, **data_over}))
@@ -148,11 +127,6 @@ def at_seed(c: PretrainConfig, seed: int) -> PretrainConfig:
     cs = copy.deepcopy(c)
     cs.train.seed = seed
     return cs
-
-
-# Experiments whose rows are plain pretrain + fine-tune runs and can be pooled: frozen fine-tunes differently and
-# corpus trains on another corpus; plateau, verdicts and beyond have their own drivers.
-POOLABLE = ("table1", "table2", "kd", "mask-rate", "weights", "static")
 
 
 def _pooled_specs(names: list[str], cfg: PretrainConfig) -> list[tuple[str, PretrainConfig]]:
