@@ -15,10 +15,11 @@
 # %% [markdown]
 # # 00 · Entropy exploration: what the teacher finds hard
 #
-# The paper (Srinivasagan, Hartung & Georges, "Entropy-aware Masking for Masked Language Modeling" (`entmask.experiments.PAPER_SOURCE`)) picks the tokens to mask from the entropy H = −Σ p log p of a *teacher's* predictions on
-# unmasked text: the tokens it is unsure about (high), sure about (low), in between (mid), both ends (marginal), or
-# high and low in alternating batches, against BERT's random 15%. Before training anything, this notebook looks at
-# those entropies and at the masks they produce.
+# The paper (Srinivasagan, Hartung & Georges, "Entropy-aware Masking for Masked Language Modeling"
+# (`entmask.experiments.PAPER_SOURCE`)) picks the tokens to mask from the entropy H = −Σ p log p of a *teacher's*
+# predictions on unmasked text: the tokens it is unsure about (high), sure about (low), in between (mid), both ends
+# (marginal), or high and low in alternating batches, against BERT's random 15%. Before training anything, this notebook
+# looks at those entropies and at the masks they produce.
 #
 # **You will learn**
 # - how the teacher's entropy is distributed over the corpus, and how far it is from log V (a uniform guess);
@@ -32,30 +33,14 @@
 # corpus; teacher-masking runs read the same file. At the `smoke` profile the teacher is a few steps old, so its
 # entropies sit in a narrow band near log V and the patterns below are noise: use `tiny` or larger to read them.
 
-# %% [markdown]
-# ## Settings
-
 # %%
-# %matplotlib inline
 import math
-import sys
 
 import matplotlib.pyplot as plt
-import pandas as pd
 import seaborn as sns
-import torch
-import transformers
 from IPython.display import Markdown, display
 
-import entmask
-from entmask import config, experiments, exploration, notebooks, runs, widgets
-from entmask.pretrain import device_name
-
-pd.set_option("display.max_columns", 40)
-pd.set_option("display.width", 200)
-print(f"python {sys.version.split()[0]} · torch {torch.__version__} · transformers {transformers.__version__} · "
-      f"entmask {entmask.__version__} (commit {runs.git_commit() or 'unknown'})")
-print(f"device: {device_name()}")
+from entmask import exploration, notebooks, widgets
 
 # %% [markdown]
 # ## Parameters
@@ -81,21 +66,13 @@ check_rows = 256  # held-out rows for the teacher's entropy-vs-masked-loss check
 # %% [markdown]
 # ## Configuration
 #
-# Every setting comes from the profile plus the parameters above, as dotted config keys (the same keys as `--set` on the command line); the config hash names the runs.
+# `notebooks.setup` takes the parameters above and prints the versions (python, torch, transformers, entmask and its
+# commit) and the device; the config is the profile plus those parameters as dotted config keys (the same keys as
+# `--set` on the command line), then `overrides`; the config hash names the runs.
 
 # %%
-root = notebooks.use_runs_dir(runs_dir, data_dir)  # absolute, and exported so every entmask call agrees
-# the parameters above as dotted config keys, then `overrides` ("key=value" strings) on top
-dotted = {"data.data_dir": data_dir, "finetune.seeds": seeds}
-dotted = {key: value for key, value in dotted.items() if value is not None}
-dotted.update(config.parse_set_args(overrides))
-cfg = config.resolve(profile, dotted)
-dev = notebooks.pick_device(device)
-notebooks.set_progress(progress)
-print(f"profile {cfg.profile}: students {cfg.model.preset}, teacher {cfg.teacher}, corpus "
-      f"{cfg.data.corpus}/{cfg.data.corpus_config} {cfg.data.splits}")
-print(f"fine-tuning {cfg.finetune.tasks} x seeds {cfg.finetune.seeds} · config hash {cfg.short_hash()}")
-print(f"runs in {root} · this notebook's own passes on {dev}")
+cfg, dev, root = notebooks.setup(profile, data_dir=data_dir, runs_dir=runs_dir, seeds=seeds, device=device,
+                                 overrides=overrides, progress=progress)
 
 # %% [markdown]
 # ## 1. Teacher entropy over the corpus
@@ -141,8 +118,8 @@ if acc is not None:
           f"(unigram rate {check['unigram_accuracy']:.1%})")
 print(f"{check['positions']:,} held-out positions: Spearman(unmasked entropy, masked loss) "
       f"{check['spearman_entropy_vs_masked_loss']:+.3f}; Spearman(unmasked, masked entropy) "
-      f"{check['spearman_entropy_vs_masked_entropy']:+.3f}; top-15% overlap {check['top15_overlap_entropy_vs_loss']:.2f} "
-      f"(chance 0.15)")
+      f"{check['spearman_entropy_vs_masked_entropy']:+.3f}; "
+      f"top-15% overlap {check['top15_overlap_entropy_vs_loss']:.2f} (chance 0.15)")
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
 axes[0].hexbin(check["unmasked"], check["masked_loss"], gridsize=40, bins="log", cmap="viridis")
 axes[0].set(xlabel="unmasked-view entropy (nats)", ylabel="loss when masked (nats)",
@@ -183,9 +160,9 @@ plt.show()
 # %% [markdown]
 # ## 3. Entropy and position
 #
-# Rows are packed: each is a 126-token window of running text between [CLS] and [SEP] (at length 128; the paper does not state its sequence length),
-# so a row can start or end mid-sentence. The teacher sees both sides of every token, except near the row's ends,
-# where one side is cut off; expect somewhat higher entropy at the edges and a flat middle.
+# Rows are packed: each is a 126-token window of running text between [CLS] and [SEP] (at length 128; the paper does not
+# state its sequence length), so a row can start or end mid-sentence. The teacher sees both sides of every token, except
+# near the row's ends, where one side is cut off; expect somewhat higher entropy at the edges and a flat middle.
 
 # %%
 by_pos = exploration.entropy_by_position(table, width=position_bin)
@@ -282,7 +259,8 @@ print(f"static report: {report}")
 # %% [markdown]
 # ## Record results
 #
-# The numbers below go to `runs/<profile>/notebooks/<this notebook>.metrics.json` together with the resolved config, the entmask version and the git commit; `entmask reproduce` prints the headline numbers in its summary.
+# The numbers below go to `runs/<profile>/notebooks/<this notebook>.metrics.json` together with the resolved config, the
+# entmask version and the git commit; `entmask reproduce` prints the headline numbers in its summary.
 
 # %%
 metrics = {

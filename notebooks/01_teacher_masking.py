@@ -15,9 +15,10 @@
 # %% [markdown]
 # # 01 · Teacher-masking (the paper's Table 1)
 #
-# Students are pretrained from scratch with 15% of each row masked by one strategy over the teacher's entropies
-# (high, low, mid, marginal, alternating) or at random (the baseline), then fine-tuned on GLUE; the table reports
-# each task's metric and their mean, "Total" (Srinivasagan, Hartung & Georges, "Entropy-aware Masking for Masked Language Modeling" (`entmask.experiments.PAPER_SOURCE`), §3.1 and Table 1).
+# Students are pretrained from scratch with 15% of each row masked by one strategy over the teacher's entropies (high,
+# low, mid, marginal, alternating) or at random (the baseline), then fine-tuned on GLUE; the table reports each task's
+# metric and their mean, "Total" (Srinivasagan, Hartung & Georges, "Entropy-aware Masking for Masked Language Modeling"
+# (`entmask.experiments.PAPER_SOURCE`), §3.1 and Table 1).
 #
 # **You will learn**
 # - whether choosing masks by the teacher's entropy beats random masking on GLUE at this budget, with a paired
@@ -31,30 +32,11 @@
 # masked accuracy near the most-frequent-token rate) is a near-untrained encoder, and the table says so in its
 # header. The runs are found by their config hash, so later notebooks reuse them.
 
-# %% [markdown]
-# ## Settings
-
 # %%
-# %matplotlib inline
-import math
-import sys
-
 import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
-import torch
-import transformers
-from IPython.display import Markdown, display
+from IPython.display import display
 
-import entmask
-from entmask import config, experiments, exploration, notebooks, runs, widgets
-from entmask.pretrain import device_name
-
-pd.set_option("display.max_columns", 40)
-pd.set_option("display.width", 200)
-print(f"python {sys.version.split()[0]} · torch {torch.__version__} · transformers {transformers.__version__} · "
-      f"entmask {entmask.__version__} (commit {runs.git_commit() or 'unknown'})")
-print(f"device: {device_name()}")
+from entmask import experiments, notebooks
 
 # %% [markdown]
 # ## Parameters
@@ -75,21 +57,13 @@ tasks = None  # GLUE tasks to fine-tune on, a list such as cola, mrpc, rte (None
 # %% [markdown]
 # ## Configuration
 #
-# Every setting comes from the profile plus the parameters above, as dotted config keys (the same keys as `--set` on the command line); the config hash names the runs.
+# `notebooks.setup` takes the parameters above and prints the versions (python, torch, transformers, entmask and its
+# commit) and the device; the config is the profile plus those parameters as dotted config keys (the same keys as
+# `--set` on the command line), then `overrides`; the config hash names the runs.
 
 # %%
-root = notebooks.use_runs_dir(runs_dir, data_dir)  # absolute, and exported so every entmask call agrees
-# the parameters above as dotted config keys, then `overrides` ("key=value" strings) on top
-dotted = {"data.data_dir": data_dir, "finetune.seeds": seeds, "finetune.tasks": tasks}
-dotted = {key: value for key, value in dotted.items() if value is not None}
-dotted.update(config.parse_set_args(overrides))
-cfg = config.resolve(profile, dotted)
-dev = notebooks.pick_device(device)
-notebooks.set_progress(progress)
-print(f"profile {cfg.profile}: students {cfg.model.preset}, teacher {cfg.teacher}, corpus "
-      f"{cfg.data.corpus}/{cfg.data.corpus_config} {cfg.data.splits}")
-print(f"fine-tuning {cfg.finetune.tasks} x seeds {cfg.finetune.seeds} · config hash {cfg.short_hash()}")
-print(f"runs in {root} · this notebook's own passes on {dev}")
+cfg, dev, root = notebooks.setup(profile, data_dir=data_dir, runs_dir=runs_dir, seeds=seeds, tasks=tasks,
+                                 device=device, overrides=overrides, progress=progress)
 
 # %% [markdown]
 # ## 1. Pretrain, fine-tune, tabulate
@@ -154,7 +128,8 @@ notebooks.show_figures(memo, ["png"])
 # %% [markdown]
 # ## Record results
 #
-# The numbers below go to `runs/<profile>/notebooks/<this notebook>.metrics.json` together with the resolved config, the entmask version and the git commit; `entmask reproduce` prints the headline numbers in its summary.
+# The numbers below go to `runs/<profile>/notebooks/<this notebook>.metrics.json` together with the resolved config, the
+# entmask version and the git commit; `entmask reproduce` prints the headline numbers in its summary.
 
 # %%
 metrics = {"table1": notebooks.experiment_metrics(t1),

@@ -16,9 +16,10 @@
 # # 02 · Self-masking (the paper's Table 2)
 #
 # Instead of a fixed teacher, the student masks by its *own* entropy, recomputed every step: from the first step
-# (`cold`) or after one epoch of teacher-masking (`init`) (Srinivasagan, Hartung & Georges, "Entropy-aware Masking for Masked Language Modeling" (`entmask.experiments.PAPER_SOURCE`), §3.2 and Table 2). Early on a student
-# predicts nearly the same distribution everywhere, so its own entropies are flat and "high-entropy" masks are
-# close to arbitrary; they only become informative as it learns.
+# (`cold`) or after one epoch of teacher-masking (`init`) (Srinivasagan, Hartung & Georges, "Entropy-aware Masking for
+# Masked Language Modeling" (`entmask.experiments.PAPER_SOURCE`), §3.2 and Table 2). Early on a student predicts nearly
+# the same distribution everywhere, so its own entropies are flat and "high-entropy" masks are close to arbitrary; they
+# only become informative as it learns.
 #
 # **You will learn**
 # - how self-masking (cold and init) compares with random and teacher-high masking on GLUE;
@@ -29,30 +30,11 @@
 # The published Table 2 rows are shown in full beside ours, with Table 1's baseline and max rows for reference
 # (e.g. the paper's BERT max,cold row is the majority class on every task: QNLI 49.46, a collapsed classifier).
 
-# %% [markdown]
-# ## Settings
-
 # %%
-# %matplotlib inline
-import math
-import sys
-
 import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
-import torch
-import transformers
-from IPython.display import Markdown, display
+from IPython.display import display
 
-import entmask
-from entmask import config, experiments, exploration, notebooks, runs, widgets
-from entmask.pretrain import device_name
-
-pd.set_option("display.max_columns", 40)
-pd.set_option("display.width", 200)
-print(f"python {sys.version.split()[0]} · torch {torch.__version__} · transformers {transformers.__version__} · "
-      f"entmask {entmask.__version__} (commit {runs.git_commit() or 'unknown'})")
-print(f"device: {device_name()}")
+from entmask import experiments, exploration, notebooks, widgets
 
 # %% [markdown]
 # ## Parameters
@@ -74,21 +56,13 @@ overlap_rows = 64  # held-out rows on which self and teacher masks are compared
 # %% [markdown]
 # ## Configuration
 #
-# Every setting comes from the profile plus the parameters above, as dotted config keys (the same keys as `--set` on the command line); the config hash names the runs.
+# `notebooks.setup` takes the parameters above and prints the versions (python, torch, transformers, entmask and its
+# commit) and the device; the config is the profile plus those parameters as dotted config keys (the same keys as
+# `--set` on the command line), then `overrides`; the config hash names the runs.
 
 # %%
-root = notebooks.use_runs_dir(runs_dir, data_dir)  # absolute, and exported so every entmask call agrees
-# the parameters above as dotted config keys, then `overrides` ("key=value" strings) on top
-dotted = {"data.data_dir": data_dir, "finetune.seeds": seeds, "finetune.tasks": tasks}
-dotted = {key: value for key, value in dotted.items() if value is not None}
-dotted.update(config.parse_set_args(overrides))
-cfg = config.resolve(profile, dotted)
-dev = notebooks.pick_device(device)
-notebooks.set_progress(progress)
-print(f"profile {cfg.profile}: students {cfg.model.preset}, teacher {cfg.teacher}, corpus "
-      f"{cfg.data.corpus}/{cfg.data.corpus_config} {cfg.data.splits}")
-print(f"fine-tuning {cfg.finetune.tasks} x seeds {cfg.finetune.seeds} · config hash {cfg.short_hash()}")
-print(f"runs in {root} · this notebook's own passes on {dev}")
+cfg, dev, root = notebooks.setup(profile, data_dir=data_dir, runs_dir=runs_dir, seeds=seeds, tasks=tasks,
+                                 device=device, overrides=overrides, progress=progress)
 
 # %% [markdown]
 # ## 1. Pretrain, fine-tune, tabulate
@@ -191,7 +165,8 @@ display(vd.table)
 # %% [markdown]
 # ## Record results
 #
-# The numbers below go to `runs/<profile>/notebooks/<this notebook>.metrics.json` together with the resolved config, the entmask version and the git commit; `entmask reproduce` prints the headline numbers in its summary.
+# The numbers below go to `runs/<profile>/notebooks/<this notebook>.metrics.json` together with the resolved config, the
+# entmask version and the git commit; `entmask reproduce` prints the headline numbers in its summary.
 
 # %%
 last = overlap.groupby("label", sort=False).last() if len(overlap) else None

@@ -15,12 +15,13 @@
 # %% [markdown]
 # # 03 · Knowledge distillation with entropy masking
 #
-# The teacher can do more than choose masks: its predicted distribution at each masked position can also be a
-# target, mixed with the MLM loss at equal weight: (1 − α)·MLM + α·KL with α = 0.5, at the masked positions only,
-# the teacher reading the same masked input as the student (the paper says "equal weights" and not how: a mix
-# halves the MLM gradient of a run without KD at the same learning rate). The paper (Srinivasagan, Hartung & Georges, "Entropy-aware Masking for Masked Language Modeling" (`entmask.experiments.PAPER_SOURCE`)) combines the two:
-# KD with random masking (`kd-only`), KD throughout self-masking initialised by the teacher (`complete`), and KD
-# switched on only after the teacher-masking epoch (`after-init`).
+# The teacher can do more than choose masks: its predicted distribution at each masked position can also be a target,
+# mixed with the MLM loss at equal weight: (1 − α)·MLM + α·KL with α = 0.5, at the masked positions only, the teacher
+# reading the same masked input as the student (the paper says "equal weights" and not how: a mix halves the MLM
+# gradient of a run without KD at the same learning rate). The paper (Srinivasagan, Hartung & Georges, "Entropy-aware
+# Masking for Masked Language Modeling" (`entmask.experiments.PAPER_SOURCE`)) combines the two: KD with random masking
+# (`kd-only`), KD throughout self-masking initialised by the teacher (`complete`), and KD switched on only after the
+# teacher-masking epoch (`after-init`).
 #
 # **You will learn**
 # - whether distillation adds to entropy masking, or substitutes for it, on GLUE;
@@ -30,30 +31,10 @@
 # The paper gives this experiment's numbers in prose only (§3.6): BERTlet max,init + KD after initialization
 # Total 77.19, complete transfer 76.04, KD alone below both (no number); they are rows of the table below.
 
-# %% [markdown]
-# ## Settings
-
 # %%
-# %matplotlib inline
-import math
-import sys
-
 import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
-import torch
-import transformers
-from IPython.display import Markdown, display
 
-import entmask
-from entmask import config, experiments, exploration, notebooks, runs, widgets
-from entmask.pretrain import device_name
-
-pd.set_option("display.max_columns", 40)
-pd.set_option("display.width", 200)
-print(f"python {sys.version.split()[0]} · torch {torch.__version__} · transformers {transformers.__version__} · "
-      f"entmask {entmask.__version__} (commit {runs.git_commit() or 'unknown'})")
-print(f"device: {device_name()}")
+from entmask import experiments, notebooks
 
 # %% [markdown]
 # ## Parameters
@@ -74,21 +55,13 @@ tasks = None  # GLUE tasks to fine-tune on, a list such as cola, mrpc, rte (None
 # %% [markdown]
 # ## Configuration
 #
-# Every setting comes from the profile plus the parameters above, as dotted config keys (the same keys as `--set` on the command line); the config hash names the runs.
+# `notebooks.setup` takes the parameters above and prints the versions (python, torch, transformers, entmask and its
+# commit) and the device; the config is the profile plus those parameters as dotted config keys (the same keys as
+# `--set` on the command line), then `overrides`; the config hash names the runs.
 
 # %%
-root = notebooks.use_runs_dir(runs_dir, data_dir)  # absolute, and exported so every entmask call agrees
-# the parameters above as dotted config keys, then `overrides` ("key=value" strings) on top
-dotted = {"data.data_dir": data_dir, "finetune.seeds": seeds, "finetune.tasks": tasks}
-dotted = {key: value for key, value in dotted.items() if value is not None}
-dotted.update(config.parse_set_args(overrides))
-cfg = config.resolve(profile, dotted)
-dev = notebooks.pick_device(device)
-notebooks.set_progress(progress)
-print(f"profile {cfg.profile}: students {cfg.model.preset}, teacher {cfg.teacher}, corpus "
-      f"{cfg.data.corpus}/{cfg.data.corpus_config} {cfg.data.splits}")
-print(f"fine-tuning {cfg.finetune.tasks} x seeds {cfg.finetune.seeds} · config hash {cfg.short_hash()}")
-print(f"runs in {root} · this notebook's own passes on {dev}")
+cfg, dev, root = notebooks.setup(profile, data_dir=data_dir, runs_dir=runs_dir, seeds=seeds, tasks=tasks,
+                                 device=device, overrides=overrides, progress=progress)
 
 # %% [markdown]
 # ## 1. Pretrain, fine-tune, tabulate
@@ -124,7 +97,8 @@ notebooks.show_figures(kd, ["entropy_png"])
 # %% [markdown]
 # ## Record results
 #
-# The numbers below go to `runs/<profile>/notebooks/<this notebook>.metrics.json` together with the resolved config, the entmask version and the git commit; `entmask reproduce` prints the headline numbers in its summary.
+# The numbers below go to `runs/<profile>/notebooks/<this notebook>.metrics.json` together with the resolved config, the
+# entmask version and the git commit; `entmask reproduce` prints the headline numbers in its summary.
 
 # %%
 metrics = {"kd": notebooks.experiment_metrics(kd)}

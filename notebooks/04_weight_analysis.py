@@ -15,10 +15,11 @@
 # %% [markdown]
 # # 04 · What fine-tuning changes in the weights
 #
-# The paper (Srinivasagan, Hartung & Georges, "Entropy-aware Masking for Masked Language Modeling" (`entmask.experiments.PAPER_SOURCE`), §3.7) compares fine-tuned with pretrained weights to see where fine-tuning acts and whether a
-# model pretrained with entropy masking needs to move less. For every tensor, movement is
-# ‖W_fine-tuned − W_pretrained‖ / ‖W_pretrained‖ (`entmask.analysis.weight_deltas`), aggregated by layer and
-# component (embeddings, attention Q/K/V/out, feed-forward in/out, LayerNorm).
+# The paper (Srinivasagan, Hartung & Georges, "Entropy-aware Masking for Masked Language Modeling"
+# (`entmask.experiments.PAPER_SOURCE`), §3.7) compares fine-tuned with pretrained weights to see where fine-tuning acts
+# and whether a model pretrained with entropy masking needs to move less. For every tensor, movement is ‖W_fine-tuned −
+# W_pretrained‖ / ‖W_pretrained‖ (`entmask.analysis.weight_deltas`), aggregated by layer and component (embeddings,
+# attention Q/K/V/out, feed-forward in/out, LayerNorm).
 #
 # **You will learn**
 # - which layers and components move most, per task, for random, teacher-high and — the model the paper analyses —
@@ -30,30 +31,11 @@
 # The fine-tuned models are those of notebooks 01 and 02 (same hashes), so this notebook trains nothing new when they
 # ran.
 
-# %% [markdown]
-# ## Settings
-
 # %%
-# %matplotlib inline
-import math
-import sys
-
 import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
-import torch
-import transformers
-from IPython.display import Markdown, display
+from IPython.display import display
 
-import entmask
-from entmask import config, experiments, exploration, notebooks, runs, widgets
-from entmask.pretrain import device_name
-
-pd.set_option("display.max_columns", 40)
-pd.set_option("display.width", 200)
-print(f"python {sys.version.split()[0]} · torch {torch.__version__} · transformers {transformers.__version__} · "
-      f"entmask {entmask.__version__} (commit {runs.git_commit() or 'unknown'})")
-print(f"device: {device_name()}")
+from entmask import experiments, notebooks
 
 # %% [markdown]
 # ## Parameters
@@ -74,21 +56,13 @@ tasks = None  # GLUE tasks to fine-tune on, a list such as cola, mrpc, rte (None
 # %% [markdown]
 # ## Configuration
 #
-# Every setting comes from the profile plus the parameters above, as dotted config keys (the same keys as `--set` on the command line); the config hash names the runs.
+# `notebooks.setup` takes the parameters above and prints the versions (python, torch, transformers, entmask and its
+# commit) and the device; the config is the profile plus those parameters as dotted config keys (the same keys as
+# `--set` on the command line), then `overrides`; the config hash names the runs.
 
 # %%
-root = notebooks.use_runs_dir(runs_dir, data_dir)  # absolute, and exported so every entmask call agrees
-# the parameters above as dotted config keys, then `overrides` ("key=value" strings) on top
-dotted = {"data.data_dir": data_dir, "finetune.seeds": seeds, "finetune.tasks": tasks}
-dotted = {key: value for key, value in dotted.items() if value is not None}
-dotted.update(config.parse_set_args(overrides))
-cfg = config.resolve(profile, dotted)
-dev = notebooks.pick_device(device)
-notebooks.set_progress(progress)
-print(f"profile {cfg.profile}: students {cfg.model.preset}, teacher {cfg.teacher}, corpus "
-      f"{cfg.data.corpus}/{cfg.data.corpus_config} {cfg.data.splits}")
-print(f"fine-tuning {cfg.finetune.tasks} x seeds {cfg.finetune.seeds} · config hash {cfg.short_hash()}")
-print(f"runs in {root} · this notebook's own passes on {dev}")
+cfg, dev, root = notebooks.setup(profile, data_dir=data_dir, runs_dir=runs_dir, seeds=seeds, tasks=tasks,
+                                 device=device, overrides=overrides, progress=progress)
 
 # %% [markdown]
 # ## 1. Weight movement per task
@@ -148,7 +122,8 @@ if len(moves):
 # %% [markdown]
 # ## Record results
 #
-# The numbers below go to `runs/<profile>/notebooks/<this notebook>.metrics.json` together with the resolved config, the entmask version and the git commit; `entmask reproduce` prints the headline numbers in its summary.
+# The numbers below go to `runs/<profile>/notebooks/<this notebook>.metrics.json` together with the resolved config, the
+# entmask version and the git commit; `entmask reproduce` prints the headline numbers in its summary.
 
 # %%
 metrics = {

@@ -15,8 +15,9 @@
 # %% [markdown]
 # # 06 · Beyond the paper: other token scores, soft selection, 80/10/10 self-masking, equal compute
 #
-# The paper ranks tokens by one score, the entropy of a model's prediction on the *unmasked* sequence, and picks
-# from it in four ways (Srinivasagan, Hartung & Georges, "Entropy-aware Masking for Masked Language Modeling" (`entmask.experiments.PAPER_SOURCE`)). This notebook runs the next questions through the same pipeline, with
+# The paper ranks tokens by one score, the entropy of a model's prediction on the *unmasked* sequence, and picks from it
+# in four ways (Srinivasagan, Hartung & Georges, "Entropy-aware Masking for Masked Language Modeling"
+# (`entmask.experiments.PAPER_SOURCE`)). This notebook runs the next questions through the same pipeline, with
 # `entmask.entropy.SCORERS` and `entmask.masking.SELECTORS` (each new idea is one registered function):
 # - **masked-view entropy**: each token scored while it is masked, as the student sees it in training
 #   (ceil(1/ratio) = 7 passes at 15% instead of one);
@@ -35,30 +36,11 @@
 # None of these rows is in the paper. At `tiny`/`smoke` the students stay on the unigram plateau and the table says
 # so; `cpu-long` is the smallest profile at which students leave it.
 
-# %% [markdown]
-# ## Settings
-
 # %%
-# %matplotlib inline
-import math
-import sys
-
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
-import torch
-import transformers
-from IPython.display import Markdown, display
 
-import entmask
-from entmask import config, experiments, exploration, notebooks, runs, widgets
-from entmask.pretrain import device_name
-
-pd.set_option("display.max_columns", 40)
-pd.set_option("display.width", 200)
-print(f"python {sys.version.split()[0]} · torch {torch.__version__} · transformers {transformers.__version__} · "
-      f"entmask {entmask.__version__} (commit {runs.git_commit() or 'unknown'})")
-print(f"device: {device_name()}")
+from entmask import experiments, exploration, notebooks, widgets
 
 # %% [markdown]
 # ## Parameters
@@ -80,21 +62,13 @@ check_rows = 128  # held-out rows for the masked-vs-unmasked view check of each 
 # %% [markdown]
 # ## Configuration
 #
-# Every setting comes from the profile plus the parameters above, as dotted config keys (the same keys as `--set` on the command line); the config hash names the runs.
+# `notebooks.setup` takes the parameters above and prints the versions (python, torch, transformers, entmask and its
+# commit) and the device; the config is the profile plus those parameters as dotted config keys (the same keys as
+# `--set` on the command line), then `overrides`; the config hash names the runs.
 
 # %%
-root = notebooks.use_runs_dir(runs_dir, data_dir)  # absolute, and exported so every entmask call agrees
-# the parameters above as dotted config keys, then `overrides` ("key=value" strings) on top
-dotted = {"data.data_dir": data_dir, "finetune.seeds": seeds, "finetune.tasks": tasks}
-dotted = {key: value for key, value in dotted.items() if value is not None}
-dotted.update(config.parse_set_args(overrides))
-cfg = config.resolve(profile, dotted)
-dev = notebooks.pick_device(device)
-notebooks.set_progress(progress)
-print(f"profile {cfg.profile}: students {cfg.model.preset}, teacher {cfg.teacher}, corpus "
-      f"{cfg.data.corpus}/{cfg.data.corpus_config} {cfg.data.splits}")
-print(f"fine-tuning {cfg.finetune.tasks} x seeds {cfg.finetune.seeds} · config hash {cfg.short_hash()}")
-print(f"runs in {root} · this notebook's own passes on {dev}")
+cfg, dev, root = notebooks.setup(profile, data_dir=data_dir, runs_dir=runs_dir, seeds=seeds, tasks=tasks,
+                                 device=device, overrides=overrides, progress=progress)
 
 # %% [markdown]
 # ## 1. Pretrain, fine-tune, tabulate
@@ -185,7 +159,8 @@ for name in explorer.w_scorer.options:
 # %% [markdown]
 # ## Record results
 #
-# The numbers below go to `runs/<profile>/notebooks/<this notebook>.metrics.json` together with the resolved config, the entmask version and the git commit; `entmask reproduce` prints the headline numbers in its summary.
+# The numbers below go to `runs/<profile>/notebooks/<this notebook>.metrics.json` together with the resolved config, the
+# entmask version and the git commit; `entmask reproduce` prints the headline numbers in its summary.
 
 # %%
 metrics = {
