@@ -9,7 +9,7 @@ PROFILE ?= tiny
 PYTEST_ARGS ?=
 
 .PHONY: setup reproduce test test-fast lint kernel lab bench clean-runs matrix-cpu-long results-cpu-long records-cpu-long \
-	matrix-cpu-wiki results-cpu-wiki records-cpu-wiki
+	notebooks matrix-cpu-wiki results-cpu-wiki records-cpu-wiki
 
 $(BIN)/entmask: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,7 +36,13 @@ test-fast: setup
 
 ## ruff's pycodestyle and pyflakes rules (pyproject.toml [tool.ruff.lint]); CI runs it before the tests
 lint: setup
-	$(BIN)/ruff check entmask tests
+	$(BIN)/ruff check entmask tests notebooks
+
+## Each notebook is a pair (notebooks/jupytext.toml): NN_*.py (jupytext percent format) and NN_*.ipynb (JupyterLab,
+## papermill), both committed. After editing either by hand, this writes the other from the more recently modified
+## one (JupyterLab in this environment saves both itself); tests/test_notebooks.py fails while a pair differs.
+notebooks: setup
+	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
 
 ## A named Jupyter kernel for this environment, then JupyterLab on the notebooks
 kernel: setup

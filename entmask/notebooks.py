@@ -10,7 +10,8 @@ What it is:
     export_html      nbconvert HTML of an executed notebook, without saved widget state, so the mask widgets'
                      static HTML shows offline (see `entmask.widgets.drop_widget_state`)
     ensure_kernel    a Jupyter kernel spec for *this* interpreter (papermill needs a named kernel; CI has none)
-    use_runs_dir / save_figure / save_table    small I/O helpers of the notebooks
+    setup            each notebook's settings cell: config, runs folder, device, versions (entmask.notebook_setup)
+    save_figure / save_table    small I/O helpers of the notebooks
 
 What it is not: no training, masking or metric logic (that is in the library modules the notebooks call); the
 notebooks themselves hold only parameters, calls into entmask, display and plots.
@@ -42,6 +43,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from entmask import __version__, runs
+# the notebooks' settings cell (`notebooks.setup(...)`) and its steps, re-exported: the notebooks call them from here
+from entmask.notebook_setup import PARAMETER_KEYS, Setup, pick_device, set_progress, setup, use_runs_dir, versions
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -91,7 +94,8 @@ def select(only: Sequence[str] | str | None = None) -> list[str]:
 def notebook_path(name: str) -> Path:
     p = NOTEBOOK_DIR / f"{name}.ipynb"
     if not p.exists():
-        raise NotebookError(f"{p} does not exist; regenerate the notebooks with `python notebooks/_build.py`")
+        raise NotebookError(f"{p} does not exist; each notebook is a pair NN_name.py + NN_name.ipynb: "
+                            f"`make notebooks` (jupytext --sync) writes the .ipynb of a .py")
     return p
 
 
@@ -103,42 +107,6 @@ def output_dir(profile: str, root: str | Path | None = None) -> Path:
 
 
 # ---- helpers the notebooks call ---------------------------------------------------------------------------------
-def use_runs_dir(runs_dir: str | Path | None = None, data_dir: str | Path | None = None) -> Path:
-    """Where this notebook's runs go, as an absolute path, exported as $ENTMASK_RUNS_DIR (and `data_dir`, if given,
-    as $ENTMASK_DATA_DIR) so every entmask call in the kernel agrees. Default: $ENTMASK_RUNS_DIR, else the
-    repository's runs/ (not notebooks/runs/: notebooks execute with notebooks/ as their working directory)."""
-    root = Path(runs_dir or os.environ.get(runs.ENV_RUNS) or REPO / "runs").expanduser().resolve()
-    os.environ[runs.ENV_RUNS] = str(root)
-    if data_dir:
-        os.environ["ENTMASK_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
-    return root
-
-
-def set_progress(progress: bool) -> None:
-    """progress=False: no progress bars from transformers and datasets in this kernel (the executed notebooks and
-    their HTML exports stay readable); training logs still print. `reproduce` also sets TQDM_DISABLE=1."""
-    if progress:
-        return
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    try:
-        import datasets
-
-        datasets.disable_progress_bars()
-    except ImportError:  # pragma: no cover - a dependency
-        pass
-
-
-def pick_device(device: str | None = None) -> str:
-    """The device of a notebook's own entropy passes and widgets: `device`, else cuda when there is one."""
-    if device:
-        return str(device)
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def results_path(cfg, name: str, root: str | Path | None = None) -> Path:
     """runs/<profile>/results/<name> (the folder the experiments write their tables and figures to)."""
     return runs.results_dir(cfg.profile, root) / name
@@ -557,5 +525,6 @@ def summary_table(rows: Sequence[dict]) -> str:
 
 __all__ = ["NOTEBOOKS", "NOTEBOOK_DIR", "KERNEL_NAME", "GPU_PROFILES", "NotebookError", "select", "reproduce",
            "record", "read_record", "experiment_metrics", "show_figures", "show_report", "markdown_html", "export_html",
-           "ensure_kernel", "use_runs_dir", "set_progress", "pick_device", "save_figure", "save_table",
-           "to_markdown", "results_path", "summary_table", "output_dir", "tokenizer_of"]
+           "ensure_kernel", "setup", "Setup", "PARAMETER_KEYS", "versions", "use_runs_dir", "set_progress",
+           "pick_device", "save_figure", "save_table", "to_markdown", "results_path", "summary_table", "output_dir",
+           "tokenizer_of"]

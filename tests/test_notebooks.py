@@ -1,18 +1,19 @@
-"""Tests for the notebooks (committed clean, one skeleton, no logic of their own), entmask.notebooks (reproduce,
-record, kernel, export) and entmask.exploration (exact small cases).
+"""Tests for the notebooks (jupytext pairs in sync, committed clean, one skeleton, no logic of their own),
+entmask.notebooks (setup, reproduce, record, kernel, export) and entmask.exploration (exact small cases).
 
 The end-to-end test executes every notebook with papermill at the smoke profile, shrunk further by overrides, and
 is marked slow. The failure-path test runs two throwaway notebooks through the same `reproduce`.
 """
 from __future__ import annotations
 
-import importlib.util
+import ast
 import json
 import math
 import re
 import sys
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 import torch
@@ -36,7 +37,46 @@ def _nb(name: str):
     return nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
 
 
-# ---- the committed notebooks ---------------------------------------------------------------------------------
+def _cells(nb) -> list[tuple[str, str, dict]]:
+    """What a pair must agree on, cell by cell: type, source and metadata (tags), not ids, outputs or counts."""
+    return [(c.cell_type, c.source, dict(c.metadata)) for c in nb.cells]
+
+
+# The parameters every notebook has, which its setup cell passes on as `name=name` (profile first, positionally).
+COMMON_PARAMETERS = ("profile", "data_dir", "runs_dir", "seeds", "device", "overrides", "progress")
+
+
+# ---- the committed notebooks: jupytext pairs ----------------------------------------------------------------------
+def test_every_notebook_is_a_jupytext_pair():
+    """notebooks/ holds NN_name.py + NN_name.ipynb for each of NOTEBOOKS and nothing else numbered, paired by
+    notebooks/jupytext.toml (JupyterLab and `make notebooks` read it)."""
+    d = REPO / "notebooks"
+    for ext in ("py", "ipynb"):
+        assert sorted(p.stem for p in d.glob(f"[0-9][0-9]_*.{ext}")) == NB.NOTEBOOKS, f"the .{ext} files"
+    assert not (d / "_build.py").exists()
+    from jupytext.config import find_jupytext_configuration_file, load_jupytext_configuration_file
+
+    found = find_jupytext_configuration_file(str(d))
+    assert found and Path(found).resolve() == (d / "jupytext.toml").resolve()
+    assert load_jupytext_configuration_file(found).formats in ("ipynb,py:percent", ["ipynb,py:percent"])
+
+
+@pytest.mark.parametrize("name", NB.NOTEBOOKS)
+def test_py_and_ipynb_are_in_sync(name):
+    """The .ipynb is what `jupytext --to ipynb` makes of the .py, cell by cell (outputs and execution counts aside),
+    with the same kernel: edit either file, then `make notebooks` (jupytext --sync) before committing."""
+    d = REPO / "notebooks"
+    text = jupytext.read(d / f"{name}.py", fmt="py:percent")
+    committed = _nb(name)
+    hint = f"{name}.py and {name}.ipynb differ: run `make notebooks` (jupytext --sync) and commit both"
+    assert len(text.cells) == len(committed.cells), f"{hint} ({len(text.cells)} vs {len(committed.cells)} cells)"
+    for i, (a, b) in enumerate(zip(_cells(text), _cells(committed))):
+        assert a == b, f"{hint}: cell {i} ({a[0]}, starting {a[1][:60]!r})"
+    assert text.metadata["kernelspec"] == committed.metadata["kernelspec"], hint
+    # and the .py is exactly what jupytext writes for that notebook (no hand formatting that a sync would undo)
+    assert jupytext.writes(committed, fmt="py:percent") == (d / f"{name}.py").read_text(), hint
+
+
 @pytest.mark.parametrize("name", NB.NOTEBOOKS)
 def test_committed_notebook_is_clean_and_follows_the_skeleton(name):
     nb = _nb(name)
@@ -50,41 +90,70 @@ def test_committed_notebook_is_clean_and_follows_the_skeleton(name):
     assert len(params) == 1, f"{name}: {len(params)} cells tagged parameters"
     p = nb.cells[params[0]]
     assert p.cell_type == "code"
-    for var in ("profile", "data_dir", "runs_dir", "seeds", "device", "overrides"):
+    for var in COMMON_PARAMETERS:
         assert re.search(rf"^{var} = ", p.source, re.M), f"{name}: parameter {var} missing"
     assert re.search(r'^profile = "tiny"', p.source, re.M)
     # every parameter line is a flat literal: name = literal
+    names = []
     for line in p.source.splitlines():
         if line.strip() and not line.startswith("#"):
             lhs, rhs = line.split("#")[0].split("=", 1)
-            import ast
-
             ast.literal_eval(rhs.strip())
-    # skeleton: title, settings with versions, parameters, config via resolve, ..., record last
+            names.append(lhs.strip())
+    # skeleton: title, imports only, parameters, notebooks.setup(...), numbered sections, record last
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     assert "You will learn" in nb.cells[0].source or "will learn" in nb.cells[0].source
-    settings = code[0].source
-    assert "torch.__version__" in settings and "transformers.__version__" in settings
-    assert "entmask.__version__" in settings and "device_name()" in settings
+    for c in nb.cells[:params[0]]:
+        if c.cell_type == "code":
+            body = ast.parse(c.source).body
+            assert all(isinstance(s, (ast.Import, ast.ImportFrom)) for s in body), f"{name}: code before parameters"
     after = [c for c in nb.cells[params[0] + 1:] if c.cell_type == "code"]
-    assert "config.resolve(profile, dotted)" in after[0].source
+    call = after[0].source
+    assert call.startswith("cfg, dev, root = notebooks.setup(profile, "), f"{name}: no setup cell after parameters"
+    rest = "\n".join(c.source for c in after)
+    for var in names:  # every parameter reaches the code (papermill can override each one)
+        if var in COMMON_PARAMETERS[1:] or var == "tasks":
+            assert f"{var}={var}" in call, f"{name}: setup(...) does not pass {var}"
+        else:
+            assert re.search(rf"\b{var}\b", rest), f"{name}: parameter {var} is never used"
     assert "notebooks.record(" in code[-1].source and f'"{name}"' in code[-1].source
     for c in code:
         for bad in FORBIDDEN:
             assert bad not in c.source, f"{name}: a code cell contains {bad!r} (logic belongs in entmask)"
 
 
-def test_notebooks_match_their_generator():
-    """The committed notebooks are exactly what notebooks/_build.py writes (edit the generator, not the files)."""
-    spec = importlib.util.spec_from_file_location("_nb_build", REPO / "notebooks" / "_build.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert list(mod.NOTEBOOKS) == NB.NOTEBOOKS
-    for name, cells in mod.NOTEBOOKS.items():
-        built = mod.build(name, cells)
-        on_disk = json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text())
-        assert json.loads(nbformat.writes(built)) == on_disk, f"{name}: rerun python notebooks/_build.py"
-    assert not any(p.name.startswith("_build") and p.suffix == ".ipynb" for p in (REPO / "notebooks").iterdir())
+# ---- setup: what each notebook's settings cell does ----------------------------------------------------------------
+def test_setup_resolves_the_parameters_as_dotted_config_keys(tmp_path, monkeypatch, capsys):
+    import torch as _torch
+
+    from entmask import config, notebook_setup, runs
+
+    monkeypatch.setenv(runs.ENV_RUNS, "unused")  # setup exports both; monkeypatch restores them afterwards
+    monkeypatch.setenv("ENTMASK_DATA_DIR", "unused")
+    seen = []
+    monkeypatch.setattr(notebook_setup, "set_progress", seen.append)  # the real one switches bars off process-wide
+    data = tmp_path / "data"
+    data.mkdir()
+    s = NB.setup("smoke", data_dir=str(data), runs_dir=tmp_path / "runs", seeds=[0, 1], tasks=["cola"],
+                 device="cpu", overrides=["train.max_steps=3", "finetune.seeds=[2]"], progress=False)
+    cfg, dev, root = s  # unpacks as the notebooks do
+    # what the settings cells did: the parameters as dotted keys (None ones left out), then overrides on top
+    want = config.resolve("smoke", {"data.data_dir": str(data), "finetune.seeds": "[2]", "finetune.tasks": ["cola"],
+                                    "train.max_steps": "3"})
+    assert cfg.to_dict() == want.to_dict() and cfg.short_hash() == want.short_hash()
+    assert cfg.finetune.seeds == [2] and cfg.finetune.tasks == ["cola"] and cfg.train.max_steps == 3
+    assert dev == "cpu" and seen == [False]
+    assert root == (tmp_path / "runs").resolve() and __import__("os").environ[runs.ENV_RUNS] == str(root)
+    assert __import__("os").environ["ENTMASK_DATA_DIR"] == str(data.resolve())
+    out = capsys.readouterr().out
+    assert f"torch {_torch.__version__}" in out and "transformers " in out and "entmask " in out
+    assert "device: " in out and f"config hash {cfg.short_hash()}" in out and f"runs in {root}" in out
+    # no parameters: the profile as it is; quiet prints nothing
+    bare = NB.setup("smoke", runs_dir=tmp_path, quiet=True)
+    assert bare.cfg.short_hash() == config.resolve("smoke").short_hash() and bare.root == tmp_path.resolve()
+    assert bare.device == NB.pick_device(None) and capsys.readouterr().out == ""
+    with pytest.raises(config.ConfigError):
+        NB.setup("smoke", runs_dir=tmp_path, overrides=["train.nope=1"], quiet=True)
 
 
 def test_select():
