@@ -131,10 +131,13 @@ PROFILES: dict[str, dict] = {
     # fine-tuning at the same length truncates at most 10% of every task's validation examples (measured, bert-base
     # uncased wordpieces with [CLS]/[SEP], at 144: RTE 7.9%, QNLI 0.2%, MRPC, SST-2 and CoLA 0%; at 128 RTE 11.9%; at
     # 32 it cut 95% of MRPC);
-    # BERT's two-phase recipe (phases.py): the first 90% of the steps see every row as 5 rows of 32 (150 = 5 x 30 body
-    # tokens), the length at which cpu-long's student left the unigram plateau, the last 10% whole rows, so every
-    # position GLUE uses is trained. [Whole rows of 144 from step 0: held-out accuracy stayed at the unigram rate,
-    # 7.59%, at every curve point to step 5,500 of 5,530 (session 17).]
+    # BERT's two-phase recipe (phases.py): the first 90% of the steps see every row as 15 rows of 12 (150 = 15 x 10
+    # body tokens), the last 10% whole rows, so every position GLUE uses is trained. The short length is what lets
+    # a from-scratch student leave the unigram plateau on this text (docs/small-scale.md, "cpu-wiki"): rows of 12
+    # left it by step 500 (15.2% vs the unigram 7.77%; 18.6% at 1,000), rows of 17 were leaving slowly (9.1% at
+    # 500), rows of 32 had not by step 2,500 (8.4%), whole rows of 144 never did (7.59% at every point to 5,500).
+    # The teacher is adapted on whole rows of 152 at batch 16 for up to 2,500 steps (4,000 x 32 as cpu-long's would
+    # take ~3 h of both cores at this length), early-stopped on held-out loss like cpu-long's.
     # the paper's fine-tuning patience (5) with a learning rate for a 2-layer student (1e-4: the paper's 5e-5 is for
     # BERT-base).
     "cpu-wiki": {
@@ -144,8 +147,8 @@ PROFILES: dict[str, dict] = {
         "model.preset": "bert-tiny",
         "model.overrides": {"hidden_dropout_prob": 0, "attention_probs_dropout_prob": 0},
         "train.epochs": 10,
-        "train.batch_size": 32,  # 32 x 152 (4,864 tokens) per step; 160 x 32 in the short phase, cpu-long's 128 x 32
-        "train.short_rows": 5,
+        "train.batch_size": 32,  # 32 x 152 (4,864 tokens) per step; 480 x 12 in the short phase
+        "train.short_rows": 15,
         "train.short_fraction": 0.9,
         "train.lr": 1e-3,
         "train.adam_beta2": 0.98,
@@ -155,6 +158,8 @@ PROFILES: dict[str, dict] = {
         "train.save_steps": 500,
         "train.precision": "auto",
         **_STRONG_REFERENCE,
+        "reference.steps": 2500,
+        "reference.batch_size": 16,
         "finetune.epochs": 20,
         "finetune.patience": 5,
         "finetune.lr": 1e-4,
