@@ -17,7 +17,7 @@ by hand because accelerate keeps one precision per process. Memory on CUDA: `tor
 minus the memory allocated before the step.
 
 What it is not: no CPU memory (`memory` runs these Runners in a subprocess for that), no real data and no
-convergence; proposed changes to pretrain.py are measured by subclassing (`_trainer_class`), never by editing it.
+convergence; proposed changes to masking_trainer.py are measured by subclassing (`_trainer_class`), never by editing it.
 """
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ def _prepare(trainer, spec: Spec, device: torch.device):
 
 
 def _trainer_class(base, spec: Spec):
-    """EntropyMaskingTrainer, or a subclass with a proposed change (to measure it without editing pretrain.py)."""
+    """EntropyMaskingTrainer, or a subclass with a proposed change (measured without editing masking_trainer.py)."""
     if not (spec.self_bf16 or spec.async_stats):
         return base
 
