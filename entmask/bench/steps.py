@@ -17,7 +17,7 @@ by hand because accelerate keeps one precision per process. Memory on CUDA: `tor
 minus the memory allocated before the step.
 
 What it is not: no CPU memory (`memory` runs these Runners in a subprocess for that), no real data and no
-convergence; proposed changes to pretrain.py are measured by subclassing (`_trainer_class`), never by editing it.
+convergence; proposed changes to masking_trainer.py are measured by subclassing (`_trainer_class`), never by editing it.
 """
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ def _prepare(trainer, spec: Spec, device: torch.device):
 
 
 def _trainer_class(base, spec: Spec):
-    """EntropyMaskingTrainer, or a subclass with a proposed change (to measure it without editing pretrain.py)."""
+    """EntropyMaskingTrainer, or a subclass with a proposed change (measured without editing masking_trainer.py)."""
     if not (spec.self_bf16 or spec.async_stats):
         return base
 
@@ -164,21 +164,21 @@ def _trainer_class(base, spec: Spec):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not spec.self_bf16:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            from entmask import pretrain
+            from entmask import masking_trainer  # where compute_loss looks model_entropy up
 
             # Exactly the proposed line: model_entropy(core, ids, attn, chunk, autocast_dtype=torch.bfloat16).
             # Only the self pass runs in bf16; the training forward keeps the variant's own precision.
-            original = pretrain.model_entropy
+            original = masking_trainer.model_entropy
 
             def bf16_pass(*args, **kwargs):
                 kwargs["autocast_dtype"] = torch.bfloat16
                 return original(*args, **kwargs)
 
-            pretrain.model_entropy = bf16_pass
+            masking_trainer.model_entropy = bf16_pass
             try:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             finally:
-                pretrain.model_entropy = original
+                masking_trainer.model_entropy = original
 
         def _add(self, key, value):
             if not spec.async_stats:

@@ -1,0 +1,152 @@
+"""Held-out evaluation of a masked LM, the unigram-plateau criterion, and the callbacks that measure a student
+while it trains.
+
+What it is: `heldout_eval` (MLM loss/accuracy on the test split under one fixed random 15% [MASK] masking shared by
+every run, HELDOUT_SEED; the unigram accuracy on the same targets; the unmasked-view entropy spread; and
+`left_plateau`, the issue's criterion for having left the unigram plateau), `student_entropy_stats` (a model's
+per-position entropy spread on PROBE_ROWS test rows), `CurveCallback` (learning-curve points in logs/curve.json
+every train.eval_steps) and `EpochCallback` (at each epoch end: logs/epochs.json, and the epoch's model of
+self-masking runs, so notebooks can show mask drift).
+
+What it is not: no masking and no loss (entmask.masking_trainer); the reference stage's early stopping, which
+evaluates held-back train rows, is entmask.reference.ReferenceStopper.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from transformers import TrainerCallback
+
+from entmask import runs, schemas
+from entmask.config import PretrainConfig
+from entmask.data import Corpus, unigram_baseline
+from entmask.entropy import model_entropy
+from entmask.masking import apply_mask, candidate_mask, select_mask
+from entmask.models import score_masked
+from entmask.phases import short_len, split_ids, split_rows, view_rows
+
+if TYPE_CHECKING:
+    from entmask.masking_trainer import EntropyMaskingTrainer
+
+HELDOUT_SEED = 20240607  # one fixed random masking of the test split, identical for every run (comparability)
+PROBE_ROWS = 64  # test rows used to measure a student's per-position entropy spread during training
+
+
+@torch.no_grad()
+def heldout_eval(model, corpus: Corpus, batch_size: int = 64, chunk: int = 1024, rows: int | None = None,
+                 short_rows: int = 1) -> dict:
+    """MLM loss/accuracy on the 5% test split under one fixed random 15% [MASK] masking shared by all runs, the
+    unigram (most-frequent-token) accuracy on the same targets, and the model's unmasked-view entropy spread.
+    `rows` evaluates the first rows only (learning curves); their masks are those of the full evaluation.
+    `short_rows` = k > 1 evaluates the short view (phases.py): the same masked targets, each seen in its
+    1/k-row piece, as a student in the short phase is trained."""
+    was_training = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    tok = corpus.tokenizer
+    ids = corpus.test_ids
+    cand = candidate_mask(ids, corpus.special_ids, tok.unk_token_id)  # [N, T]
+    gen = torch.Generator().manual_seed(HELDOUT_SEED)
+    mask = select_mask(torch.zeros(ids.shape), cand, "random", 0.15, generator=gen)  # [N, T]
+    if rows is not None:
+        ids, cand, mask = ids[:rows], cand[:rows], mask[:rows]
+    if short_rows > 1:  # [n, T] -> [n*k, (T-2)/k + 2]; the long row's [CLS]/[SEP] are never candidates
+        ids = split_ids(ids, short_rows, tok.cls_token_id, tok.sep_token_id)
+        cand, mask = split_rows(cand, short_rows, False, False), split_rows(mask, short_rows, False, False)
+    masked, labels = apply_mask(ids, mask, tok.mask_token_id, "mask")
+    sc = score_masked(model, masked, labels, batch_size)
+    ents = []
+    for s in range(0, ids.shape[0], batch_size):
+        raw = ids[s:s + batch_size].to(dev)
+        ent = model_entropy(model, raw, torch.ones_like(raw), chunk)
+        ents.append(ent[cand[s:s + batch_size].to(dev)].double().cpu())
+    e = torch.cat(ents)
+    out = {"heldout_loss": sc["loss"], "heldout_accuracy": sc["accuracy"], "heldout_masked_tokens": sc["masked_tokens"],
+           "entropy_mean": float(e.mean()), "entropy_sd": float(e.std())}
+    out.update(unigram_baseline(corpus.train_ids, labels[mask], corpus.special_ids))
+    # Issue criterion for "left the unigram plateau": twice the top-token rate and varied entropies.
+    out["left_plateau"] = bool(out["heldout_accuracy"] >= 2 * out["unigram_accuracy"] and out["entropy_sd"] >= 0.5)
+    model.train(was_training)
+    return out
+
+
+class CurveCallback(TrainerCallback):
+    """Every `train.eval_steps` steps: held-out masked accuracy and entropy spread on the first `train.eval_rows`
+    test rows, appended to logs/curve.json (the learning curves of docs/small-scale.md: when a student leaves the
+    unigram plateau, not only whether it has at the end)."""
+
+    def __init__(self, run: Path, corpus: Corpus, cfg: PretrainConfig):
+        self.run, self.corpus, self.cfg = run, corpus, cfg
+        self.trainer = None
+
+    def _record(self, state, model) -> None:
+        t = self.cfg.train
+        core = self.trainer.accelerator.unwrap_model(model) if self.trainer else model
+        # on the rows being trained: a short-phase student has never seen the positions past its short rows
+        k = view_rows(state.global_step, state.max_steps or 1, t.short_rows, t.short_fraction)
+        ev = heldout_eval(core, self.corpus, t.eval_batch_size, t.entropy_chunk, rows=t.eval_rows, short_rows=k)
+        point = {"step": state.global_step, "rows_len": short_len(self.cfg.data.seq_len, k),
+                 "heldout_accuracy": ev["heldout_accuracy"],
+                 "heldout_loss": ev["heldout_loss"], "unigram_accuracy": ev["unigram_accuracy"],
+                 "entropy_sd": ev["entropy_sd"], "left_plateau": ev["left_plateau"]}
+        path = self.run / "logs" / "curve.json"
+        curve = runs.read_json(path, schemas.CURVE) if path.exists() else []
+        # A resumed run re-evaluates nothing twice: points at or after the resume step are replaced.
+        curve = [c for c in curve if c["step"] < state.global_step] + [point]
+        runs.write_json(path, curve)
+
+    def on_step_end(self, args, state, control, model=None, **kw):
+        every = self.cfg.train.eval_steps
+        if every > 0 and state.is_world_process_zero and (state.global_step % every == 0 or state.global_step == 1):
+            self._record(state, model)
+
+
+@torch.no_grad()
+def student_entropy_stats(model, ids: torch.Tensor, corpus: Corpus, include_unk: bool, chunk: int) -> dict:
+    dev = next(model.parameters()).device
+    ids = ids.to(dev)
+    ent = model_entropy(model, ids, torch.ones_like(ids), chunk)  # [P, T]
+    cand = candidate_mask(ids, corpus.special_ids, corpus.tokenizer.unk_token_id, include_unk)
+    e = ent[cand].double()
+    return {"entropy_mean": float(e.mean()), "entropy_sd": float(e.std())}
+
+
+class EpochCallback(TrainerCallback):
+    """At each epoch end: keep the model of self-masking runs (so notebooks can show mask drift) and record the
+    student's per-position entropy spread (self-masking is only meaningful once it varies)."""
+
+    def __init__(self, run: Path, probe: torch.Tensor, corpus: Corpus, keep_epochs: bool):
+        self.run, self.probe, self.corpus, self.keep = run, probe, corpus, keep_epochs
+        self.trainer: EntropyMaskingTrainer | None = None
+
+    def on_train_begin(self, args, state, control, model=None, **kw):
+        # Epoch 0 = the untrained student: the switch point of self-masking `cold`.
+        if state.global_step == 0 and self.keep:
+            self._record(state, model, epoch=0, source=self.trainer.entropy_source(0) if self.trainer else None)
+
+    def on_epoch_end(self, args, state, control, model=None, **kw):
+        tr = self.trainer
+        if tr is None:
+            return
+        epoch = int(round(state.global_step / tr.steps_per_epoch))
+        self._record(state, model, epoch=epoch, source=tr.entropy_source(epoch - 1))
+        if self.keep and state.is_world_process_zero:
+            core = tr.accelerator.unwrap_model(model)
+            out = self.run / "epochs" / f"epoch-{epoch}"
+            core.save_pretrained(str(out))
+            self.corpus.tokenizer.save_pretrained(str(out))
+
+    def _record(self, state, model, epoch: int, source) -> None:
+        tr = self.trainer
+        if tr is None or not state.is_world_process_zero:
+            return
+        core = tr.accelerator.unwrap_model(model)  # model_entropy restores train/eval mode itself
+        stats = student_entropy_stats(core, self.probe, self.corpus, tr.em.masking.include_unk,
+                                      tr.em.train.entropy_chunk)
+        stats.update(epoch=epoch, step=state.global_step, source=source)
+        path = self.run / "logs" / "epochs.json"
+        hist = runs.read_json(path, schemas.EPOCHS) if path.exists() else []
+        hist = [h for h in hist if h.get("epoch") != epoch] + [stats]
+        runs.write_json(path, sorted(hist, key=lambda h: h["epoch"]))

@@ -1,0 +1,57 @@
+"""The teacher's cached per-position scores of the train split, which the teacher-masked phases mask by.
+
+What it is: `uses_teacher_scores(cfg)` (whether some phase of a run masks by them), `teacher_scores` (computed once
+per (teacher, corpus, scorer, view) and cached beside the corpus: of the long rows, or of their short view,
+phases.py) and `check_teacher` (fail in one line, before any scoring, when the teacher is not a complete masked LM
+of the tokenizer's vocabulary).
+
+What it is not: no finding or building of the teacher (entmask.reference); the passes and the cache files
+themselves are entmask.entropy's.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from entmask.config import PretrainConfig
+from entmask.data import Corpus
+from entmask.entropy import teacher_entropies
+from entmask.masking import candidate_mask, needs_entropy
+from entmask.models import load_teacher
+from entmask.phases import split_ids
+
+
+def uses_teacher_scores(cfg: PretrainConfig) -> bool:
+    """Whether some phase of this run masks by the teacher's (cached) scores."""
+    m = cfg.masking
+    if not needs_entropy(m.strategy) or cfg.kd.mode == "kd-only":
+        return False
+    return m.source == "teacher" or m.self_start == "init" or cfg.kd.mode == "after-init"
+
+
+def teacher_scores(cfg: PretrainConfig, teacher_dir: Path, corpus: Corpus, progress: bool = True,
+                   force: bool = False, short_rows: int = 1) -> torch.Tensor | None:
+    """The teacher's scores of every train position (the paper's unmasked-view entropy, or `masking.scorer`),
+    computed once per (teacher, corpus, scorer, view) and cached beside the corpus; None when no phase uses them.
+    `short_rows` = k > 1 scores the short view of the rows (phases.py), [N*k, (T-2)/k + 2]: the teacher sees the
+    rows the student trains on."""
+    if not uses_teacher_scores(cfg):
+        return None
+    t, m = cfg.train, cfg.masking
+    tok = corpus.tokenizer
+    ids = split_ids(corpus.train_ids, short_rows, tok.cls_token_id, tok.sep_token_id)
+    extra = {}
+    if m.scorer != "entropy":  # masked-view scorers: the candidates they mask, and the masking ratio of the view
+        extra = dict(scorer=m.scorer, ratio=m.ratio, seed=t.seed, mask_id=tok.mask_token_id,
+                     candidates=candidate_mask(ids, corpus.special_ids, tok.unk_token_id, m.include_unk))
+    split = "train" if short_rows == 1 else f"train-short{short_rows}"
+    return teacher_entropies(teacher_dir, corpus.dir, split, ids,
+                             device="cuda" if torch.cuda.is_available() else "cpu", batch_size=t.eval_batch_size,
+                             chunk_size=t.entropy_chunk, progress=progress, block_rows=t.entropy_block_rows,
+                             force=force, **extra)
+
+
+def check_teacher(teacher_dir: Path, corpus: Corpus, trust_remote_code: bool = False) -> None:
+    """Fail early, in one line, if the teacher is not a complete masked LM of the tokenizer's vocabulary."""
+    load_teacher(teacher_dir, expect_vocab=len(corpus.tokenizer), trust_remote_code=trust_remote_code)
