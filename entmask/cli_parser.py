@@ -66,6 +66,20 @@ FLAG_KEYS = {"strategy": "masking.strategy", "source": "masking.source", "self_s
              "teacher": "teacher", "kd": "kd.mode", "kd_alpha": "kd.alpha", "kd_temperature": "kd.temperature"}
 
 
+class _ExperimentParser(argparse.ArgumentParser):
+    """`entmask experiment --help`: the experiments are read from their registry when the help is shown."""
+
+    def format_help(self) -> str:
+        # here, not at the top: the experiments import pandas and matplotlib, which no other command's help needs
+        from entmask.experiments import REGISTRY
+
+        width = max(map(len, REGISTRY)) + 2
+        self.description = "experiments (entmask/experiments/sections/, one module each):\n" + "\n".join(
+            f"  {n:<{width}}{e.section}: {e.doc}" + (" [poolable]" if e.poolable else "")
+            for n, e in REGISTRY.items())
+        return super().format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="entmask", description="Entropy-aware masking for MLM pretraining (a research workbench).")
     p.add_argument("--version", action="version", version=f"entmask {__version__}")
@@ -105,11 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
 
     s = sub.add_parser("experiment", help="run one of the paper's experiments and write its table")
+    s.__class__ = _ExperimentParser  # its --help lists the registered experiments
+    s.formatter_class = argparse.RawDescriptionHelpFormatter
     _common(s)
-    s.add_argument("name", help="table1 | table2 | kd | mask-rate | frozen | weights | corpus | plateau | verdicts "
-                                "(the paper's claims judged on finished table1/table2 results) | beyond | static | "
-                                "memorisation (each finished student on the masks it trained with, seen vs held-out "
-                                "rows); several poolable ones comma-separated, e.g. table1,table2, share their rows")
+    s.add_argument("name", help="an experiment (listed above), or several poolable ones comma-separated, e.g. "
+                                "table1,table2, which share their rows")
     s.add_argument("--workers", type=int, default=1,
                    help="split the rows between N processes with cores/N torch threads each (small models on a "
                         "CPU: 2 one-thread workers beat one two-thread process); the same command started twice "

@@ -38,7 +38,12 @@ def experiment():
     unregister(NAME)
 
 
-def test_a_registered_experiment_is_listed_and_derives_the_old_tables(experiment):
+def test_a_registered_experiment_is_listed_and_derives_the_old_tables(experiment, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["experiment", "--help"])
+    assert e.value.code == 0
+    assert "high-rate-30  beyond the paper: high teacher-masking at twice the paper's rate, against random [poolable]" \
+        in capsys.readouterr().out
     assert NAME in ex.EXPERIMENTS and NAME in ex.POOLABLE and NAME not in ex.ENTROPY_PLOTS
     assert ex.EXPERIMENT_RUNS[NAME] == ("baseline", "teacher-high-r30")
     assert ex.TITLES[NAME] == "High-entropy teacher-masking at 30%"
