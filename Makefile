@@ -9,7 +9,7 @@ PROFILE ?= tiny
 PYTEST_ARGS ?=
 
 .PHONY: setup reproduce test test-fast lint kernel lab bench clean-runs matrix-cpu-long results-cpu-long records-cpu-long \
-	notebooks matrix-cpu-wiki results-cpu-wiki records-cpu-wiki
+	notebooks matrix-cpu-wiki results-cpu-wiki records-cpu-wiki corpus-cpu-wiki
 
 $(BIN)/entmask: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -101,6 +101,15 @@ matrix-cpu-wiki: setup
 results-cpu-wiki: setup
 	$(BIN)/entmask experiment table1,table2,static --profile cpu-wiki --quiet --report-only --set "experiment.pretrain_seeds=[$(WIKI_SEEDS)]" --set "finetune.seeds=[$(WIKI_FT_SEEDS)]"
 	$(BIN)/entmask experiment verdicts --profile cpu-wiki --quiet
+
+## The corpus comparison (paper §3.5) offline, after the matrix: random and self high init pretrained on
+## $(CORPUS_WORDS) words of wikipedia-good (WikiText-103's kind of articles) and of gutenberg (books), equal words
+## (about WikiText-2's size), cpu-wiki's recipe otherwise; results/corpus-<name>.md each, records exported after.
+CORPUS_WORDS ?= 2000000
+corpus-cpu-wiki: setup
+	$(BIN)/entmask experiment corpus --profile cpu-wiki --corpus wikipedia-good --quiet --set data.max_words=$(CORPUS_WORDS) --set "experiment.pretrain_seeds=[$(WIKI_SEEDS)]" --set "finetune.seeds=[$(WIKI_FT_SEEDS)]" --nice $(NICE)
+	$(BIN)/entmask experiment corpus --profile cpu-wiki --corpus gutenberg --quiet --set data.max_words=$(CORPUS_WORDS) --set "experiment.pretrain_seeds=[$(WIKI_SEEDS)]" --set "finetune.seeds=[$(WIKI_FT_SEEDS)]" --nice $(NICE)
+	$(BIN)/entmask runs export $(WIKI_RECORDS) --profile cpu-wiki
 
 records-cpu-wiki: setup
 	$(BIN)/entmask runs export $(WIKI_RECORDS) --profile cpu-wiki

@@ -1,12 +1,13 @@
 """Data: the pretraining corpus (hub or offline mirror), its cleaning, 95/5 article split, tokenizing and packing.
 
-What it is: `articles_from_lines` (WikiText's ` = Title = ` headings), `clean_wikitext` (undo ` @-@ ` escapes,
-`<unk>` -> [UNK]), `source_fingerprint` (the content the corpus is built from), `prepare_corpus` (tokenize + pack
-into [CLS] ... [SEP] rows of `seq_len` with `datasets.map`, cached under runs/cache/corpus/<key>/ and reused) and
-`unigram_baseline`. Where data come from (mirror or hub, `mirror_dir`, `load_split`, `DataError`) is
-`entmask.data_sources`, the tokenizer `entmask.data_tokenizer`, GLUE's task table and splits `entmask.data_glue`
-(GLUE training sentences are extra pretraining text on request); every name of theirs is re-exported here, so
-`from entmask.data import ...` keeps working.
+What it is: `articles_from_lines` (WikiText's ` = Title = ` headings; a table with a `title` column holds one
+document per row instead), `cut_to_words` (`data.max_words`: corpora compared at equal words), `clean_wikitext`
+(undo ` @-@ ` escapes, `<unk>` -> [UNK]), `source_fingerprint` (the content the corpus is built from),
+`prepare_corpus` (tokenize + pack into [CLS] ... [SEP] rows of `seq_len` with `datasets.map`, cached under
+runs/cache/corpus/<key>/ and reused) and `unigram_baseline`. Where data come from (mirror or hub, `mirror_dir`,
+`load_split`, `DataError`) is `entmask.data_sources`, the tokenizer `entmask.data_tokenizer`, GLUE's task table and
+splits `entmask.data_glue` (GLUE training sentences are extra pretraining text on request); every name of theirs is
+re-exported here, so `from entmask.data import ...` keeps working.
 
 What it is not: no masking and no entropy (they happen in the training step), no fine-tuning (`entmask.finetune`).
 datasets is imported in `_build_corpus` only: the CLI and config validation import this module and should not
@@ -26,7 +27,7 @@ from entmask import runs
 from entmask.data_glue import GLUE, TASKS, glue_train_text, load_glue_split  # noqa: F401 - re-exported
 from entmask.data_sources import (  # noqa: F401 - re-exported
     _DIGESTS, _HUB_OK, ENV_DATA, ENV_MODELS, DataError, data_source, file_digest, hub_offline, hub_reachable,
-    load_hub_split, load_split, mirror_dir, mirror_name, read_mirror_split)
+    load_hub_split, load_split, mirror_dir, mirror_folder, mirror_name, read_mirror_split)
 from entmask.data_tokenizer import (  # noqa: F401 - re-exported
     _check_tokenizer_folder, _models_dirs, load_tokenizer, resolve_tokenizer_path, tokenizer_fingerprint)
 from entmask.runs import stable_hash
@@ -53,6 +54,29 @@ def articles_from_lines(lines: list[str]) -> list[str]:
     return ["".join(a) for a in articles if a]
 
 
+_WORD = re.compile(r"\S+")
+
+
+def cut_to_words(articles: list[str], order: list[int], max_words: int) -> tuple[list[int], list[str]]:
+    """The articles of `order`, in that order, until `max_words` whitespace words: the last one cut at its
+    `max_words`-th word, so two corpora compare at exactly equal words (a Gutenberg book is ~70k words). Returns the
+    kept order and the articles (a copy where one was cut)."""
+    kept, total = [], 0
+    for i in order:
+        n = len(_WORD.findall(articles[i]))
+        if total + n >= max_words:
+            need = max_words - total
+            end = [m.end() for m, _ in zip(_WORD.finditer(articles[i]), range(need))][-1] if need else 0
+            if end:
+                articles = list(articles)
+                articles[i] = articles[i][:end]
+                kept.append(i)
+            return kept, articles
+        kept.append(i)
+        total += n
+    return kept, articles  # the whole corpus has fewer words: all of it
+
+
 def clean_wikitext(text: str, unk_token: str = "[UNK]") -> str:
     """Undo the tokenized WikiText's number escapes and map `<unk>` to the tokenizer's unknown token."""
     for a, b in _ESCAPES:
@@ -73,7 +97,7 @@ def source_fingerprint(dc: DataConfig) -> str:
     if root is None:
         parts["source"] = f"hub:{dc.corpus}/{dc.corpus_config}"
     else:
-        folder = root / mirror_name(dc.corpus) / dc.corpus_config
+        folder = mirror_folder(root, dc.corpus, dc.corpus_config)
         parts["source"] = {s: file_digest(folder / f"{s}.parquet") if (folder / f"{s}.parquet").is_file() else None
                            for s in dc.splits}
         if "glue-train" in dc.extra_text:
@@ -141,13 +165,17 @@ def _build_corpus(dc: DataConfig, tok, d: Path, key: str, progress: bool) -> Cor
         datasets.disable_progress_bars()
 
     lines: list[str] = []
+    documents: list[str] = []
     for split in dc.splits:
         df = load_split(dc.corpus, dc.corpus_config, split, dc.data_dir)
         if "text" not in df.columns:
             raise DataError(f"{dc.corpus}/{dc.corpus_config} split {split!r} has no 'text' column "
                             f"(columns: {', '.join(df.columns)})")
-        lines.extend(df["text"].astype(str).tolist())
-    articles = articles_from_lines(lines)
+        if "title" in df.columns:  # one document per row (wikipedia-good, gutenberg), not WikiText's lines
+            documents.extend(t for t in df["text"].astype(str) if t.strip())
+        else:
+            lines.extend(df["text"].astype(str).tolist())
+    articles = articles_from_lines(lines) + documents
     if not articles:
         raise DataError(f"{dc.corpus}/{dc.corpus_config} splits {dc.splits} hold no text; choose other splits")
     rng = random.Random(dc.split_seed)
@@ -155,6 +183,8 @@ def _build_corpus(dc: DataConfig, tok, d: Path, key: str, progress: bool) -> Cor
     rng.shuffle(order)
     if dc.max_articles:
         order = order[: dc.max_articles]
+    if dc.max_words:
+        order, articles = cut_to_words(articles, order, dc.max_words)
     n_test = max(1, round(len(order) * dc.test_fraction))
     if len(order) - n_test < 1:
         raise DataError(f"only {len(order)} article(s): too few for a {dc.test_fraction:.0%} test split; "

@@ -67,11 +67,20 @@ def mirror_name(hub_name: str) -> str:
     return hub_name.rstrip("/").split("/")[-1]
 
 
+def mirror_folder(root: Path, dataset: str, config: str) -> Path:
+    """Where the mirror keeps a dataset's config: <root>/<name>/<config>, or <root>/<name> for a corpus of one config
+    asked for as `default` (wikipedia-good/train.parquet, gutenberg/train.parquet)."""
+    folder = root / mirror_name(dataset) / config
+    if config == "default" and not folder.is_dir():
+        folder = root / mirror_name(dataset)
+    return folder
+
+
 def read_mirror_split(root: Path, dataset: str, config: str, split: str):
     """A split of the mirror as a pandas DataFrame, or a DataError naming what the mirror does have."""
     import pandas as pd
 
-    folder = root / mirror_name(dataset) / config
+    folder = mirror_folder(root, dataset, config)
     f = folder / f"{split}.parquet"
     if not f.exists():
         have = sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []

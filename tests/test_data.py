@@ -59,3 +59,36 @@ def test_empty_corpus_rejected(tmp_path):
     cfg = config.resolve("smoke", {"data.data_dir": str(tmp_path / "data")})
     with pytest.raises(data.DataError, match="hold no text"):
         data.prepare_corpus(cfg.data, tmp_path / "runs", progress=False)
+
+
+def test_cut_to_words_keeps_articles_in_order_and_cuts_the_last_one_exactly():
+    arts = ["a b c", "d e\nf g", "h i j k", "l"]
+    kept, out = data.cut_to_words(arts, [2, 0, 1, 3], 9)
+    assert kept == [2, 0, 1] and out[2] == "h i j k" and out[0] == "a b c"
+    assert out[1] == "d e" and arts[1] == "d e\nf g"  # cut at its 2nd word, newline kept; the input untouched
+    assert sum(len(out[i].split()) for i in kept) == 9
+    kept, out = data.cut_to_words(arts, [0, 1], 100)  # fewer words than asked: everything
+    assert kept == [0, 1] and out is arts
+    kept, out = data.cut_to_words(arts, [0, 1], 3)  # the limit falls on an article's end
+    assert kept == [0] and out[0] == "a b c"
+
+
+@pytest.mark.parametrize("corpus,words", [("wikipedia-good", 6000), ("gutenberg", 100_000)])  # a book: ~70k words
+def test_document_corpora_from_the_mirror_at_equal_words(mirror, session_runs, corpus, words):
+    """wikipedia-good and gutenberg hold one document per row (a `title` column) at the top of their folder; the
+    corpus experiment compares them at equal words (data.max_words)."""
+    cfg = config.resolve("smoke", {"data.corpus": corpus, "data.corpus_config": "default", "data.splits": ["train"],
+                                   "data.max_words": words, "data.max_articles": None})
+    assert cfg.data.fingerprint != config.resolve("smoke").data.fingerprint
+    c = data.prepare_corpus(cfg.data, progress=False)
+    assert c.stats["source"] == f"{corpus}/default:train" and c.stats["articles_test"] >= 1
+    assert c.stats["articles_train"] + c.stats["articles_test"] >= 2
+    # English words are 1.05-1.6 wordpieces each, whatever the corpus
+    assert 1.05 * words < c.stats["tokens_train"] + c.stats["tokens_test"] < 1.6 * words
+    assert c.train_ids.shape[1] == cfg.data.seq_len
+
+
+def test_max_words_is_validated_and_leaves_every_other_hash_alone():
+    with pytest.raises(config.ConfigError, match="data.max_words"):
+        config.resolve("smoke", {"data.max_words": 10})
+    assert "max_words" not in config.resolve("cpu-wiki").hash_dict()["data"]

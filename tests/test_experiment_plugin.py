@@ -97,3 +97,13 @@ def test_a_registered_experiment_runs_through_the_cli(experiment, session_runs, 
                                                          * m["candidates_per_row_mean"], abs=0.6)
     # an option the experiment does not take is refused in one line, exit 2
     assert main(["experiment", NAME, "--profile", "smoke", "--recipes", "seq32"]) == 2
+
+
+def test_the_corpus_experiment_keeps_one_table_per_corpus():
+    """Two corpora compared (paper §3.5 offline: gutenberg vs wikipedia-good) must not overwrite each other's table."""
+    exp = ex.get("corpus")
+    assert exp.result_name() == "corpus" and exp.result_name(corpus="gutenberg") == "corpus-gutenberg"
+    assert exp.result_name(corpus="wikipedia-good:default:train") == "corpus-wikipedia-good"
+    rows = dict(ex.matrix("corpus", config.resolve("cpu-wiki", {"data.max_words": 2_000_000}), corpus="gutenberg"))
+    assert {c.data.corpus for c in rows.values()} == {"gutenberg"}
+    assert {c.data.max_words for c in rows.values()} == {2_000_000}

@@ -37,6 +37,9 @@ class DataConfig:
     test_fraction: float = 0.05  # the paper's 95/5 split ("95% of the data"); by article is our choice (no leakage)
     split_seed: int = 0  # fixed across runs so every run sees the same train/test articles
     max_articles: int | None = None  # subsample articles (smoke tests); None = all
+    # Keep articles (in the split's shuffled order) until this many whitespace words: two corpora compared at equal
+    # words (the corpus experiment, paper §3.5). None = all.
+    max_words: int | None = None
     extra_text: list = field(default_factory=list)  # e.g. ["glue-train"]: GLUE training sentences added to train
     # Content hash of the source files and the tokenizer, filled in by `validate` (never set by hand): a replaced
     # mirror file gives a new corpus cache and new run hashes instead of silently reusing the old corpus.
@@ -46,6 +49,8 @@ class DataConfig:
         """The fields that change the tokenized corpus (not where it was read from; its content is `fingerprint`)."""
         d = dataclasses.asdict(self)
         d.pop("data_dir")
+        if d["max_words"] is None:  # added later: corpora cached before it keep their key
+            d.pop("max_words")
         return d
 
 

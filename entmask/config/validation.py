@@ -65,6 +65,7 @@ _RANGES: tuple = (
     ("masking.teacher_epochs", lambda v: v >= 0, "must be >= 0"),
     ("data.test_fraction", lambda v: _finite(v) and 0 < v < 1, "must be in (0, 1), e.g. 0.05"),
     ("data.max_articles", lambda v: v is None or v >= 2, "must be >= 2 (one train and one test article), or none"),
+    ("data.max_words", lambda v: v is None or v >= 1000, "must be >= 1000 words, or none (the whole corpus)"),
     ("kd.temperature", lambda v: _finite(v) and v > 0, "must be a finite number > 0"),
     ("reference.steps", lambda v: v >= 1, "must be >= 1"),
     ("reference.lr", lambda v: _finite(v) and v > 0, "must be a finite number > 0, e.g. 1e-4"),

@@ -43,9 +43,9 @@ from entmask.experiments.table import (
 
 def _write(name: str, cfg: PretrainConfig, root, rs, table, scores, notes, header_extra: list[str],
            sections: list[tuple[str, object]], extra: dict, seconds: float, figures: dict,
-           report_only: bool = False) -> dict:
+           report_only: bool = False, file_name: str | None = None) -> dict:
     out_dir = runs.results_dir(cfg.profile, root)
-    stem = out_dir / name
+    stem = out_dir / (file_name or name)
     paths = {"csv": stem.with_suffix(".csv"), "md": stem.with_suffix(".md"), "json": stem.with_suffix(".json")}
     runs.atomic_write_text(paths["csv"], table.to_csv(index=False))
     # Over every pretraining seed (a row left the plateau only if each seed did), as the table's plateau column.
@@ -137,18 +137,19 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
     if per_seed["pretraining seed"].nunique() > 1:  # with one seed it repeats the main table
         extra["per_seed"] = per_seed
         sections.append(("Per pretraining seed (do the seeds agree?)", per_seed.drop(columns="label")))
-    stem = runs.results_dir(cfg.profile, root) / name
+    out = exp.result_name(corpus=corpus_name) if exp.result_name else name  # the files' name (corpus-gutenberg)
+    stem = runs.results_dir(cfg.profile, root) / out
     figures: dict = {}
 
     maj_row = scores[scores["source"] == "majority"]
     maj_total = float(maj_row["Total"].iloc[0]) if len(maj_row) else math.nan
     figures.update({k: v for k, v in plot_totals(name, rs, cov, maj_total, stem).items()})
     if exp.compute_plot:
-        figures.update({f"compute_{k}": v for k, v in plot_compute(name, rs, cov, stem.with_name(f"{name}-compute")
+        figures.update({f"compute_{k}": v for k, v in plot_compute(name, rs, cov, stem.with_name(f"{out}-compute")
                                                                    ).items()})
     curves = curves_frame(rs)
     extra["curves"] = curves
-    figures.update({f"curves_{k}": v for k, v in plot_curves(curves, stem.with_name(f"{name}-curves")).items()})
+    figures.update({f"curves_{k}": v for k, v in plot_curves(curves, stem.with_name(f"{out}-curves")).items()})
     if exp.entropy_plot and not train:
         # prepare_corpus / resolve_teacher / teacher_entropies lock their caches (and would build a missing one):
         # a report beside a running matrix must neither wait for them nor compete.
@@ -157,7 +158,7 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
     elif exp.entropy_plot:
         ent, values = entropy_frame(cfg, rs, root, progress)
         extra["entropy"] = ent
-        figures.update({f"entropy_{k}": v for k, v in plot_entropy(values, stem.with_name(f"{name}-entropy")).items()})
+        figures.update({f"entropy_{k}": v for k, v in plot_entropy(values, stem.with_name(f"{out}-entropy")).items()})
         if not ent.empty:
             sections.append(("Teacher entropy of masked vs maskable tokens", ent[[
                 "label", "strategy", "source", "ratio", "num_tokens", "n_masked", "n_maskable", "masked_mean",
@@ -169,7 +170,7 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
         table = rep.table
     seconds = time.perf_counter() - t0
     paths = _write(name, cfg, root, rs, table, scores, notes, header, sections, extra, seconds, figures,
-                   report_only=not train)
+                   report_only=not train, file_name=out)
     _say(progress, f"{name}: wrote {paths['md']}")
     return ExperimentResult(name=name, table=table, paths=paths,
                             runs={r.label: r.run_dir for r in rs}, extra=extra)

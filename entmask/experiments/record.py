@@ -40,6 +40,7 @@ class Experiment:
     report: Callable | None = None  # (Report) -> None: add header lines, sections, extra frames, figures; may
     #                                 replace report.table
     runner: Callable | None = None  # (cfg, *, root, progress, train, **options) -> ExperimentResult: its own driver
+    result_name: Callable | None = None  # (**options) -> the results files' name, when options make another table
     trains: bool = True  # False: reads finished runs only (verdicts, memorisation), so --report-only means nothing
 
 

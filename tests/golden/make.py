@@ -40,8 +40,9 @@ def config_hashes() -> dict:
             exps[name] = {label: {str(s): experiments.at_seed(c, s).short_hash() for s in seeds}
                           for label, c in experiments.matrix(name, cfg)}
         exps["plateau"] = {label: c.short_hash() for label, c in experiments.plateau_configs(cfg)}
-        # a fine-tuning run's hash, for a fixed stand-in of the pretrained weights' key
-        ft = {task: {frozen: stable_hash(finetune_hash_dict(cfg, task, 0, frozen == "frozen", "golden"))
+        # a fine-tuning run's hash (of its FinetuneConfig, as finetune_task computes it), for a fixed stand-in of the
+        # pretrained weights' key
+        ft = {task: {frozen: stable_hash(finetune_hash_dict(cfg.finetune, task, 0, frozen == "frozen", "golden"))
                      for frozen in ("full", "frozen")} for task in cfg.finetune.tasks}
         out[profile] = {"reference": reference_hash(cfg), "default": cfg.short_hash(), "experiments": exps,
                         "finetune": ft}

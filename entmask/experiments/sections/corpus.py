@@ -8,12 +8,19 @@ from entmask.config import PretrainConfig
 from entmask.experiments.core import ExperimentResult
 from entmask.experiments.experiment import _experiment
 from entmask.experiments.record import Experiment, Report, register
+from entmask.data import mirror_name
 from entmask.experiments.specs import DEFAULT_OTHER_CORPUS, parse_corpus
 
 
 def _data_overrides(cfg: PretrainConfig, corpus: str | None = None, **_) -> dict:
     cname, cconf, splits = parse_corpus(corpus or DEFAULT_OTHER_CORPUS)
     return {"data.corpus": cname, "data.corpus_config": cconf, "data.splits": splits}
+
+
+def _result_name(corpus: str | None = None, **_) -> str:
+    """results/corpus.* for the default corpus, results/corpus-<name>.* for another, so that two corpora compared
+    (gutenberg and wikipedia-good at equal words) keep a table each."""
+    return "corpus" if corpus is None else f"corpus-{mirror_name(parse_corpus(corpus)[0])}"
 
 
 def _report(r: Report) -> None:
@@ -31,7 +38,7 @@ EXPERIMENT = register(Experiment(
     name="corpus", title="Another pretraining corpus", section="§3.5",
     doc="random and self high init pretrained on another corpus (--corpus NAME[:CONFIG[:SPLITS]])",
     rows=("baseline", "self-high-init"), options=("corpus",), tolerate_data_errors=True,
-    data_overrides=_data_overrides, report=_report))
+    data_overrides=_data_overrides, report=_report, result_name=_result_name))
 
 
 def corpus(cfg: PretrainConfig, corpus_name: str | None = None, *, root=None, progress: bool = True,
