@@ -271,6 +271,52 @@ def test_reproduce_rejects_bad_overrides_before_starting_a_kernel(tmp_path):
         NB.reproduce("smoke", runs_dir=tmp_path, only=["42"], progress=False)
 
 
+# ---- what training shows on the screen: bars or nothing, then one line per run ----------------------------------
+# A Trainer log dict as its PrinterCallback / ProgressCallback prints it ({'loss': '10.33', ...}, {'train_runtime': ...}).
+TRAINER_DICT = re.compile(r"\{'(loss|train_runtime|train_loss|eval_loss|grad_norm|learning_rate|epoch|mlm_loss)': ")
+
+
+def test_quiet_pretraining_prints_one_line_and_no_log_dict(tmp_path, mirror, capfd):
+    from entmask import cli
+
+    argv = ["pretrain", "--profile", "smoke", "--quiet", "--set", "train.max_steps=4", "--runs-dir", str(tmp_path)]
+    assert cli.main(argv) == 0
+    out = capfd.readouterr()
+    assert not TRAINER_DICT.search(out.out + out.err), (out.out + out.err)[:600]
+    lines = [ln for ln in out.out.splitlines() if ln.startswith("entmask: pretrain ")]
+    assert len(lines) == 1 and " trained: 4 steps, " in lines[0] and "held-out masked acc" in lines[0], out.out
+    run = next(p for p in (tmp_path / "smoke" / "pretrain").iterdir() if p.is_dir())
+    hist = json.loads((run / "logs" / "log_history.json").read_text())  # the logs still reach the run folder
+    assert [h["step"] for h in hist if "loss" in h] == [1] and "train_runtime" in hist[-1]
+    pytest.importorskip("tensorboard")
+    assert list((run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+    assert cli.main(argv) == 0  # found by its hash: one line that says so
+    again = capfd.readouterr()
+    assert f"entmask: pretrain {run.name} reused: 4 steps, " in again.out and not TRAINER_DICT.search(again.out)
+
+
+def test_the_trainer_prints_bars_or_nothing():
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from entmask.run_log import BarsOnly, screen_callbacks
+
+    class T:  # the part of a Trainer screen_callbacks touches
+        def __init__(self, cbs):
+            from transformers.trainer_callback import CallbackHandler
+
+            self.callback_handler = CallbackHandler(cbs, None, None, None, None)
+
+        def add_callback(self, cb):
+            self.callback_handler.add_callback(cb)
+
+    for default, progress, want in ((PrinterCallback, False, []), (ProgressCallback, True, [BarsOnly]),
+                                    (ProgressCallback, False, [])):
+        t = T([default])
+        screen_callbacks(t, progress)
+        assert [type(c) for c in t.callback_handler.callbacks if isinstance(c, (PrinterCallback,
+                                                                                  ProgressCallback))] == want
+
+
 # ---- exploration: exact small cases ----------------------------------------------------------------------------
 def test_jaccard_exact():
     a = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)
