@@ -43,7 +43,7 @@ def summary_line(stage: str, name: str, how: str, *, steps=None, seconds=None, s
     `how` is "trained" or "reused"; a part that is unknown is left out."""
     parts = []
     if _num(steps):
-        parts.append(f"{int(steps):,} steps")
+        parts.append(f"{int(steps):,} step{'' if int(steps) == 1 else 's'}")
     if _num(seconds):
         parts.append(f"{seconds:,.1f} s")
     if score:
