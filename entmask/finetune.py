@@ -43,6 +43,7 @@ import torch
 from entmask import __version__, runs, schemas
 from entmask.config import CONFIG_VERSION, FinetuneConfig, stable_hash
 from entmask.models import ModelError, check_folder_config, check_safetensors
+from entmask.run_log import say_run
 from entmask.training_run import use_bf16
 
 # Re-exported: the names finetune.py defined before it was split (the modules say what each part is).
@@ -133,6 +134,7 @@ def finetune_task(model_dir, task: str, cfg: FinetuneConfig, seed: int, *, profi
         if runs.is_finished(run) and not force:
             runs.check_version(run)
             out = runs.read_json(run / "metrics.json", schemas.METRICS)
+            say_run(f"finetune {task}", f"{run.name} (seed {seed}{', frozen' if frozen else ''})", "reused", out)
             out.update(reused=True, run_dir=str(run))
             return out
         if not weights:
@@ -159,10 +161,7 @@ def finetune_task(model_dir, task: str, cfg: FinetuneConfig, seed: int, *, profi
                        protocol=cfg.protocol, model_dir=str(model_dir), pretrained_key=pkey, hash=h,
                        entmask_version=__version__, git_commit=runs.git_commit())
         runs.write_json(run / "metrics.json", metrics)  # last: marks the run finished
-    if progress:
-        print(f"entmask finetune {task} seed {seed}{' (frozen)' if frozen else ''}: {metrics['paper_metric']} "
-              f"{metrics['paper_score']:.2f} (majority {metrics['majority_paper_score']:.2f}), "
-              f"{metrics['epochs_run']} epoch(s), {metrics['train_seconds']:.0f}s -> {run}")
+    say_run(f"finetune {task}", f"{run.name} (seed {seed}{', frozen' if frozen else ''})", "trained", metrics)
     metrics.update(reused=False, run_dir=str(run))
     return metrics
 

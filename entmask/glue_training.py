@@ -21,7 +21,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import (BertForSequenceClassification, DataCollatorWithPadding, EarlyStoppingCallback, Trainer,
                           TrainingArguments, set_seed)
-from transformers.trainer_callback import PrinterCallback
 
 from entmask import runs
 from entmask.config import FinetuneConfig
@@ -30,6 +29,7 @@ from entmask.glue_data import TaskData, _encode, truncated_share
 from entmask.glue_metrics import classification_metrics, early_stop_epoch, majority_scores, prediction_summary
 from entmask.models import ModelError, _quiet_transformers, transformers_bars
 from entmask.resume import FailpointCallback, last_complete_checkpoint
+from entmask.run_log import screen_callbacks
 
 
 def _load_state(model_dir: Path) -> dict:
@@ -103,8 +103,7 @@ def _train_and_report_inner(model_dir: Path, data: TaskData, cfg: FinetuneConfig
     callbacks.append(FailpointCallback("finetune-step"))
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=None if frozen else stop_ds,
                       processing_class=tok, data_collator=DataCollatorWithPadding(tok), callbacks=callbacks)
-    if not progress:
-        trainer.remove_callback(PrinterCallback)  # with tqdm off, it would print every log dict instead
+    screen_callbacks(trainer, progress)  # bars or nothing: the log dicts go to log_history.json, not the screen
     last = None if frozen else last_complete_checkpoint(run / "checkpoints")
     if last and progress:
         print(f"entmask: resuming {task} seed {seed} from {Path(last).name}")
@@ -114,6 +113,7 @@ def _train_and_report_inner(model_dir: Path, data: TaskData, cfg: FinetuneConfig
     model = trainer.model
 
     out: dict = {"resumed_from": Path(last).name if last else None, "status": "ok", "split": data.eval_split,
+                 "steps": int(trainer.state.global_step),
                  "n_train": len(data.train), "n_eval": len(data.eval),
                  "n_stop": 0 if frozen else len(data.stop), "train_seconds": train_seconds, "bf16": bf16,
                  "precision": "bf16" if bf16 else "fp32", "max_len": cfg.max_len,

@@ -49,7 +49,8 @@ def use_runs_dir(runs_dir: str | Path | None = None, data_dir: str | Path | None
 
 def set_progress(progress: bool) -> None:
     """progress=False: no progress bars from transformers and datasets in this kernel (the executed notebooks and
-    their HTML exports stay readable); training logs still print. `reproduce` also sets TQDM_DISABLE=1."""
+    their HTML exports stay readable); training prints one line per run either way (entmask.run_log), its log dicts
+    going to the run folder. `reproduce` also sets TQDM_DISABLE=1."""
     if progress:
         return
     from transformers.utils import logging as hf_logging

@@ -29,6 +29,7 @@ from entmask.config import PretrainConfig
 from entmask.data import prepare_corpus  # looked up here by _pretrain (tests patch pretrain.prepare_corpus)
 from entmask.models import build_model, transformers_bars
 from entmask.phases import short_len, short_steps
+from entmask.run_log import say_run
 
 # Re-exported: the names pretrain.py defined before it was split (and model_entropy, which tests read here).
 from entmask.entropy import model_entropy  # noqa: F401
@@ -73,6 +74,8 @@ def _pretrain(cfg: PretrainConfig, root, force: bool, progress: bool, stop_after
         finished = runs.broadcast(runs.is_finished(run) and not force)
         if finished:
             runs.check_version(run)
+            if rank() == 0:
+                say_run("pretrain", run.name, "reused", runs.read_json(run / "metrics.json"))
             return run
         if force and run.exists() and rank() == 0:
             shutil.rmtree(run)

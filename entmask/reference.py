@@ -122,8 +122,9 @@ def build_reference(cfg: PretrainConfig, root=None, force: bool = False, progres
             train_corpus = dataclasses.replace(corpus, train_ids=corpus.train_ids[:-r.stop_rows])  # [N - S, T]
             stop_corpus = dataclasses.replace(corpus, test_ids=corpus.train_ids[-r.stop_rows:])  # [S, T]
             stopper = ReferenceStopper(run, stop_corpus, ref)
-        print(f"entmask: building the reference teacher ({r.init}, up to {r.steps} steps of batch {r.batch_size}, "
-              f"lr {r.lr}{f', early stopping every {r.eval_steps} steps' if stopper else ''}) in {run}")
+        if progress:  # without it, the run's one line when it is built (entmask.run_log)
+            print(f"entmask: building the reference teacher ({r.init}, up to {r.steps} steps of batch {r.batch_size}, "
+                  f"lr {r.lr}{f', early stopping every {r.eval_steps} steps' if stopper else ''}) in {run}")
         trainer, result, secs, last, spe = _train(ref, run, model, train_corpus, teacher_dir=None, max_steps=r.steps,
                                                   epochs=1, lr=r.lr, batch=r.batch_size,
                                                   warmup_ratio=r.warmup_ratio, progress=progress,
@@ -133,10 +134,9 @@ def build_reference(cfg: PretrainConfig, root=None, force: bool = False, progres
             record = stopper.restore_best(trainer.accelerator.unwrap_model(trainer.model))
             extra["early_stopping"] = record
             shutil.rmtree(run / "best", ignore_errors=True)  # the final model/ is the best one
-        m = _finish(ref, run, trainer, result, secs, last, corpus, extra)
-        print(f"entmask: reference held-out masked accuracy {m['heldout_accuracy']:.3f} (unigram "
-              f"{m['unigram_accuracy']:.3f}), unmasked-view entropy {m['entropy_mean']:.2f} ± "
-              f"{m['entropy_sd']:.2f} nats")
+        m = _finish(ref, run, trainer, result, secs, last, corpus, extra)  # prints the run's one line
+        if progress:
+            print(f"entmask: reference unmasked-view entropy {m['entropy_mean']:.2f} ± {m['entropy_sd']:.2f} nats")
     return run
 
 

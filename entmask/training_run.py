@@ -3,8 +3,9 @@
 What it is: `make_trainer` (the EntropyMaskingTrainer of a config with its TrainingArguments and callbacks, the
 teacher's cached scores and the KD teacher loaded), `_train` (train, resuming from the folder's last complete
 checkpoint), `_finish` (held-out evaluation, metrics.json with compute and wall time, model/ saved, checkpoints
-removed), `run_folder` / `reference_hash` (where a stage's run lives), `check_maskable` (a corpus with nothing to
-mask fails in one line) and the device helpers `use_bf16`, `rank` and `device_name`.
+removed, the run's one line printed: entmask.run_log), `run_folder` / `reference_hash` (where a stage's run
+lives), `check_maskable` (a corpus with nothing to mask fails in one line) and the device helpers `use_bf16`,
+`rank` and `device_name`.
 
 What it is not: it decides nothing about whether a run is needed, takes no lock and builds no corpus or teacher
 (entmask.pretrain, entmask.reference); the loss step is entmask.masking_trainer's.
@@ -30,6 +31,7 @@ from entmask.masking import candidate_mask, needs_entropy
 from entmask.masking_trainer import EntropyMaskingTrainer, PackedDataset, collate
 from entmask.models import load_teacher
 from entmask.resume import FailpointCallback, WallClock, _StopAt, last_complete_checkpoint
+from entmask.run_log import say_run, screen_callbacks
 from entmask.teacher_scores import teacher_scores
 
 
@@ -135,6 +137,7 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
                                     train_dataset=PackedDataset(corpus.train_ids, ent, ent_short),
                                     data_collator=collate, em=cfg, corpus=corpus, steps_per_epoch=spe,
                                     teacher=teacher, callbacks=callbacks)
+    screen_callbacks(trainer, progress)  # bars or nothing: no log dicts on the screen (they go to the run folder)
     cb.trainer = curve.trainer = trainer
     for extra in extra_callbacks or []:
         extra.trainer = trainer
@@ -204,6 +207,7 @@ def _finish(cfg: PretrainConfig, run: Path, trainer, result, secs: float, resume
     if (run / "checkpoints").is_dir():
         shutil.rmtree(run / "checkpoints", ignore_errors=True)  # the final model is saved; resume is done with
     runs.write_json(run / "metrics.json", metrics)  # last: its presence marks the run finished
+    say_run("reference" if extra.get("kind") == "reference" else "pretrain", run.name, "trained", metrics)
     return metrics
 
 

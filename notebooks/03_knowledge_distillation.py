@@ -49,8 +49,10 @@ seeds = None  # fine-tuning seeds, e.g. [0, 1] (None: the profile's)
 device = None  # device of this notebook's own entropy passes and widgets (None: cuda when there is one)
 # more config overrides, as strings "dotted.key=value" (what `entmask reproduce --set` passes):
 overrides = []
-progress = True  # progress bars and training logs
+progress = True  # tqdm bars while training (either way: one line per run, no log dicts)
 tasks = None  # GLUE tasks to fine-tune on, a list such as cola, mrpc, rte (None: the profile's)
+results_profile = None  # committed records shown first (None: the newest decisive profile with records for this
+# section: cpu-wiki, then cpu-long; docs/records/<profile>/)
 
 # %% [markdown]
 # ## Configuration
@@ -64,13 +66,25 @@ cfg, dev, root = notebooks.setup(profile, data_dir=data_dir, runs_dir=runs_dir, 
                                  device=device, overrides=overrides, progress=progress)
 
 # %% [markdown]
-# ## 1. Pretrain, fine-tune, tabulate
+# ## What the committed results say
+#
+# First, what the finished runs of the decisive CPU profile say for this section: their records are committed under
+# `docs/records/<profile>/` and read here without training anything (`notebooks.committed_results`; the first
+# notebook on a machine builds the report, ~20 s, the others reuse it). The claims are judged by the pooled mixed
+# model, with the effect sizes the data exclude. The live runs at this notebook's `profile` follow.
+
+# %%
+committed = notebooks.committed_results("03", profile=results_profile, root=root)
+
+# %% [markdown]
+# ## 1. Live runs: pretrain, fine-tune, tabulate
 #
 # The baseline and self-high-init runs are shared with notebooks 01 and 02.
 
 # %%
 kd = experiments.kd(cfg, root=root, progress=progress)
-notebooks.show_report(kd)
+notebooks.live_label(kd, cfg)
+notebooks.show_report(kd, brief=True)
 notebooks.show_figures(kd, ["png"])
 
 # %% [markdown]

@@ -48,8 +48,10 @@ seeds = None  # fine-tuning seeds, e.g. [0, 1] (None: the profile's)
 device = None  # device of this notebook's own entropy passes and widgets (None: cuda when there is one)
 # more config overrides, as strings "dotted.key=value" (what `entmask reproduce --set` passes):
 overrides = []
-progress = True  # progress bars and training logs
+progress = True  # tqdm bars while training (either way: one line per run, no log dicts)
 tasks = None  # GLUE tasks to fine-tune on, a list such as cola, mrpc, rte (None: the profile's)
+results_profile = None  # committed records shown first (None: the newest decisive profile with records for this
+# section: cpu-wiki, then cpu-long; docs/records/<profile>/)
 run_corpus = None  # run the corpus ablation (None: only on the GPU profiles bertlet and bert)
 corpus_name = None  # NAME[:CONFIG[:SPLIT+SPLIT]] (None: experiments.DEFAULT_OTHER_CORPUS)
 
@@ -65,14 +67,26 @@ cfg, dev, root = notebooks.setup(profile, data_dir=data_dir, runs_dir=runs_dir, 
                                  device=device, overrides=overrides, progress=progress)
 
 # %% [markdown]
-# ## 1. Masking rate
+# ## What the committed results say
+#
+# First, what the finished runs of the decisive CPU profile say for this section: their records are committed under
+# `docs/records/<profile>/` and read here without training anything (`notebooks.committed_results`; the first
+# notebook on a machine builds the report, ~20 s, the others reuse it). The claims are judged by the pooled mixed
+# model, with the effect sizes the data exclude. The live runs at this notebook's `profile` follow.
+
+# %%
+committed = notebooks.committed_results("05", profile=results_profile, root=root)
+
+# %% [markdown]
+# ## 1. Live runs: masking rate
 #
 # At 40% a row keeps much less context, so high-entropy masking removes exactly the tokens that would have
 # disambiguated each other; with one token per row every strategy trains on very little signal per step.
 
 # %%
 mr = experiments.mask_rate(cfg, root=root, progress=progress)
-notebooks.show_report(mr)
+notebooks.live_label(mr, cfg)
+notebooks.show_report(mr, brief=True)
 notebooks.show_figures(mr, ["png", "entropy_png"])
 
 # %% [markdown]
@@ -84,7 +98,7 @@ notebooks.show_figures(mr, ["png", "entropy_png"])
 
 # %%
 fz = experiments.frozen(cfg, root=root, progress=progress)
-notebooks.show_report(fz)
+notebooks.show_report(fz, brief=True)
 notebooks.show_figures(fz, ["png"])
 
 # %% [markdown]
@@ -94,7 +108,7 @@ notebooks.show_figures(fz, ["png"])
 do_corpus = run_corpus if run_corpus is not None else cfg.profile in notebooks.GPU_PROFILES
 if do_corpus:
     cp = experiments.corpus(cfg, corpus_name, root=root, progress=progress)
-    notebooks.show_report(cp)
+    notebooks.show_report(cp, brief=True)
     notebooks.show_figures(cp, ["png"])
 else:
     cp = None

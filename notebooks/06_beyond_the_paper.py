@@ -55,7 +55,7 @@ seeds = None  # fine-tuning seeds, e.g. [0, 1] (None: the profile's)
 device = None  # device of this notebook's own entropy passes and widgets (None: cuda when there is one)
 # more config overrides, as strings "dotted.key=value" (what `entmask reproduce --set` passes):
 overrides = []
-progress = True  # progress bars and training logs
+progress = True  # tqdm bars while training (either way: one line per run, no log dicts)
 tasks = None  # GLUE tasks to fine-tune on, a list such as cola, mrpc, rte (None: the profile's)
 check_rows = 128  # held-out rows for the masked-vs-unmasked view check of each model
 

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
+from entmask import notebook_run as NR
 from entmask import notebooks as NB
 from entmask import widgets as W
 from entmask.cli import main
@@ -84,8 +85,8 @@ PARAMS = 'profile = "tiny"\ndata_dir = None\nruns_dir = None\noverrides = []\npr
 
 
 def _use_fake_notebooks(monkeypatch, src: Path, names: list[str]) -> None:
-    monkeypatch.setattr(NB, "NOTEBOOKS", names)
-    monkeypatch.setattr(NB, "NOTEBOOK_DIR", src)
+    monkeypatch.setattr(NR, "NOTEBOOKS", names)
+    monkeypatch.setattr(NR, "NOTEBOOK_DIR", src)
     monkeypatch.delenv("JUPYTER_PATH", raising=False)
 
 

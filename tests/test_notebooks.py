@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from entmask import exploration as X
+from entmask import notebook_run as NR
 from entmask import notebooks as NB
 from entmask.masking import STRATEGIES, select_mask
 
@@ -240,8 +241,8 @@ def test_reproduce_stops_at_the_failing_cell_and_keeps_the_partial_notebook(tmp_
     src = tmp_path / "nbs"
     src.mkdir()
     _write_fake_notebooks(src)
-    monkeypatch.setattr(NB, "NOTEBOOKS", ["00_ok", "01_fails", "02_never"])
-    monkeypatch.setattr(NB, "NOTEBOOK_DIR", src)
+    monkeypatch.setattr(NR, "NOTEBOOKS", ["00_ok", "01_fails", "02_never"])
+    monkeypatch.setattr(NR, "NOTEBOOK_DIR", src)
     monkeypatch.delenv("JUPYTER_PATH", raising=False)
     ok = NB.reproduce("smoke", runs_dir=tmp_path / "runs", overrides=["train.lr=0.001"], progress=False)
     assert ok is False
@@ -269,6 +270,91 @@ def test_reproduce_rejects_bad_overrides_before_starting_a_kernel(tmp_path):
         NB.reproduce("smoke", runs_dir=tmp_path, overrides=["train.nope=1"], progress=False)
     with pytest.raises(NB.NotebookError):
         NB.reproduce("smoke", runs_dir=tmp_path, only=["42"], progress=False)
+
+
+# ---- what training shows on the screen: bars or nothing, then one line per run ----------------------------------
+# A Trainer log dict as its PrinterCallback or ProgressCallback prints it ({'loss': '10.33', ...}).
+TRAINER_DICT = re.compile(r"\{'(loss|train_runtime|train_loss|eval_loss|grad_norm|learning_rate|epoch|mlm_loss)': ")
+
+
+def test_quiet_pretraining_prints_one_line_and_no_log_dict(tmp_path, mirror, capfd):
+    from entmask import cli
+
+    argv = ["pretrain", "--profile", "smoke", "--quiet", "--set", "train.max_steps=4", "--runs-dir", str(tmp_path)]
+    assert cli.main(argv) == 0
+    out = capfd.readouterr()
+    assert not TRAINER_DICT.search(out.out + out.err), (out.out + out.err)[:600]
+    lines = [ln for ln in out.out.splitlines() if ln.startswith("entmask: pretrain ")]
+    assert len(lines) == 1 and " trained: 4 steps, " in lines[0] and "held-out masked acc" in lines[0], out.out
+    run = next(p for p in (tmp_path / "smoke" / "pretrain").iterdir() if p.is_dir())
+    hist = json.loads((run / "logs" / "log_history.json").read_text())  # the logs still reach the run folder
+    assert [h["step"] for h in hist if "loss" in h] == [1] and "train_runtime" in hist[-1]
+    pytest.importorskip("tensorboard")
+    assert list((run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+    assert cli.main(argv) == 0  # found by its hash: one line that says so
+    again = capfd.readouterr()
+    assert f"entmask: pretrain {run.name} reused: 4 steps, " in again.out and not TRAINER_DICT.search(again.out)
+
+
+def test_the_trainer_prints_bars_or_nothing():
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from entmask.run_log import BarsOnly, screen_callbacks
+
+    class T:  # the part of a Trainer screen_callbacks touches
+        def __init__(self, cbs):
+            from transformers.trainer_callback import CallbackHandler
+
+            self.callback_handler = CallbackHandler(cbs, None, None, None, None)
+
+        def add_callback(self, cb):
+            self.callback_handler.add_callback(cb)
+
+    for default, progress, want in ((PrinterCallback, False, []), (ProgressCallback, True, [BarsOnly]),
+                                    (ProgressCallback, False, [])):
+        t = T([default])
+        screen_callbacks(t, progress)
+        assert [type(c) for c in t.callback_handler.callbacks if isinstance(c, (PrinterCallback,
+                                                                                  ProgressCallback))] == want
+
+
+# ---- what the committed records say: the opening of notebooks 01-05 --------------------------------------------
+def test_committed_results_show_the_claims_tables_and_figure_without_training(tmp_path, capsys):
+    """Built once from docs/records/cpu-long into runs/cache/committed/ (the records imported into a temporary
+    folder that goes), then read: the claims of a section with the sizes they exclude, the table beside the paper's,
+    the figure; a section without records in one line. Nothing lands in the runs folder but the cache."""
+    import time
+
+    c1 = NB.committed_results("01", profile="cpu-long", root=tmp_path, show=False)
+    assert c1.profile == "cpu-long" and c1.figure is not None and c1.figure.is_file()
+    assert "| high (teacher) vs random" not in c1.markdown  # lines, not the verdicts report's table
+    assert "high-entropy teacher masking improves over random masking (2-3 points) (§3.1): Δ Total -1.58 " \
+           "[-3.32, +0.17], **unresolved**; the data exclude a gain of ≥ 0.2 and a loss of ≥ 3.4 points." in c1.markdown
+    t1 = c1.tables["table1"]
+    assert {"ours", "majority", "paper"} <= set(t1["source"]) and "QQP" not in t1.columns
+    assert "marginal (teacher)" in c1.markdown  # left out of the table at every seed, and said so
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+    t0 = time.perf_counter()
+    c2 = NB.committed_results("02_self_masking", profile="cpu-long", root=tmp_path, show=False)
+    assert time.perf_counter() - t0 < 5  # read from the cache
+    assert "**supported**" in c2.markdown and "**contradicted**" in c2.markdown
+    for sec in ("03", "04", "05"):
+        c = NB.committed_results(sec, profile="cpu-long", root=tmp_path, show=False)
+        assert c.markdown.startswith("No committed records for ") and "\n" not in c.markdown and c.figure is None
+    none = NB.committed_results("01", profile="no-such-profile", root=tmp_path, show=False)
+    assert none.markdown.startswith("No committed records") and none.profile == "no-such-profile"
+    auto = NB.committed_results("table2", root=tmp_path, show=False)  # the newest decisive profile with records
+    assert auto.profile in NB.DECISIVE_PROFILES
+    with pytest.raises(ValueError, match="no paper section"):
+        NB.section_of("07")
+
+
+def test_brief_report_keeps_the_table_and_names_the_full_one():
+    md = ("# T\n\n> a warning\n\n| a |\n|---|\n| 1 |\n\nNotes:\n\n- Cells: one thing (x; y). Then more. And more.\n"
+          "- Short.\n\n## Per pretraining seed\n\n| b |\n")
+    out = NB.brief_report(md, "/r/t.md")
+    assert "> a warning" in out and "| 1 |" in out and "Per pretraining seed" not in out
+    assert "- Cells: one thing (x; y) ..." in out and "- Short." in out and out.rstrip().endswith("`/r/t.md`")
 
 
 # ---- exploration: exact small cases ----------------------------------------------------------------------------
@@ -419,6 +505,14 @@ def reproduced(tmp_path_factory, mirror):
     return ok, root
 
 
+def _output_text(o) -> str:
+    """Everything a cell output shows as text: a stream, or the text/plain and text/html of a display."""
+    if o.get("output_type") == "stream":
+        return o.get("text", "")
+    data = o.get("data", {})
+    return "\n".join(str(data.get(k, "")) for k in ("text/plain", "text/html")) + o.get("evalue", "")
+
+
 def _numbers(d) -> list[float]:
     out = []
     if isinstance(d, dict):
@@ -457,6 +551,15 @@ def test_every_notebook_executes_at_smoke(reproduced):
         assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code"
                        for o in c.outputs)
         assert (out / f"{name}.html").stat().st_size > 0
+        texts = [_output_text(o) for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+        dicts = [t[:200] for t in texts if TRAINER_DICT.search(t) or "{'loss':" in t]
+        assert not dicts, f"{name}: a cell prints a Trainer log dict: {dicts[:2]}"
+        if name[:2] in NB.SECTIONS:  # opens with what the committed records say, before any live run
+            code = [c for c in nb.cells if c.cell_type == "code"]
+            i = next(i for i, c in enumerate(code) if "notebooks.committed_results(" in c.source)
+            assert i == next(i for i, c in enumerate(code) if "notebooks.setup(" in c.source) + 1, name
+            shown = "".join(_output_text(o) for o in code[i].outputs)
+            assert "What the committed results say" in shown or "No committed records" in shown, name
         rec = json.loads((out / f"{name}.metrics.json").read_text())
         assert rec["notebook"] == name and rec["profile"] == "smoke"
         assert rec["config"]["profile"] == "smoke" and rec["config"]["train"]["max_steps"] == 6

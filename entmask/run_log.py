@@ -1,0 +1,76 @@
+"""What a training run shows on the screen: progress bars or nothing while it trains, then one line.
+
+What it is: `screen_callbacks(trainer, progress)` takes the HF Trainer's own printing callback out (with tqdm off
+its PrinterCallback prints every log dict, ~60 lines a run; with tqdm on its ProgressCallback writes each dict under
+the bar, and in a notebook NotebookProgressCallback draws them as a table) and puts `BarsOnly` in its place when
+`progress` is on: the bars, no dicts. The logs themselves are untouched: the Trainer keeps them in
+state.log_history (written to the run folder's logs/log_history.json or log_history.json) and the TensorBoard
+callback writes them to logs/tensorboard. `summary_line` / `say_run` are the one line each pretraining,
+reference or fine-tuning run prints when it is trained or found: stage, name, "trained" or "reused", steps, seconds
+and the held-out score where there is one.
+
+What it is not: no logging configuration (entmask.models quiets transformers' loggers and weight-loading bars), and
+it decides nothing about runs; the callers print the line.
+"""
+from __future__ import annotations
+
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+
+class BarsOnly(ProgressCallback):
+    """ProgressCallback's tqdm bars (training, evaluation) without the log dict it writes at every logging step."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        return
+
+
+def screen_callbacks(trainer, progress: bool) -> None:
+    """Replace whatever the Trainer prints its logs with: `BarsOnly` when `progress`, else nothing. (Removes every
+    PrinterCallback and ProgressCallback, NotebookProgressCallback being one.)"""
+    for cb in list(trainer.callback_handler.callbacks):
+        if isinstance(cb, (PrinterCallback, ProgressCallback)):
+            trainer.callback_handler.remove_callback(cb)
+    if progress:
+        trainer.add_callback(BarsOnly)
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def summary_line(stage: str, name: str, how: str, *, steps=None, seconds=None, score: str | None = None) -> str:
+    """'entmask: pretrain random-5f42e0ed44 trained: 6 steps, 7.5 s, held-out masked acc 1.6% (unigram 7.2%)'.
+    `how` is "trained" or "reused"; a part that is unknown is left out."""
+    parts = []
+    if _num(steps):
+        parts.append(f"{int(steps):,} step{'' if int(steps) == 1 else 's'}")
+    if _num(seconds):
+        parts.append(f"{seconds:,.1f} s")
+    if score:
+        parts.append(score)
+    return f"entmask: {stage} {name} {how}" + (": " + ", ".join(parts) if parts else "")
+
+
+def pretrain_score(metrics: dict) -> str | None:
+    """The held-out part of a pretraining or reference run's line, from its metrics.json."""
+    acc, uni = metrics.get("heldout_accuracy"), metrics.get("unigram_accuracy")
+    if not _num(acc):
+        return None
+    return f"held-out masked acc {acc:.1%}" + (f" (unigram {uni:.1%})" if _num(uni) else "")
+
+
+def finetune_score(metrics: dict) -> str | None:
+    """The reported split's score of a fine-tuning run, with its majority-class score."""
+    score, name = metrics.get("paper_score"), metrics.get("paper_metric")
+    if not _num(score):
+        return None
+    maj = metrics.get("majority_paper_score")
+    return f"{metrics.get('split') or 'held-out'} {name} {score:.2f}" + (f" (majority {maj:.2f})" if _num(maj) else "")
+
+
+def say_run(stage: str, name: str, how: str, metrics: dict) -> None:
+    """Print a run's one line from its metrics (pretrain / reference: held-out masked accuracy; finetune: score)."""
+    score = finetune_score(metrics) if stage.startswith("finetune") else pretrain_score(metrics)
+    seconds = metrics.get("train_seconds_total")
+    seconds = seconds if _num(seconds) else metrics.get("train_seconds")
+    print(summary_line(stage, name, how, steps=metrics.get("steps"), seconds=seconds, score=score), flush=True)
