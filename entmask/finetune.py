@@ -86,8 +86,9 @@ def _resolve_bf16(precision: str) -> bool:
         raise ValueError(f"finetune.precision={precision!r} is not valid; choose auto, bf16 or fp32")
     if precision == "bf16":
         return True
-    # auto: CUDA with bf16, or a CPU that runs bf16 natively (AVX512-BF16/AMX), as pretraining decides it. The
-    # CPU profiles that fine-tuned before this (smoke, tiny, cpu-long) name fp32, so their records keep their meaning.
+    # auto: CUDA with bf16, or a CPU that runs bf16 natively (AVX512-BF16/AMX), as pretraining decides it. cpu-long
+    # names fp32, so its records keep their meaning; smoke's and tiny's fp32 runs are found again with
+    # --set finetune.precision=fp32 (the precision is in a fine-tuning run's hash as written: auto | bf16 | fp32).
     return precision == "auto" and use_bf16("auto")
 
 

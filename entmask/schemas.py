@@ -70,7 +70,7 @@ _EPOCH_POINT = Obj({"epoch": float, "step": INT, "source": STR, "entropy_mean": 
 _METRICS = Obj({
     **{k: STR for k in ("name", "hash", "profile", "task", "status", "strategy", "source", "self_start", "kd",
                         "device", "protocol", "split", "resumed_from", "teacher", "model_dir", "pretrained_key",
-                        "paper_metric", "glue_metric", "eval_note", "kind")},
+                        "paper_metric", "glue_metric", "eval_note", "kind", "precision")},
     **{k: INT for k in ("steps", "seed", "n_eval", "n_train", "n_stop", "epochs_run", "best_epoch", "num_tokens",
                         "steps_per_epoch")},
     **{k: NUM for k in ("heldout_loss", "heldout_accuracy", "unigram_accuracy", "entropy_mean", "entropy_sd",

@@ -190,7 +190,8 @@ def _finish(cfg: PretrainConfig, run: Path, trainer, result, secs: float, resume
         "first_train_loss": train_logs[0]["loss"] if train_logs else None,
         "epoch_entropy": runs.read_json(epochs_path, schemas.EPOCHS) if epochs_path.exists() else [],
         "curve": runs.read_json(curve_path, schemas.CURVE) if curve_path.exists() else [],
-        "device": device_name(), "corpus": corpus.stats, "entmask_commit": runs.git_commit(),
+        "device": device_name(), "precision": "bf16" if trainer.args.bf16 else "fp32",  # what autocast ran at
+        "corpus": corpus.stats, "entmask_commit": runs.git_commit(),
         "masked_per_row_mean": avg("masked_per_row"), "candidates_per_row_mean": avg("candidates_per_row"),
         **ev, **extra,
     }

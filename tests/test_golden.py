@@ -55,3 +55,22 @@ def test_reports_rebuilt_from_the_committed_records_are_unchanged(mirror, tmp_pa
             pytest.fail(f"{name}.md differs from tests/golden/cpu-long/{name}.md at line {i + 1}:\n- {a[:300]}\n"
                         f"+ {b[:300]}")
     assert "| cold<random | high (self, cold) vs random | -3.54 | [-6.63, -0.46] | supported |" in got["verdicts"]
+
+
+def test_fp32_runs_of_smoke_and_tiny_keep_their_hashes_after_bf16_became_the_default():
+    """smoke and tiny train and fine-tune at precision `auto` (bf16 where the CPU runs it natively, issue 33); a run
+    finished in fp32 before that is found again by asking for fp32 (the hashes below are those before the change)."""
+    from entmask import config
+    from entmask.config import stable_hash
+    from entmask.finetune import finetune_hash_dict
+    from entmask.pretrain import reference_hash
+
+    smoke = config.resolve("smoke", {"train.precision": "fp32", "finetune.precision": "fp32"})
+    assert smoke.short_hash() == "a4f60a33cd" and reference_hash(smoke) == "ae342cacc1"
+    assert config.resolve("smoke").short_hash() != "a4f60a33cd"  # the default moved: intended
+    tiny = config.resolve("tiny", {"finetune.precision": "fp32"})
+    assert config.resolve("tiny").short_hash() == "a5002a3838"  # tiny pretraining was `auto` already
+    for cfg, want in ((smoke, {"full": "e17aeae85d", "frozen": "35a1cfd9e7"}),
+                      (tiny, {"full": "c74d81173e", "frozen": "1db61b534d"})):
+        got = {k: stable_hash(finetune_hash_dict(cfg.finetune, "mrpc", 0, k == "frozen", "golden")) for k in want}
+        assert got == want

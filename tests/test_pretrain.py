@@ -46,6 +46,9 @@ def test_runs_complete_and_loss_falls(smoke_runs):
         assert 0 <= m["heldout_accuracy"] <= 1 and m["heldout_loss"] > 0
         assert m["heldout_masked_tokens"] > 100
         assert run.name.endswith(config.load_json(run / "config.json").short_hash())
+        # the precision actually trained at (smoke's `auto`: bf16 where the CPU runs it natively, else fp32)
+        assert m["precision"] == ("bf16" if pretrain.use_bf16(config.load_json(run / "config.json").train.precision)
+                                  else "fp32"), name
 
 
 def test_entropy_figures_high_above_low(smoke_runs):
@@ -132,7 +135,9 @@ def test_self_masks_follow_the_model(session_runs, tmp_path):
         tr = pretrain.make_trainer(cfg, tmp_path / f"r{seed}", model, corpus, teacher_dir=None, progress=False)
         tr.compute_loss(model, batch)
         assert tr.last_source == "self" and tr.calls["self_entropy"] == 1
-        ent = entropy.model_entropy(model, batch["input_ids"], torch.ones_like(batch["input_ids"]))
+        amp = torch.bfloat16 if tr.args.bf16 else None  # the self pass runs at the training precision (auto)
+        ent = entropy.model_entropy(model, batch["input_ids"], torch.ones_like(batch["input_ids"]),
+                                    cfg.train.entropy_chunk, autocast_dtype=amp)
         from entmask.masking import candidate_mask, select_mask
 
         cand = candidate_mask(batch["input_ids"], corpus.special_ids, corpus.tokenizer.unk_token_id)
