@@ -80,6 +80,7 @@ def _training_args(cfg: PretrainConfig, out: Path, max_steps: int, epochs: float
         save_total_limit=t.save_total_limit, seed=t.seed, data_seed=t.seed, report_to=[],  # see _tensorboard
         remove_unused_columns=False, dataloader_num_workers=t.num_workers, disable_tqdm=not progress,
         use_cpu=not torch.cuda.is_available(), ddp_find_unused_parameters=False, logging_first_step=True,
+        torch_compile=t.compile,
     )
 
 

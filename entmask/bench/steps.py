@@ -130,7 +130,8 @@ def _entmask_trainer(spec: Spec, preset: str, seq_len: int, batch_size: int, arg
                                      "masking.self_start": "cold", "train.batch_size": batch_size,
                                      "train.entropy_chunk": spec.entropy_chunk or entropy_chunk
                                      or config.TrainConfig.entropy_chunk,
-                                     "train.precision": spec.precision})
+                                     "train.precision": spec.precision,
+                                     "train.compile": spec.compiled})  # _prepare compiles, as the Trainer would
     model = build_model(preset, spec.vocab, {"attn_implementation": spec.attn}, seed=0)
     ent = torch.rand(ids.shape, generator=torch.Generator().manual_seed(2)) * 8 if spec.kind == "teacher" \
         else None  # the cached teacher column: a precomputed [N, T] float32 tensor

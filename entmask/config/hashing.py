@@ -30,7 +30,7 @@ UNHASHED: tuple = (
 OMIT_AT_DEFAULT: tuple = ("masking.temperature", "masking.scorer", "masking.whole_word",
                           "masking.schedule", "masking.ratio_end", "masking.temperature_end",
                           "masking.static",
-                          "train.short_rows", "train.short_fraction", "data.max_words")
+                          "train.short_rows", "train.short_fraction", "data.max_words", "train.compile")
 
 
 def needs_scores(strategy: str) -> bool:
