@@ -9,7 +9,7 @@ PROFILE ?= tiny
 PYTEST_ARGS ?=
 
 .PHONY: setup reproduce test test-fast lint kernel lab bench clean-runs matrix-cpu-long results-cpu-long records-cpu-long \
-	notebooks matrix-cpu-wiki results-cpu-wiki records-cpu-wiki corpus-cpu-wiki
+	notebooks matrix-cpu-wiki results-cpu-wiki records-cpu-wiki corpus-cpu-wiki gpu-check
 
 $(BIN)/entmask: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -116,6 +116,14 @@ records-cpu-wiki: setup
 
 bench: setup
 	$(BIN)/entmask bench --preset bertlet --seq-len 128
+
+## On one GPU (under 8 minutes): stock HF vs entmask training steps with MFU at bert-let and BERT-base sizes, the
+## teacher pass, and a 200-step pretraining with checkpoint and resume; writes docs/performance-gpu.md.
+## GPU_CHECK_ARGS=--cpu is its smoke mode on a CPU (report in runs/gpu-check/, never the GPU page);
+## GPU_CHECK_ARGS="--peak-tflops N" sets the peak MFU divides by for a GPU not in entmask/bench/flops.py.
+GPU_CHECK_ARGS ?=
+gpu-check: setup
+	$(BIN)/python -m entmask.bench.gpu_check $(GPU_CHECK_ARGS)
 
 clean-runs:
 	@echo "runs/ holds your results; remove what you want by hand (nothing is deleted automatically)."

@@ -30,6 +30,11 @@ The modules, each saying what it is and is not:
     synthetic         VOCAB, PAD64, synthetic_tokenizer, synthetic_ids
     machine           timing (_timed, _rotate), describe_device, load averages, progress lines
     cli, __main__     python -m entmask.bench
+    gpu_check         `make gpu-check`: stock vs entmask steps with MFU, the teacher pass and a short pretraining
+                      with resume, at bert-let and BERT-base sizes, one report (python -m entmask.bench.gpu_check;
+                      --cpu: its smoke mode); not imported here, so `python -m` runs it cleanly
+    gpu_report        the gpu check's tables and docs/performance-gpu.md
+    short_pretrain    a short pretraining through training_run on synthetic text: checkpoint, resume, loss
 
 What it is not: no real data, no convergence; it measures speed and memory only.
 """
