@@ -257,7 +257,8 @@ def test_torchrun_teacher_and_self_masking(session_runs, tmp_path):
         detail = f"torchrun exit {out.returncode}\n{out.stderr[-1500:]}\n{rank_logs(logs)}"
         assert out.returncode == 0, detail
         assert "unfinished" not in out.stdout + out.stderr, detail
-        run = next((tmp_path / "runs" / "smoke" / "pretrain").glob(f"{name}-*"))
+        # the run folder, not its `<run>.lock` file beside it (glob order is the directory's, not sorted)
+        run = next(p for p in (tmp_path / "runs" / "smoke" / "pretrain").glob(f"{name}-*") if p.is_dir())
         result_lines = [ln for ln in out.stdout.splitlines() if ln.rstrip().endswith(f"entmask: {run}")]
         assert len(result_lines) == 1 and result_lines[0].startswith("[default0]"), detail  # rank 0 only
         m = json.loads((run / "metrics.json").read_text())
