@@ -106,3 +106,28 @@ def test_train_compile_is_opt_in_left_out_of_hashes_at_its_default_and_reaches_t
     assert on.short_hash() != cfg.short_hash() and on.hash_dict()["train"]["compile"] is True
     assert _training_args(on, tmp_path, 10, 1, 1e-3, 4, 0.1, False).torch_compile is True
     assert _training_args(cfg, tmp_path, 10, 1, 1e-3, 4, 0.1, False).torch_compile is False
+
+
+def test_a_failing_train_compile_row_costs_only_itself_and_fails_its_check(monkeypatch):
+    from entmask.bench import steps
+
+    calls = []
+
+    def fake(specs, *args):
+        calls.append([s.name for s in specs])
+        if any(s.compiled for s in specs):
+            raise RuntimeError("inductor: no compiler\nmore")
+        return {s.name: {"tokens_per_s": 1.0} for s in specs}
+
+    monkeypatch.setattr(steps, "bench_steps", fake)
+    rows, err = gpu_check._steps(gpu_check.CPU, "bert-micro", "fp32", True, "cpu", False)
+    assert len(calls) == 2 and "teacher-masked · compiled" in calls[0] and len(rows) == 4
+    assert err == "RuntimeError: inductor: no compiler"
+    res = {"models": [{"label": "m", "steps": rows, "compile": True, "compile_error": err,
+                       "teacher": {"pass_tokens_per_s": 1.0, "passes_run": 1, "identical": True,
+                                   "precision": "fp32", "cached_call_s": 0.0}}],
+           "e2e": {"first_loss": 2.0, "last_loss": 1.0, "steps": 10, "checkpoint": "checkpoint-5",
+                   "checkpoint_files": ["model.safetensors", "optimizer.pt"], "resumed_from": "checkpoint-5",
+                   "resume_started_at": 5, "final_step": 10, "metrics_written": True, "model_written": True}}
+    failed = [c["name"] for c in gpu_check.checks(res) if not c["ok"]]
+    assert failed == ["m: the train.compile row ran"]
