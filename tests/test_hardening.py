@@ -1,5 +1,6 @@
 """Crash safety, bad input and safe loading: kill -9 and resume, corrupt caches rebuilt, locks, pickles refused."""
 import json
+import re
 import os
 import pickle
 import signal
@@ -114,8 +115,9 @@ def test_two_processes_same_run_do_not_corrupt_it(session_runs, tmp_path):
     assert a.returncode == 0 and b.returncode == 0, outs
     folders = [p for p in (tmp_path / "smoke" / "pretrain").iterdir() if p.is_dir()]
     assert len(folders) == 1 and json.loads((folders[0] / "metrics.json").read_text())["steps"] == 8
-    trained = [o for o in outs if "train_runtime" in o]
-    assert len(trained) == 1  # the second process waited on the lock, then reused the finished run
+    trained = [o for o in outs if re.search(r"entmask: pretrain \S+ trained: 8 steps", o)]
+    reused = [o for o in outs if re.search(r"entmask: pretrain \S+ reused: 8 steps", o)]
+    assert len(trained) == 1 and len(reused) == 1, outs  # the second waited on the lock, then reused the run
 
 
 def test_kill_9_during_pretraining_then_resume(session_runs, tmp_path):
