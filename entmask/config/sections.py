@@ -16,7 +16,7 @@ import typing
 from dataclasses import dataclass, field
 
 from entmask import CONFIG_VERSION  # the bottom of the import graph (runs reads it too)
-from entmask.config import hashing
+import entmask.config.hashing as hashing
 
 
 @dataclass

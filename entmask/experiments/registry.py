@@ -1,5 +1,6 @@
 """The experiments by name: `EXPERIMENTS` (name -> entry function) and `run(name, cfg)`, what `entmask experiment
-NAME` calls. Both read the registry of `record.Experiment`s that the modules under sections/ fill.
+NAME` calls. Both read the registry of `record.Experiment`s that the modules under sections/ fill (the package's
+__init__ imports sections/ before this module, and any import of this module runs that __init__ first).
 
 What it is: dispatch and option checking. What it is not: the experiments themselves (sections/)."""
 from __future__ import annotations
@@ -8,7 +9,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from entmask.config import PretrainConfig
-from entmask.experiments import sections  # noqa: F401  (registers every experiment of the package)
 from entmask.experiments.core import ExperimentError
 from entmask.experiments.experiment import _experiment
 from entmask.experiments.record import REGISTRY, Experiment, get
