@@ -40,6 +40,15 @@ def cmd_reference(a) -> int:
     cfg = resolve_from_args(a)
     run = pretrain.build_reference(cfg, force=a.force, progress=not a.quiet)
     _print_run(run)
+    if a.scores:
+        from entmask.data import prepare_corpus
+        from entmask.teacher_scores import check_teacher, score_views
+
+        corpus = prepare_corpus(cfg.data, progress=not a.quiet, trust_remote_code=cfg.trust_remote_code)
+        check_teacher(run / "model", corpus, cfg.trust_remote_code)
+        views = score_views(cfg, run / "model", corpus, progress=not a.quiet)
+        print(f"entmask: the teacher's scores of {', '.join(views)} are cached beside corpus {corpus.dir.name}; "
+              f"`entmask runs export --profile {cfg.profile} <folder>` records them with the teacher")
     return 0
 
 
@@ -234,7 +243,9 @@ def cmd_runs(a) -> int:
         raise
     print(f"entmask runs: imported {len(r['imported'])} run(s) of profile {r['profile']} into "
           f"{runs.profile_dir(r['profile'])}; kept {len(r['kept'])} already here; {len(r['busy'])} being "
-          f"written by another process")
+          f"written by another process" + (f"; {r['scores']} teacher score file(s) put beside their corpus, so "
+                                           f"teacher-masked students train without the teacher's weights"
+                                           if r["scores"] else ""))
     for line in r["not_imported"]:
         print(f"  not imported: {line}")
     return 0

@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("reference", help="build the offline teacher (an encoder adapted with MLM)")
     _common(s)
     s.add_argument("--force", action="store_true")
+    s.add_argument("--scores", action="store_true",
+                   help="also score the profile's train rows (every view its students train on), so that `entmask "
+                        "runs export` records the scores with the teacher and another machine needs no teacher")
 
     s = sub.add_parser("info", help="the resolved config, where data come from, the device")
     _common(s)

@@ -31,7 +31,10 @@ from entmask.token_scores import (  # noqa: F401 - re-exported
 
 
 def teacher_key(teacher_dir: str | Path) -> str:
-    """Identity of a teacher: a hash of its config and weights (a retrained teacher gets a new cache)."""
+    """Identity of a teacher: a hash of its config and weights (a retrained teacher gets a new cache); for a
+    teacher imported from records without its weights (runs.weightless_teacher), the key its record names."""
+    if runs.weightless_teacher(teacher_dir):
+        return runs.recorded_key(teacher_dir)
     return runs.weights_key(teacher_dir)
 
 
@@ -98,6 +101,8 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
                       f"rebuilding it")
             except Exception:  # noqa: BLE001 - any damage (truncated, foreign) means rebuild
                 print(f"entmask: teacher entropy cache {path} is incomplete or corrupt; rebuilding it")
+        if runs.weightless_teacher(teacher_dir):
+            raise runs.no_weights_error(teacher_dir, f"scoring the {split} rows of corpus {Path(corpus_dir).name}")
         model = models.load_teacher(teacher_dir, device=device)
         dev = torch.device(device)
         amp = torch.bfloat16 if _bf16_ok(dev) else None

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from entmask import runs
+
 PRESETS: dict[str, dict] = {
     # name: (layers, hidden, heads); intermediate = 4 * hidden as in BERT
     "bert": dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12),  # ~109M parameters
@@ -232,7 +234,10 @@ def split_revision(name: str) -> tuple[str, str | None]:
 
 def load_teacher(name_or_path: str | Path, device: str | torch.device = "cpu", expect_vocab: int | None = None,
                  trust_remote_code: bool = False):
-    """The teacher in eval mode, frozen."""
+    """The teacher in eval mode, frozen. A reference teacher imported from records without its weights
+    (runs.weightless_teacher) fails in one line that names the fix."""
+    if Path(str(name_or_path)).is_dir() and runs.weightless_teacher(name_or_path):
+        raise runs.no_weights_error(name_or_path, "loading the teacher")
     model = load_masked_lm(name_or_path, expect_vocab=expect_vocab, role="teacher", device=device,
                            trust_remote_code=trust_remote_code)
     model.eval()

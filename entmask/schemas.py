@@ -112,6 +112,11 @@ CONFIGS = {"pretrain": PRETRAIN_CONFIG, "finetune": FINETUNE_CONFIG, "reference"
 WEIGHTS = Schema("a record's weights.json (the key of the weights it was exported without)",
                  Obj({"model_key": STR, "left_out": str, "how_to_use": str}, required=("model_key",)),
                  fix="export the record again")
+SCORES = Schema("a reference record's scores.json (the teacher's score files it holds)",
+                Obj({"teacher_key": str, "files": Arr(Obj({"path": str, "sha256": str, "bytes": int},
+                                                           required=("path", "sha256", "bytes")))},
+                    required=("teacher_key", "files")),
+                fix="export the record again")
 MANIFEST = Schema("a records manifest (a JSON object with a list of runs)",
                   Obj({"profile": ANY, "config_version": ANY, "runs": Arr(ANY)}),
                   fix="export the records again")
@@ -130,7 +135,7 @@ JSON_ANY = Schema("JSON", ANY)
 _RECORD_FILES = {"metrics.json": METRICS, "entmask.json": ENTMASK_META, "weights.json": WEIGHTS,
                  "logs/curve.json": CURVE, "logs/epochs.json": EPOCHS, "logs/stop.json": STOP,
                  "logs/log_history.json": LOG_HISTORY, "log_history.json": LOG_HISTORY,
-                 "model/config.json": JSON_OBJECT, "predictions.json": JSON_OBJECT}
+                 "scores.json": SCORES, "model/config.json": JSON_OBJECT, "predictions.json": JSON_OBJECT}
 
 
 def for_record_file(stage: str, rel: str, max_bytes: int) -> Schema:

@@ -2,18 +2,21 @@
 
 What it is: `uses_teacher_scores(cfg)` (whether some phase of a run masks by them), `teacher_scores` (computed once
 per (teacher, corpus, scorer, view) and cached beside the corpus: of the long rows, or of their short view,
-phases.py) and `check_teacher` (fail in one line, before any scoring, when the teacher is not a complete masked LM
-of the tokenizer's vocabulary).
+phases.py), `score_views` (all of a profile's views at once, for the teacher's record) and `check_teacher` (fail
+in one line, before any scoring, when the teacher is not a complete masked LM of the tokenizer's vocabulary; a
+teacher imported with its scores only passes).
 
 What it is not: no finding or building of the teacher (entmask.reference); the passes and the cache files
 themselves are entmask.entropy's.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 
+from entmask import runs
 from entmask.config import PretrainConfig
 from entmask.data import Corpus
 from entmask.entropy import teacher_entropies
@@ -54,4 +57,22 @@ def teacher_scores(cfg: PretrainConfig, teacher_dir: Path, corpus: Corpus, progr
 
 def check_teacher(teacher_dir: Path, corpus: Corpus, trust_remote_code: bool = False) -> None:
     """Fail early, in one line, if the teacher is not a complete masked LM of the tokenizer's vocabulary."""
+    if runs.weightless_teacher(teacher_dir):
+        return  # imported with its scores only: the score cache checks corpus, teacher and token ids when read
     load_teacher(teacher_dir, expect_vocab=len(corpus.tokenizer), trust_remote_code=trust_remote_code)
+
+
+def score_views(cfg: PretrainConfig, teacher_dir: Path, corpus: Corpus, progress: bool = True) -> list[str]:
+    """Score every view of the train rows that a teacher-masked student of `cfg`'s profile trains on (the whole rows,
+    and their short view when train.short_rows > 1), with `cfg`'s scorer, so the caches exist before any student
+    needs them and `entmask runs export` records them with the teacher (`entmask reference --scores`). Returns
+    the views scored: "train", "train-short<k>"."""
+    c = copy.deepcopy(cfg)
+    c.masking.source, c.kd.mode = "teacher", "none"
+    if not needs_entropy(c.masking.strategy):
+        c.masking.strategy = "high"  # any strategy that ranks by the scores: they do not depend on which
+    views = [1] + ([c.train.short_rows] if c.train.short_rows > 1 else [])
+    for k in views:
+        teacher_scores(c, teacher_dir, corpus, progress, short_rows=k)
+    return ["train" if k == 1 else f"train-short{k}" for k in views]
+

@@ -122,6 +122,9 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
                  if teacher_dir is not None and t.short_rows > 1 else None)
     needs_model = cfg.kd.mode != "none" or (SCORERS[cfg.masking.scorer].uses_reference
                                              and needs_entropy(cfg.masking.strategy))
+    if teacher_dir is not None and needs_model and runs.weightless_teacher(teacher_dir):
+        raise runs.no_weights_error(teacher_dir, "knowledge distillation" if cfg.kd.mode != "none"
+                               else f"scorer {cfg.masking.scorer}")
     teacher = load_teacher(teacher_dir) if (teacher_dir is not None and needs_model) else None
     spe = _steps_per_epoch(corpus.train_ids.shape[0], batch, t.grad_accum)
     if max_steps <= 0:

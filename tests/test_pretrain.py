@@ -304,3 +304,50 @@ def test_saved_model_is_a_standard_bert_for_masked_lm(smoke_runs):
     fill = pipeline("fill-mask", model=str(model_dir), tokenizer=str(model_dir), device="cpu")
     out = fill("the cat sat on the [MASK] .")
     assert len(out) == 5 and all(0 <= o["score"] <= 1 for o in out)
+
+
+def test_the_teachers_scores_travel_in_its_record(session_runs, smoke_runs, tmp_path):
+    """A reference record holds the teacher's score caches (byte for byte, sha256-listed), so a machine without the
+    teacher's weights trains a teacher-masked student exactly as the machine that built it; what needs the weights
+    (KD) says so in one line; a changed score file is refused and nothing is imported."""
+    from entmask import runs
+    from entmask.records import RecordsRefused, export_records, import_records
+
+    from entmask.teacher_scores import score_views
+
+    cfg = smoke(**{"train.short_rows": 2})  # a profile whose students also train on a short view of the rows
+    corpus = prepare_corpus(cfg.data, session_runs, progress=False)
+    assert score_views(cfg, pretrain.resolve_teacher(cfg, progress=False), corpus, False) == ["train", "train-short2"]
+    rec = tmp_path / "records"
+    out = export_records("smoke", rec, session_runs)
+    ref = next(r for r in out["exported"] if r.startswith("reference/"))
+    listed = json.loads((rec / ref / "scores.json").read_text())
+    key = json.loads((rec / ref / "weights.json").read_text())["model_key"]
+    assert listed["teacher_key"] == key
+    assert {Path(f["path"]).name for f in listed["files"]} >= {f"entropy-train-{key}.safetensors",
+                                                               f"entropy-train-short2-{key}.safetensors"}
+    assert all(f["path"].startswith("scores/") and f"-{key}" in f["path"] for f in listed["files"])
+
+    fresh = tmp_path / "fresh"
+    got = import_records(rec, fresh)
+    assert ref in got["imported"] and got["scores"] == len(listed["files"])
+    cfg = smoke(name="mid", **{"masking.strategy": "mid", "train.seed": 7})  # trained by no other test
+    tdir = pretrain.resolve_teacher(cfg, fresh, progress=False)
+    assert runs.weightless_teacher(tdir) and entropy.teacher_key(tdir) == key
+    passes = entropy.STATS["passes"]
+    there = metrics(pretrain.pretrain(cfg, fresh, progress=False))
+    assert entropy.STATS["passes"] == passes  # no teacher pass: the recorded scores were used
+    here = metrics(pretrain.pretrain(cfg, session_runs, progress=False))  # where the teacher has its weights
+    for k in ("first_train_loss", "final_train_loss", "heldout_accuracy", "heldout_loss"):
+        assert there[k] == here[k], k
+
+    kd = smoke(name="kd", **{"masking.strategy": "high", "kd.mode": "complete"})
+    with pytest.raises(runs.RunError, match=r"^knowledge distillation needs the weights of the teacher reference-"
+                                            r".*entmask reference --profile smoke --force"):
+        pretrain.pretrain(kd, fresh, progress=False)
+
+    f = rec / ref / listed["files"][0]["path"]
+    f.write_bytes(f.read_bytes()[:-1] + bytes([f.read_bytes()[-1] ^ 1]))
+    with pytest.raises(RecordsRefused, match="changed after the export"):
+        import_records(rec, tmp_path / "other")
+    assert not (tmp_path / "other" / "smoke").exists() and not (tmp_path / "other" / "cache").exists()

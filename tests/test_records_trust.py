@@ -4,6 +4,7 @@ Every record here is crafted inside the test (tests/recordkit.py names run folde
 stages do); nothing is committed. One test per class: a forged config or metric under a real run's name, JSON of
 the wrong shape, a record named like entmask's own files, an export through a link, the mode of written files.
 """
+import hashlib
 import json
 import os
 import shutil
@@ -238,3 +239,51 @@ def test_atomic_writes_respect_the_umask(umask, mode, tmp_path):
         assert stat.S_IMODE(f.stat().st_mode) == mode, (f, oct(f.stat().st_mode))
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"a": 2}
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["blob.bin", "metrics.json", "sub"]  # no temporary left
+
+
+def test_a_teachers_score_files_are_its_own_listed_and_unchanged(tmp_path):
+    """A reference record carries the teacher's score caches (entmask.records.scores); the import refuses a record
+    whose scores are not exactly those: an unlisted file, another teacher's list, a file of another teacher."""
+    import torch
+    from safetensors.torch import save_file
+
+    root = tmp_path / "runs"
+    ref = kit.reference_run(root / "smoke")
+    key = runs.weights_key(ref / "model")
+    corpus = root / "cache" / "corpus" / "0123456789"
+    corpus.mkdir(parents=True)
+    save_file({"entropy": torch.rand(4, 8)}, str(corpus / f"entropy-train-{key}.safetensors"),
+              metadata={"teacher_key": key, "corpus": corpus.name, "split": "train"})
+    save_file({"entropy": torch.rand(4, 8)}, str(corpus / "entropy-train-abcdefabcdef.safetensors"),
+              metadata={"teacher_key": "abcdefabcdef"})  # another teacher's: not this record's
+    rec = tmp_path / "records"
+    record_io.export_records("smoke", rec, root)
+    r = rec / "reference" / ref.name
+    listed = json.loads((r / "scores.json").read_text())
+    assert [f["path"] for f in listed["files"]] == [f"scores/{corpus.name}/entropy-train-{key}.safetensors"]
+    got = record_io.import_records(rec, tmp_path / "a")
+    assert got["imported"] == [f"reference/{ref.name}"] and got["scores"] == 1
+    assert (tmp_path / "a" / "cache" / "corpus" / corpus.name / f"entropy-train-{key}.safetensors").read_bytes() == (
+        corpus / f"entropy-train-{key}.safetensors").read_bytes()
+    assert runs.weightless_teacher(tmp_path / "a" / "smoke" / "reference" / ref.name / "model")
+
+    spoil = {
+        "does not list": lambda: (r / "scores" / corpus.name / "extra.txt").write_text("x"),
+        "is of teacher 'abcdefabcdef'": lambda: (r / "scores.json").write_text(
+            json.dumps({**listed, "teacher_key": "abcdefabcdef"})),
+        "was not computed by teacher": lambda: save_file(
+            {"entropy": torch.rand(4, 8)}, str(r / listed["files"][0]["path"]), metadata={"teacher_key": "x"}),
+    }
+    for why, act in spoil.items():
+        shutil.copytree(r, tmp_path / "keep")
+        act()
+        if why == "was not computed by teacher":  # a consistent list, so only the metadata gives it away
+            f = r / listed["files"][0]["path"]
+            item = {**listed["files"][0], "bytes": f.stat().st_size,
+                    "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
+            (r / "scores.json").write_text(json.dumps({**listed, "files": [item]}))
+        with pytest.raises(record_io.RecordsRefused, match=why):
+            record_io.import_records(rec, tmp_path / "b")
+        assert not (tmp_path / "b").exists()
+        shutil.rmtree(r)
+        shutil.move(tmp_path / "keep", r)

@@ -12,6 +12,8 @@ This package's own module only re-exports: use `entmask.records` as before. Its 
     export      export_records, check_records_dest
     verify      verify_record, RecordsRefused: a record is what its manifest says, or nothing is imported
     importing   import_records: verified records copied into the runs root, nothing overwritten
+    scores      the teacher's cached scores in its record, so another machine trains teacher-masked students
+                without the teacher's weights
 """
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from entmask.records.layout import _check_profile, _is_record, _left_out, _link_on_way, _read_manifest
+from entmask.records.scores import export_scores
 from entmask.runs import (
     ENV_RUNS,
     RECORD_FILE,
@@ -25,6 +26,7 @@ from entmask.runs import (
     RECORDS_MANIFEST,
     RunError,
     _config_version,
+    cache_dir,
     finished_metrics,
     has_weights,
     locked,
@@ -130,7 +132,9 @@ def export_records(profile: str, dest: str | Path, root: str | Path | None = Non
     left out; each gets a weights.json with its model's weights key. Records already in `dest` whose run is not
     here any more are kept. The output is deterministic (no timestamps), so exporting twice changes nothing. A
     reference teacher whose weights key differs from its record's (rebuilt on a new machine, not bit for bit) keeps
-    its old record and is listed in `teacher_changed`: the runs recorded earlier were masked by that teacher."""
+    its old record and is listed in `teacher_changed`: the runs recorded earlier were masked by that teacher. A
+    reference's record also holds the teacher's cached scores of the train rows (entmask.records.scores), so that
+    another machine trains teacher-masked students without rebuilding it."""
     _check_profile(profile)
     src = profile_dir(profile, root)
     if not src.is_dir():
@@ -174,6 +178,8 @@ def export_records(profile: str, dest: str | Path, root: str | Path | None = Non
                     "model_key": key, "left_out": "weights, checkpoints, per-epoch models and tokenizer files",
                     "how_to_use": "entmask runs import <this records folder> (the run is then reused by its hash; "
                                   "what needs its weights says so)"})
+                if rel.startswith("reference/") and key is not None:  # the teacher's scores: students need only
+                    done["bytes"] += export_scores(tmp, key, cache_dir(root))  # these, not its weights
                 _replace_record(tmp, target)
             except (OSError, RunError) as e:  # one unreadable run does not stop the others
                 shutil.rmtree(tmp, ignore_errors=True)

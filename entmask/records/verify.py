@@ -19,6 +19,7 @@ from typing import NoReturn
 from entmask import config, schemas
 from entmask.config import FinetuneConfig
 from entmask.records.layout import _left_out, _link_on_way
+from entmask.records.scores import SCORES_DIR, SCORES_FILE, verify_scores
 from entmask.runs import RECORD_FILE, RECORD_MAX_BYTES, RECORDS_MANIFEST, RunError, stable_hash
 
 
@@ -68,6 +69,10 @@ def _verify(src: Path, rel: str, man: dict) -> None:
                 f"{man['config_version']}")
     {"pretrain": _pretrain_identity, "finetune": _finetune_identity, "reference": _reference_identity}[stage](
         docs, m.group(1), rel, man["profile"])
+    if stage == "reference" and (src / rel / SCORES_DIR).exists() or (src / rel / SCORES_FILE).exists():
+        if stage != "reference" or not (src / rel / SCORES_FILE).is_file():
+            _refuse(f"it holds {SCORES_DIR}/ or {SCORES_FILE} without the other, or outside a teacher's record")
+        verify_scores(src / rel, docs[RECORD_FILE]["model_key"])
 
 
 def _record_docs(rec: Path, stage: str) -> dict:
@@ -76,6 +81,8 @@ def _record_docs(rec: Path, stage: str) -> dict:
     docs = {}
     for folder, dirs, files in os.walk(rec):  # does not follow links to folders
         here = Path(folder)
+        if stage == "reference" and here == rec:  # the teacher's score files: verify_scores checks them
+            dirs[:] = [d for d in dirs if d != SCORES_DIR]
         for n in [*dirs, *files]:
             r = (here / n).relative_to(rec)
             if (here / n).is_symlink():

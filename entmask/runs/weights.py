@@ -13,6 +13,7 @@ import hashlib
 from pathlib import Path
 
 from entmask import schemas
+from entmask.runs.files import RunError
 
 # ---- run records: what a finished run measured, without its weights ------------------------------------------
 # A long matrix outlives its machine: sessions end, a fresh machine has an empty runs/. The records of its finished
@@ -60,3 +61,19 @@ def recorded_key(model_dir: str | Path) -> str | None:
     except (OSError, schemas.SchemaError):
         return None
     return key if key else None
+
+
+def weightless_teacher(model_dir: str | Path) -> bool:
+    """Whether `model_dir` is a reference teacher imported from records (entmask.records.scores): its record names
+    its weights key, but its weights are not here; only its cached scores of the profile's rows are."""
+    return not has_weights(model_dir) and recorded_key(model_dir) is not None
+
+
+def no_weights_error(model_dir: str | Path, what: str) -> RunError:
+    """The one line for a step that needs the weights of a teacher imported without them."""
+    run = Path(model_dir).parent
+    return RunError(f"{what} needs the weights of the teacher {run.name}, which was imported from records without "
+                    f"them (its record holds only its scores of the profile's own train rows): build a teacher here "
+                    f"with `entmask reference --profile {run.parent.parent.name} --force` (a new teacher: its "
+                    f"weights key, and so the masks, may differ from the recorded runs')")
+

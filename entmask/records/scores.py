@@ -1,0 +1,144 @@
+"""The teacher's scores in its record: what lets a new machine train teacher-masked students without rebuilding
+the teacher.
+
+A reference teacher's record holds no weights, so on its own it could mask nothing, and every new machine had to
+adapt the teacher again (70 minutes of two cores at cpu-wiki) before any teacher-masked row could train. The
+students need only the teacher's per-position scores of the train rows, which entmask caches beside the corpus
+(entmask.entropy: `entropy-<split>-<teacher key>.safetensors`). So `export_scores` copies those cache files, byte
+for byte, into the reference's record (`scores/<corpus key>/<file>`) and lists each with its sha256 in
+`scores.json`; `verify_scores` refuses a record whose files are not exactly those, unchanged and of this teacher;
+`import_scores` puts them back beside the corpus, where the cache finds them (its own checks of corpus, teacher
+key and token digest still run when a student reads them). A reference record with scores is imported as a
+weightless teacher: students masked by it train; what needs its weights (KD, a new corpus) says so in one line.
+
+What it is not: the cache itself or its checks (entmask.entropy), or the rest of a record (export, verify,
+importing).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from pathlib import Path
+
+from safetensors import safe_open
+
+from entmask import schemas
+from entmask.runs import RunError, locked, write_json
+
+SCORES_FILE = "scores.json"  # in a reference's record: the score files it holds, each with its sha256
+SCORES_DIR = "scores"  # scores/<corpus key>/entropy-<split>-<teacher key>[...].safetensors
+SCORES_MAX_BYTES = 64 << 20  # one view of a corpus of ~16M positions in fp32; cpu-wiki's are 10-12 MB
+# the cache's file names (entropy.cache_path): split, then the teacher key and, for masked-view scorers, more
+_NAME = re.compile(r"entropy-[A-Za-z0-9_-]+-([0-9a-f]{12})(-[A-Za-z0-9._-]+)?\.safetensors")
+_CORPUS = re.compile(r"[0-9a-f]{10}")  # a corpus cache folder: data.corpus_key
+
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _teacher_of(path: Path) -> str | None:
+    """The teacher key a score cache file says it was computed with (its safetensors metadata), or None."""
+    try:
+        with safe_open(str(path), "pt") as fh:
+            return (fh.metadata() or {}).get("teacher_key")
+    except Exception:  # noqa: BLE001 - a damaged or foreign file names no teacher
+        return None
+
+
+def score_caches(cache_root: Path, key: str) -> list[Path]:
+    """The finished score cache files of the teacher `key` under a runs root's cache folder (no partial passes,
+    no links), sorted: those whose name and metadata both name this teacher."""
+    out = []
+    for f in sorted((Path(cache_root) / "corpus").glob(f"*/entropy-*-{key}*.safetensors")):
+        m = _NAME.fullmatch(f.name)
+        if (m and m.group(1) == key and _CORPUS.fullmatch(f.parent.name) and f.is_file() and not f.is_symlink()
+                and not f.parent.is_symlink() and f.stat().st_size <= SCORES_MAX_BYTES and _teacher_of(f) == key):
+            out.append(f)
+    return out
+
+
+def export_scores(record: Path, key: str, cache_root: Path) -> int:
+    """Copy the teacher `key`'s score caches into `record` (a reference's record being written) and list them in
+    its scores.json; nothing is written when there are none. Returns the bytes copied."""
+    files, total = [], 0
+    for f in score_caches(cache_root, key):
+        rel = Path(SCORES_DIR) / f.parent.name / f.name
+        (record / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, record / rel)
+        files.append({"path": rel.as_posix(), "sha256": _sha256(record / rel), "bytes": f.stat().st_size})
+        total += f.stat().st_size
+    if files:
+        write_json(record / SCORES_FILE, {"teacher_key": key, "files": files})
+    return total
+
+
+def has_scores(record: Path) -> bool:
+    return (Path(record) / SCORES_FILE).is_file()
+
+
+def verify_scores(record: Path, model_key: str | None) -> list[dict]:
+    """The files of `record`'s scores.json, verified (raises RunError, one line, on the first problem): the record
+    names its teacher, scores.json is of that teacher, every listed file is under scores/<corpus>/, named as the
+    cache names it, no larger than SCORES_MAX_BYTES, unchanged (sha256) and computed by that teacher (its
+    metadata); and no file under scores/ is unlisted."""
+    try:
+        doc = schemas.load(record / SCORES_FILE, schemas.SCORES)
+    except schemas.SchemaError as e:
+        raise RunError(f"its {SCORES_FILE} {e}") from None
+    if not model_key or doc["teacher_key"] != model_key:
+        raise RunError(f"its {SCORES_FILE} is of teacher {doc['teacher_key']!r}, its weights.json names "
+                       f"{model_key!r}")
+    listed = set()
+    for item in doc["files"]:
+        parts = Path(item["path"]).parts
+        m = _NAME.fullmatch(parts[-1]) if len(parts) == 3 else None
+        if (len(parts) != 3 or parts[0] != SCORES_DIR or not _CORPUS.fullmatch(parts[1]) or m is None
+                or m.group(1) != model_key):
+            raise RunError(f"its {SCORES_FILE} lists {item['path']!r}, which is not a score file of teacher "
+                           f"{model_key} (scores/<corpus key>/entropy-<split>-<teacher key>.safetensors)")
+        f = record / Path(*parts)
+        if f.is_symlink() or not f.is_file():
+            raise RunError(f"its {SCORES_FILE} lists {item['path']}, which is missing")
+        size = f.stat().st_size
+        if size > SCORES_MAX_BYTES or size != item["bytes"]:
+            raise RunError(f"its {item['path']} has {size} bytes, not the {item['bytes']} its {SCORES_FILE} says "
+                           f"(at most {SCORES_MAX_BYTES >> 20} MB)")
+        if _sha256(f) != item["sha256"]:
+            raise RunError(f"its {item['path']} was changed after the export (sha256 differs from its "
+                           f"{SCORES_FILE})")
+        if _teacher_of(f) != model_key:
+            raise RunError(f"its {item['path']} was not computed by teacher {model_key} (its metadata says "
+                           f"{_teacher_of(f)!r})")
+        listed.add(Path(*parts).as_posix())
+    for f in sorted((record / SCORES_DIR).rglob("*")) if (record / SCORES_DIR).is_dir() else []:
+        r = f.relative_to(record).as_posix()
+        if not f.is_dir() and r not in listed:
+            raise RunError(f"it holds {r}, which its {SCORES_FILE} does not list")
+    return doc["files"]
+
+
+def import_scores(record: Path, cache_root: Path, files: list[dict]) -> int:
+    """Copy the verified score files of `record` beside their corpus under `cache_root` (a file already there is
+    kept: the cache checks what it reads). Returns how many were copied."""
+    n = 0
+    for item in files:
+        src = record / item["path"]
+        parts = Path(item["path"]).parts
+        dest = Path(cache_root) / "corpus" / parts[1] / parts[2]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with locked(dest):  # the lock the entropy cache takes on this file: a pass writing it is left to finish
+            if dest.exists():
+                continue
+            tmp = dest.with_name(f".{dest.name}.import-{os.getpid()}")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+            n += 1
+    return n
