@@ -9,7 +9,7 @@ PROFILE ?= tiny
 PYTEST_ARGS ?=
 
 .PHONY: setup reproduce test test-fast lint kernel lab bench clean-runs matrix-cpu-long results-cpu-long records-cpu-long \
-	notebooks matrix-cpu-wiki results-cpu-wiki records-cpu-wiki corpus-cpu-wiki gpu-check
+	notebooks matrix-cpu-wiki teacher-cpu-wiki results-cpu-wiki records-cpu-wiki corpus-cpu-wiki gpu-check
 
 $(BIN)/entmask: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -96,6 +96,12 @@ WIKI_EXPERIMENTS ?= static
 matrix-cpu-wiki: setup
 	$(if $(wildcard $(WIKI_RECORDS)/records.json),$(BIN)/entmask runs import $(WIKI_RECORDS),)
 	$(BIN)/entmask experiment $(WIKI_EXPERIMENTS) --profile cpu-wiki --quiet --set "experiment.pretrain_seeds=[$(WIKI_SEEDS)]" --set "finetune.seeds=[$(WIKI_FT_SEEDS)]" --workers 2 --records $(WIKI_RECORDS) --nice $(NICE)
+
+## The teacher alone (about 70 minutes of 2 cores, then its scores of both views), recorded with its scores, so
+## that no other machine rebuilds it: students masked by it train from the recorded scores (docs/records-are-input.md).
+teacher-cpu-wiki: setup
+	$(BIN)/entmask reference --profile cpu-wiki --scores --quiet
+	$(BIN)/entmask runs export $(WIKI_RECORDS) --profile cpu-wiki
 
 ## Its tables (report only: what has finished) and verdicts, safe beside the running matrix.
 results-cpu-wiki: setup

@@ -161,3 +161,21 @@ def test_console_script_subprocess(session_runs):
     assert out.returncode == 2 and out.stderr.strip().startswith("entmask: error: unknown masking strategy")
     out = subprocess.run([exe, "info", "--profile", "smoke", "--keys"], capture_output=True, text=True)
     assert out.returncode == 0 and "masking.strategy" in out.stdout.split()
+
+
+def test_reference_scores_every_view_its_students_train_on(capsys, session_runs):
+    """`entmask reference --scores`: the teacher and its scores of the whole rows and of the short view, cached
+    beside the corpus under the teacher's key, ready for `entmask runs export` to record them."""
+    from entmask import runs
+
+    code, out, err = run_cli(capsys, "reference", "--profile", "smoke", "--quiet", "--scores",
+                             "--set", "train.short_rows=2")
+    assert code == 0, err
+    assert "the teacher's scores of train, train-short2 are cached beside corpus" in out
+    assert "entmask runs export --profile smoke" in out
+    from entmask.pretrain import run_folder
+
+    ref = run_folder(config.resolve("smoke", {"train.short_rows": 2}), "reference")
+    key = runs.weights_key(ref / "model")
+    names = {p.name for p in (session_runs / "cache" / "corpus").glob(f"*/entropy-*-{key}.safetensors")}
+    assert {f"entropy-train-{key}.safetensors", f"entropy-train-short2-{key}.safetensors"} <= names
