@@ -105,7 +105,9 @@ def verify_scores(record: Path, model_key: str | None) -> list[dict]:
             raise RunError(f"its {SCORES_FILE} lists {item['path']!r}, which is not a score file of teacher "
                            f"{model_key} (scores/<corpus key>/entropy-<split>-<teacher key>.safetensors)")
         f = record / Path(*parts)
-        if f.is_symlink() or not f.is_file():
+        if any(p.is_symlink() for p in (record / parts[0], record / parts[0] / parts[1], f)):
+            raise RunError(f"its {item['path']} is reached through a link; a record is plain files")
+        if not f.is_file():
             raise RunError(f"its {SCORES_FILE} lists {item['path']}, which is missing")
         size = f.stat().st_size
         if size > SCORES_MAX_BYTES or size != item["bytes"]:
@@ -118,6 +120,8 @@ def verify_scores(record: Path, model_key: str | None) -> list[dict]:
             raise RunError(f"its {item['path']} was not computed by teacher {model_key} (its metadata says "
                            f"{_teacher_of(f)!r})")
         listed.add(Path(*parts).as_posix())
+    if (record / SCORES_DIR).is_symlink():
+        raise RunError(f"its {SCORES_DIR}/ is a link; a record is plain files")
     for f in sorted((record / SCORES_DIR).rglob("*")) if (record / SCORES_DIR).is_dir() else []:
         r = f.relative_to(record).as_posix()
         if not f.is_dir() and r not in listed:
