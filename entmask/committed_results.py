@@ -78,6 +78,14 @@ def records_of(profile: str) -> Path | None:
     return d if (d / runs.RECORDS_MANIFEST).is_file() else None
 
 
+def _has_students(rec: Path | None) -> bool:
+    """Whether a records folder holds a finished student (not only the teacher and its scores)."""
+    if rec is None:
+        return False
+    man = json.loads((rec / runs.RECORDS_MANIFEST).read_text())
+    return any(str(r).startswith("pretrain/") for r in man.get("runs", []))
+
+
 def _key(rec: Path) -> str:
     """What a build depends on: the records (manifest, every file's path and size) and entmask's own source."""
     h = hashlib.sha256(f"v{BUILD_VERSION}".encode())
@@ -295,7 +303,7 @@ def committed_results(section: str, profile: str | None = None, root=None, show:
     None: the first of DECISIVE_PROFILES with records for this section. Trains nothing; see the module docstring."""
     key = section_of(section)
     title, exps = SECTIONS[key]
-    candidates = [profile] if profile else [p for p in DECISIVE_PROFILES if records_of(p) is not None]
+    candidates = [profile] if profile else [p for p in DECISIVE_PROFILES if _has_students(records_of(p))]
     chosen = None
     for p in candidates:
         built = build(p, root, rebuild)
