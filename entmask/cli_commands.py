@@ -229,7 +229,9 @@ def cmd_runs(a) -> int:
               f"{r['total_in_dest']} run(s) recorded there")
         for what, why in (("failed", "not exported"), ("teacher_changed", "the teacher here is not the recorded one "
                                                                           "(its old record is kept)"),
-                          ("no_key", "recorded without a weights key (its weights are not here)")):
+                          ("no_key", "recorded without a weights key (its weights are not here)"),
+                          ("scores_left_out", "a teacher's score file left out of its record"),
+                          ("scores_kept", "the teacher's scores are not here; its record that holds them is kept")):
             for line in r[what]:
                 print(f"  {why}: {line}")
         return 2 if r["failed"] else 0

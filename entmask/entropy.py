@@ -83,6 +83,11 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
             "split": split}
     if scorer != "entropy":
         want["scorer"] = skey
+    weightless = runs.weightless_teacher(teacher_dir)
+    if force and weightless:  # its recorded scores are all there is: --force cannot score again, so they stay
+        print(f"entmask: --force: teacher {Path(teacher_dir).parent.name} was imported without its weights; its "
+              f"recorded scores {path.name} are kept")
+        force = False
     with runs.locked(path):
         if force and path.exists():
             print(f"entmask: --force: rebuilding the teacher entropy cache {path.name}")
@@ -101,7 +106,7 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
                       f"rebuilding it")
             except Exception:  # noqa: BLE001 - any damage (truncated, foreign) means rebuild
                 print(f"entmask: teacher entropy cache {path} is incomplete or corrupt; rebuilding it")
-        if runs.weightless_teacher(teacher_dir):
+        if weightless:
             raise runs.no_weights_error(teacher_dir, f"scoring the {split} rows of corpus {Path(corpus_dir).name}")
         model = models.load_teacher(teacher_dir, device=device)
         dev = torch.device(device)

@@ -37,7 +37,8 @@ from entmask.masking_trainer import EntropyMaskingTrainer, PackedDataset, collat
 from entmask.heldout import (  # noqa: F401
     HELDOUT_SEED, PROBE_ROWS, CurveCallback, EpochCallback, heldout_eval, student_entropy_stats,
 )
-from entmask.teacher_scores import check_teacher, teacher_scores, uses_teacher_scores  # noqa: F401
+from entmask.teacher_scores import (  # noqa: F401
+    check_teacher, needs_teacher_model, teacher_scores, teacher_weights_needed, uses_teacher_scores)
 from entmask.resume import (  # noqa: F401
     FailpointCallback, WallClock, _StopAt, checkpoint_pace, checkpoint_state, last_complete_checkpoint, wall_seconds,
 )
@@ -88,6 +89,8 @@ def _pretrain(cfg: PretrainConfig, root, force: bool, progress: bool, stop_after
                                     trust_remote_code=cfg.trust_remote_code)
             check_maskable(corpus, cfg.masking.include_unk)
             if tdir is not None:
+                if needs_teacher_model(cfg) and runs.weightless_teacher(tdir):  # before any folder is written
+                    raise teacher_weights_needed(cfg, tdir)
                 check_teacher(tdir, corpus, cfg.trust_remote_code)
                 teacher_scores(cfg, tdir, corpus, progress, force=force and rank() == 0)
                 if cfg.train.short_rows > 1:

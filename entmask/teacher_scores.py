@@ -19,7 +19,7 @@ import torch
 from entmask import runs
 from entmask.config import PretrainConfig
 from entmask.data import Corpus
-from entmask.entropy import teacher_entropies
+from entmask.entropy import SCORERS, teacher_entropies
 from entmask.masking import candidate_mask, needs_entropy
 from entmask.models import load_teacher
 from entmask.phases import split_ids
@@ -55,6 +55,12 @@ def teacher_scores(cfg: PretrainConfig, teacher_dir: Path, corpus: Corpus, progr
                              force=force, **extra)
 
 
+def needs_teacher_model(cfg: PretrainConfig) -> bool:
+    """Whether training needs the teacher's weights, not only its cached scores: KD, or a scorer that compares the
+    student with the teacher."""
+    return cfg.kd.mode != "none" or (SCORERS[cfg.masking.scorer].uses_reference and needs_entropy(cfg.masking.strategy))
+
+
 def check_teacher(teacher_dir: Path, corpus: Corpus, trust_remote_code: bool = False) -> None:
     """Fail early, in one line, if the teacher is not a complete masked LM of the tokenizer's vocabulary."""
     if runs.weightless_teacher(teacher_dir):
@@ -75,4 +81,18 @@ def score_views(cfg: PretrainConfig, teacher_dir: Path, corpus: Corpus, progress
     for k in views:
         teacher_scores(c, teacher_dir, corpus, progress, short_rows=k)
     return ["train" if k == 1 else f"train-short{k}" for k in views]
+
+
+def teacher_weights_needed(cfg: PretrainConfig, teacher_dir: Path) -> runs.RunError:
+    """The one line for a run that needs the weights of a teacher imported with its scores only."""
+    import json
+    import shlex
+
+    from entmask.config import overrides_of
+
+    what = "knowledge distillation" if cfg.kd.mode != "none" else f"scorer {cfg.masking.scorer}"
+    teacher_keys = {k: v for k, v in overrides_of(cfg).items() if k.split(".")[0] in ("reference", "data", "teacher")}
+    sets = " ".join(f"--set {shlex.quote(f'{k}={v if isinstance(v, str) else json.dumps(v)}')}"
+                    for k, v in teacher_keys.items())
+    return runs.no_weights_error(teacher_dir, what, sets)
 

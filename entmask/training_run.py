@@ -25,14 +25,14 @@ from entmask import runs, schemas
 from entmask.compute import run_flops
 from entmask.config import PretrainConfig, stable_hash
 from entmask.data import Corpus, DataError
-from entmask.entropy import SCORERS, _bf16_ok
+from entmask.entropy import _bf16_ok
 from entmask.heldout import PROBE_ROWS, CurveCallback, EpochCallback, heldout_eval
-from entmask.masking import candidate_mask, needs_entropy
+from entmask.masking import candidate_mask
 from entmask.masking_trainer import EntropyMaskingTrainer, PackedDataset, collate
 from entmask.models import load_teacher
 from entmask.resume import FailpointCallback, WallClock, _StopAt, last_complete_checkpoint
 from entmask.run_log import say_run, screen_callbacks
-from entmask.teacher_scores import teacher_scores
+from entmask.teacher_scores import needs_teacher_model, teacher_scores, teacher_weights_needed
 
 
 def use_bf16(precision: str) -> bool:
@@ -120,11 +120,9 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
     ent = teacher_scores(cfg, teacher_dir, corpus, progress) if teacher_dir is not None else None
     ent_short = (teacher_scores(cfg, teacher_dir, corpus, progress, short_rows=t.short_rows)
                  if teacher_dir is not None and t.short_rows > 1 else None)
-    needs_model = cfg.kd.mode != "none" or (SCORERS[cfg.masking.scorer].uses_reference
-                                             and needs_entropy(cfg.masking.strategy))
+    needs_model = needs_teacher_model(cfg)
     if teacher_dir is not None and needs_model and runs.weightless_teacher(teacher_dir):
-        raise runs.no_weights_error(teacher_dir, "knowledge distillation" if cfg.kd.mode != "none"
-                               else f"scorer {cfg.masking.scorer}")
+        raise teacher_weights_needed(cfg, teacher_dir)
     teacher = load_teacher(teacher_dir) if (teacher_dir is not None and needs_model) else None
     spe = _steps_per_epoch(corpus.train_ids.shape[0], batch, t.grad_accum)
     if max_steps <= 0:

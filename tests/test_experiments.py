@@ -657,13 +657,20 @@ def test_workers_spawn_log_and_rewrite_the_tables(results, exp_root, capsys, tmp
     cfg = smoke_cfg()
     before = [results[n].paths["csv"].read_text() for n in ("table1", "table2")]
     rec = tmp_path / "rec"
-    paths = ex.run_many(["table1", "table2"], cfg, workers=2, root=exp_root, progress=True, records=rec)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(2, threads))  # two workers need two threads to share (one under pytest-xdist)
+    try:
+        paths = ex.run_many(["table1", "table2"], cfg, workers=2, root=exp_root, progress=True, records=rec)
+        assert f"{max(1, torch.get_num_threads() // 2)} torch thread(s)" in (
+            exp_root / "smoke" / "results" / "workers" / "table1+table2-worker-2.log").read_text()
+    finally:
+        torch.set_num_threads(threads)
     assert paths == [results["table1"].paths["md"], results["table2"].paths["md"]]
     out = capsys.readouterr().out
     assert "worker 2/2" in out and "8 rows split between 2 workers" in out
     log = exp_root / "smoke" / "results" / "workers" / "table1+table2-worker-2.log"
     text = log.read_text()
-    assert f"{max(1, torch.get_num_threads() // 2)} torch thread(s)" in text and "no rows left" in text
+    assert "no rows left" in text
     assert "finished run(s) recorded in" in out and "finished run(s) recorded in" in text  # both processes
     # every row was reused, so each process exports once at its end, not after each row (queueing on the lock)
     assert text.count("finished run(s) recorded in") == 1
@@ -967,7 +974,10 @@ def test_records_carry_finished_runs_to_an_empty_runs_root(results, exp_root, tm
     rec = tmp_path / "records"
     out = records.export_records("smoke", rec, root=exp_root)
     files = sorted(p for p in rec.rglob("*") if p.is_file())
-    assert out["exported"] and not [p for p in files if p.suffix in runs.WEIGHT_SUFFIXES or "checkpoints" in p.parts]
+    scores = [p for p in files if p.relative_to(rec).parts[::2][:2] == ("reference", "scores")]
+    assert scores and all(p.name.startswith("entropy-train-") for p in scores)  # the teacher's, not weights
+    assert out["exported"] and not [p for p in files if p not in scores and (
+        p.suffix in runs.WEIGHT_SUFFIXES or "checkpoints" in p.parts)]
     assert not [p for p in files if "model" in p.relative_to(rec).parts and p.name != "config.json"]
     hi = results["table1"].runs["teacher-high"]
     assert f"pretrain/{hi.name}" in out["exported"] and any(r.startswith("reference/") for r in out["exported"])
@@ -979,10 +989,12 @@ def test_records_carry_finished_runs_to_an_empty_runs_root(results, exp_root, tm
     fresh = tmp_path / "fresh"
     assert cli.main(["runs", "import", str(rec), "--runs-dir", str(fresh)]) == 0
     said = capsys.readouterr().out
-    n = len([r for r in out["exported"] if not r.startswith("reference/")])
-    assert f"imported {n} run(s) of profile smoke" in said  # all but the teacher(s)
-    assert "not imported: reference/" in said and "rebuilt from its config" in said
-    assert not (fresh / "smoke" / "reference").exists()
+    n = len(out["exported"])
+    assert f"imported {n} run(s) of profile smoke" in said  # the teacher too: its record holds its scores
+    assert f"; {len(scores)} teacher score file(s) put beside their corpus" in said and "not imported" not in said
+    ref = next(r for r in out["exported"] if r.startswith("reference/"))
+    assert runs.weightless_teacher(fresh / "smoke" / ref / "model")
+    assert not (fresh / "smoke" / ref / "scores.json").exists()  # the scores live beside the corpus, once
 
     res = ex.table1(cfg, root=fresh, progress=False, train=False)
     pd.testing.assert_frame_equal(ours(res).reset_index(drop=True), ours(results["table1"]).reset_index(drop=True))

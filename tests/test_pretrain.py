@@ -341,10 +341,25 @@ def test_the_teachers_scores_travel_in_its_record(session_runs, smoke_runs, tmp_
     for k in ("first_train_loss", "final_train_loss", "heldout_accuracy", "heldout_loss"):
         assert there[k] == here[k], k
 
+    cache = next((fresh / "cache" / "corpus").glob(f"*/entropy-train-{key}.safetensors"))
+    before = cache.read_bytes()
+    again = metrics(pretrain.pretrain(cfg, fresh, force=True, progress=False))  # --force keeps the recorded scores
+    assert cache.read_bytes() == before and again["final_train_loss"] == there["final_train_loss"]
+
     kd = smoke(name="kd", **{"masking.strategy": "high", "kd.mode": "complete"})
     with pytest.raises(runs.RunError, match=r"^knowledge distillation needs the weights of the teacher reference-"
                                             r".*entmask reference --profile smoke --force"):
         pretrain.pretrain(kd, fresh, progress=False)
+    assert not [p for p in (fresh / "smoke" / "pretrain").glob("kd-*") if p.is_dir()]  # refused before its folder
+
+    # exported again from where the teacher has no weights: the same record, scores and all
+    snap = {p: p.read_bytes() for p in (rec / ref).rglob("*") if p.is_file()}
+    assert ref in export_records("smoke", rec, fresh)["exported"]
+    assert {p: p.read_bytes() for p in (rec / ref).rglob("*") if p.is_file()} == snap
+    for f in (fresh / "cache" / "corpus").glob(f"*/entropy-*-{key}*.safetensors"):
+        f.unlink()  # and once its caches are gone there, the record that holds them is kept
+    assert export_records("smoke", rec, fresh)["scores_kept"] == [ref]
+    assert {p: p.read_bytes() for p in (rec / ref).rglob("*") if p.is_file()} == snap
 
     f = rec / ref / listed["files"][0]["path"]
     f.write_bytes(f.read_bytes()[:-1] + bytes([f.read_bytes()[-1] ^ 1]))

@@ -269,6 +269,7 @@ def test_a_teachers_score_files_are_its_own_listed_and_unchanged(tmp_path):
 
     spoil = {
         "does not list": lambda: (r / "scores" / corpus.name / "extra.txt").write_text("x"),
+        "lists 0 file": lambda: (r / "scores.json").write_text(json.dumps({**listed, "files": []})),
         "is of teacher 'abcdefabcdef'": lambda: (r / "scores.json").write_text(
             json.dumps({**listed, "teacher_key": "abcdefabcdef"})),
         "was not computed by teacher": lambda: save_file(

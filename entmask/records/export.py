@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from entmask.records.layout import _check_profile, _is_record, _left_out, _link_on_way, _read_manifest
-from entmask.records.scores import export_scores
+from entmask.records.scores import export_scores, has_scores
 from entmask.runs import (
     ENV_RUNS,
     RECORD_FILE,
@@ -142,7 +142,8 @@ def export_records(profile: str, dest: str | Path, root: str | Path | None = Non
                        f"{runs_root(root)}; set {ENV_RUNS} or --runs-dir if the runs are elsewhere)")
     dest = check_records_dest(profile, dest, root)
     dest.mkdir(parents=True, exist_ok=True)
-    done = {"exported": [], "left_out_files": 0, "bytes": 0, "no_key": [], "failed": [], "teacher_changed": []}
+    done = {"exported": [], "left_out_files": 0, "bytes": 0, "no_key": [], "failed": [], "teacher_changed": [],
+            "scores_left_out": [], "scores_kept": []}
     with _records_lock(dest):
         man_path = dest / RECORDS_MANIFEST
         prev = _read_manifest(dest)["runs"] if man_path.exists() else []
@@ -179,7 +180,15 @@ def export_records(profile: str, dest: str | Path, root: str | Path | None = Non
                     "how_to_use": "entmask runs import <this records folder> (the run is then reused by its hash; "
                                   "what needs its weights says so)"})
                 if rel.startswith("reference/") and key is not None:  # the teacher's scores: students need only
-                    done["bytes"] += export_scores(tmp, key, cache_dir(root))  # these, not its weights
+                    copied, skipped = export_scores(tmp, key, cache_dir(root))  # these, not its weights
+                    done["bytes"] += copied
+                    done["scores_left_out"] += [f"{rel}: {x}" for x in skipped]
+                    if not has_scores(tmp) and _is_record(target) and has_scores(target):
+                        # its scores are not here (an imported teacher whose caches were cleaned): the record that
+                        # has them is kept, since a teacher without them could mask nothing elsewhere
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        done["scores_kept"].append(rel)
+                        continue
                 _replace_record(tmp, target)
             except (OSError, RunError) as e:  # one unreadable run does not stop the others
                 shutil.rmtree(tmp, ignore_errors=True)

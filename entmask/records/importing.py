@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from entmask.records.layout import _read_manifest
-from entmask.records.scores import has_scores, import_scores, verify_scores
+from entmask.records.scores import SCORES_DIR, SCORES_FILE, has_scores, import_scores, verify_scores
 from entmask.records.verify import RecordsRefused, verify_record
 from entmask.runs import (
     RECORDS_MANIFEST,
@@ -88,16 +88,18 @@ def _import_one(rec: Path, target: Path) -> str:
     h = target.name.rsplit("-", 1)[-1]
     if target.exists() or find_run(target.parent, h) is not None:
         return "kept"
-    # the lock pretraining takes on a run folder (a fine-tuning run's lock is its parent's .<hash>): a run
-    # another process is starting right now is left to it
-    lock = target if target.parent.name == "pretrain" else target.parent / f".{h}"
+    # the lock pretraining and a teacher's build take on a run folder (a fine-tuning run's lock is its parent's
+    # .<hash>): a run another process is starting right now is left to it
+    lock = target if target.parent.name in ("pretrain", "reference") else target.parent / f".{h}"
     try:
         with locked(lock, timeout=0):
             if target.exists() or find_run(target.parent, h) is not None:
                 return "kept"
             tmp = target.with_name(f".{target.name}.import-{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(rec, tmp, ignore=lambda d, names: [n for n in names if (Path(d) / n).is_symlink()])
+            # links are not copied; nor are a teacher's scores, which import_scores put beside their corpus
+            shutil.copytree(rec, tmp, ignore=lambda d, names: [
+                n for n in names if (Path(d) / n).is_symlink() or (Path(d) == rec and n in (SCORES_FILE, SCORES_DIR))])
             os.replace(tmp, target)
             return "imported"
     except RunError:

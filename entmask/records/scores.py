@@ -10,6 +10,8 @@ for byte, into the reference's record (`scores/<corpus key>/<file>`) and lists e
 `import_scores` puts them back beside the corpus, where the cache finds them (its own checks of corpus, teacher
 key and token digest still run when a student reads them). A reference record with scores is imported as a
 weightless teacher: students masked by it train; what needs its weights (KD, a new corpus) says so in one line.
+The sha256 list catches a changed or damaged file, not a forged record (the record supplies its own digests): the
+scores are trusted like the rest of a committed record, and they decide what the students mask.
 
 What it is not: the cache itself or its checks (entmask.entropy), or the rest of a record (export, verify,
 importing).
@@ -30,6 +32,8 @@ from entmask.runs import RunError, locked, write_json
 SCORES_FILE = "scores.json"  # in a reference's record: the score files it holds, each with its sha256
 SCORES_DIR = "scores"  # scores/<corpus key>/entropy-<split>-<teacher key>[...].safetensors
 SCORES_MAX_BYTES = 64 << 20  # one view of a corpus of ~16M positions in fp32; cpu-wiki's are 10-12 MB
+SCORES_MAX_FILES = 16  # views x corpora x scorers of one teacher; a record listing more is refused
+SCORES_MAX_TOTAL = 256 << 20  # and all of them together
 # the cache's file names (entropy.cache_path): split, then the teacher key and, for masked-view scorers, more
 _NAME = re.compile(r"entropy-[A-Za-z0-9_-]+-([0-9a-f]{12})(-[A-Za-z0-9._-]+)?\.safetensors")
 _CORPUS = re.compile(r"[0-9a-f]{10}")  # a corpus cache folder: data.corpus_key
@@ -53,23 +57,33 @@ def _teacher_of(path: Path) -> str | None:
         return None
 
 
-def score_caches(cache_root: Path, key: str) -> list[Path]:
-    """The finished score cache files of the teacher `key` under a runs root's cache folder (no partial passes,
-    no links), sorted: those whose name and metadata both name this teacher."""
-    out = []
+def score_caches(cache_root: Path, key: str) -> tuple[list[Path], list[str]]:
+    """(the finished score cache files of the teacher `key` under a runs root's cache folder, sorted: those whose
+    name and metadata both name this teacher, no partial passes, no links; why others of its files were passed
+    over: too large, or past SCORES_MAX_FILES / SCORES_MAX_TOTAL)."""
+    out, skipped, total = [], [], 0
     for f in sorted((Path(cache_root) / "corpus").glob(f"*/entropy-*-{key}*.safetensors")):
         m = _NAME.fullmatch(f.name)
-        if (m and m.group(1) == key and _CORPUS.fullmatch(f.parent.name) and f.is_file() and not f.is_symlink()
-                and not f.parent.is_symlink() and f.stat().st_size <= SCORES_MAX_BYTES and _teacher_of(f) == key):
-            out.append(f)
-    return out
+        if not (m and m.group(1) == key and _CORPUS.fullmatch(f.parent.name) and f.is_file() and not f.is_symlink()
+                and not f.parent.is_symlink() and _teacher_of(f) == key):
+            continue
+        size = f.stat().st_size
+        if size > SCORES_MAX_BYTES or len(out) >= SCORES_MAX_FILES or total + size > SCORES_MAX_TOTAL:
+            skipped.append(f"{f.parent.name}/{f.name} ({size / 1e6:.1f} MB; a record holds at most "
+                           f"{SCORES_MAX_FILES} score files of {SCORES_MAX_BYTES >> 20} MB, "
+                           f"{SCORES_MAX_TOTAL >> 20} MB in all)")
+            continue
+        out.append(f)
+        total += size
+    return out, skipped
 
 
-def export_scores(record: Path, key: str, cache_root: Path) -> int:
+def export_scores(record: Path, key: str, cache_root: Path) -> tuple[int, list[str]]:
     """Copy the teacher `key`'s score caches into `record` (a reference's record being written) and list them in
-    its scores.json; nothing is written when there are none. Returns the bytes copied."""
+    its scores.json; nothing is written when there are none. Returns (bytes copied, files passed over and why)."""
     files, total = [], 0
-    for f in score_caches(cache_root, key):
+    found, skipped = score_caches(cache_root, key)
+    for f in found:
         rel = Path(SCORES_DIR) / f.parent.name / f.name
         (record / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(f, record / rel)
@@ -77,7 +91,7 @@ def export_scores(record: Path, key: str, cache_root: Path) -> int:
         total += f.stat().st_size
     if files:
         write_json(record / SCORES_FILE, {"teacher_key": key, "files": files})
-    return total
+    return total, skipped
 
 
 def has_scores(record: Path) -> bool:
@@ -89,6 +103,8 @@ def verify_scores(record: Path, model_key: str | None) -> list[dict]:
     names its teacher, scores.json is of that teacher, every listed file is under scores/<corpus>/, named as the
     cache names it, no larger than SCORES_MAX_BYTES, unchanged (sha256) and computed by that teacher (its
     metadata); and no file under scores/ is unlisted."""
+    if (record / SCORES_FILE).is_symlink():
+        raise RunError(f"its {SCORES_FILE} is a link; a record is plain files")
     try:
         doc = schemas.load(record / SCORES_FILE, schemas.SCORES)
     except schemas.SchemaError as e:
@@ -96,6 +112,10 @@ def verify_scores(record: Path, model_key: str | None) -> list[dict]:
     if not model_key or doc["teacher_key"] != model_key:
         raise RunError(f"its {SCORES_FILE} is of teacher {doc['teacher_key']!r}, its weights.json names "
                        f"{model_key!r}")
+    n, total = len(doc["files"]), sum(int(x["bytes"]) for x in doc["files"])
+    if not 1 <= n <= SCORES_MAX_FILES or total > SCORES_MAX_TOTAL:
+        raise RunError(f"its {SCORES_FILE} lists {n} file(s) of {total / 1e6:.1f} MB; a teacher's record holds 1 to "
+                       f"{SCORES_MAX_FILES}, {SCORES_MAX_TOTAL >> 20} MB in all")
     listed = set()
     for item in doc["files"]:
         parts = Path(item["path"]).parts
@@ -142,7 +162,12 @@ def import_scores(record: Path, cache_root: Path, files: list[dict]) -> int:
             if dest.exists():
                 continue
             tmp = dest.with_name(f".{dest.name}.import-{os.getpid()}")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dest)
+            try:
+                shutil.copyfile(src, tmp)
+                if _sha256(tmp) != item["sha256"]:  # changed between the check and the copy
+                    raise RunError(f"{item['path']} changed while it was imported; import the records again")
+                os.replace(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
             n += 1
     return n

@@ -69,7 +69,7 @@ def _verify(src: Path, rel: str, man: dict) -> None:
                 f"{man['config_version']}")
     {"pretrain": _pretrain_identity, "finetune": _finetune_identity, "reference": _reference_identity}[stage](
         docs, m.group(1), rel, man["profile"])
-    if stage == "reference" and (src / rel / SCORES_DIR).exists() or (src / rel / SCORES_FILE).exists():
+    if (stage == "reference" and (src / rel / SCORES_DIR).exists()) or (src / rel / SCORES_FILE).exists():
         if stage != "reference" or not (src / rel / SCORES_FILE).is_file():
             _refuse(f"it holds {SCORES_DIR}/ or {SCORES_FILE} without the other, or outside a teacher's record")
         verify_scores(src / rel, docs[RECORD_FILE]["model_key"])

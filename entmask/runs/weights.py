@@ -69,11 +69,13 @@ def weightless_teacher(model_dir: str | Path) -> bool:
     return not has_weights(model_dir) and recorded_key(model_dir) is not None
 
 
-def no_weights_error(model_dir: str | Path, what: str) -> RunError:
-    """The one line for a step that needs the weights of a teacher imported without them."""
+def no_weights_error(model_dir: str | Path, what: str, overrides: str = "") -> RunError:
+    """The one line for a step that needs the weights of a teacher imported without them; `overrides` are the
+    config's `--set` arguments, so that the fix builds the same teacher."""
     run = Path(model_dir).parent
+    extra = f" {overrides}" if overrides else ""
     return RunError(f"{what} needs the weights of the teacher {run.name}, which was imported from records without "
                     f"them (its record holds only its scores of the profile's own train rows): build a teacher here "
-                    f"with `entmask reference --profile {run.parent.parent.name} --force` (a new teacher: its "
+                    f"with `entmask reference --profile {run.parent.parent.name}{extra} --force` (a new teacher: its "
                     f"weights key, and so the masks, may differ from the recorded runs')")
 
