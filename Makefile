@@ -7,6 +7,8 @@ ENTMASK_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export ENTMASK_DATA_DIR
 PROFILE ?= tiny
 PYTEST_ARGS ?=
+# make test's pytest-xdist workers, one a core (each gets one torch thread: tests/conftest.py); 0 runs in one process
+TEST_WORKERS ?= 2
 
 .PHONY: setup reproduce test test-fast lint kernel lab bench clean-runs matrix-cpu-long results-cpu-long records-cpu-long \
 	notebooks matrix-cpu-wiki teacher-cpu-wiki results-cpu-wiki records-cpu-wiki corpus-cpu-wiki gpu-check
@@ -29,7 +31,7 @@ reproduce: setup
 
 ## The README's test command (CI runs exactly this)
 test: setup
-	$(BIN)/python -m pytest -q -rs --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -rs --durations=25 -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -9,6 +9,12 @@ REPO = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("ENTMASK_DATA_DIR") or REPO.parent / "shared" / "data").resolve()
 VOCAB = MIRROR.parent / "models" / "bert-base-uncased-vocab"
 
+# Under pytest-xdist (`make test` runs two workers on two cores) each worker gets one torch thread, and so does every
+# process it starts (CLI subprocesses, torchrun ranks, notebook kernels): two workers of two threads each would fight
+# for the cores, and torch's waiting threads spin. Set before torch is imported anywhere in the worker.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 needs_mirror = pytest.mark.skipif(not (MIRROR / "wikitext").is_dir(),
                                   reason=f"offline mirror not found at {MIRROR} (set ENTMASK_DATA_DIR)")
 
