@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
 from entmask import runs
 from entmask.data_glue import GLUE, TASKS, glue_train_text, load_glue_split  # noqa: F401 - re-exported
@@ -151,7 +151,7 @@ def prepare_corpus(dc: DataConfig, root: str | Path | None = None, progress: boo
             done.unlink()
         if done.exists():
             try:
-                t = load_file(str(d / "packed.safetensors"))
+                t = runs.read_tensors(d / "packed.safetensors")
                 return Corpus(d, key, t["train"], t["test"], tok, runs.read_json(done))
             except Exception:  # noqa: BLE001 - any damage means rebuild
                 print(f"entmask: corpus cache {d} is damaged; rebuilding it")

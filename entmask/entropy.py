@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 from tqdm.auto import tqdm
 
 from entmask import models, runs
@@ -96,7 +96,7 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
             try:
                 with safe_open(str(path), "pt") as fh:
                     meta = fh.metadata() or {}
-                ent = load_file(str(path))["entropy"]
+                ent = runs.read_tensors(path)["entropy"]  # copied: a later in-place rewrite cannot SIGBUS us
                 stale = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
                 if ent.shape == input_ids.shape and not stale:
                     return ent
@@ -168,7 +168,7 @@ def _load_block(part: Path, shape: tuple) -> torch.Tensor | None:
     if not part.exists():
         return None
     try:
-        block = load_file(str(part))["entropy"]
+        block = runs.read_tensors(part)["entropy"]
     except Exception:  # noqa: BLE001 - a damaged block is recomputed, never trusted
         return None
     return block if tuple(block.shape) == shape else None

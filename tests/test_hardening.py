@@ -61,14 +61,37 @@ def test_partial_entropy_cache_is_rebuilt(session_runs, capsys):
     cfg = config.resolve("smoke", {"masking.strategy": "high"})
     corpus = prepare_corpus(cfg.data, session_runs, progress=False)
     tdir = pretrain.resolve_teacher(cfg, progress=False)
-    e1 = entropy.teacher_entropies(tdir, corpus.dir, "train", corpus.train_ids, progress=False)
+    entropy.teacher_entropies(tdir, corpus.dir, "train", corpus.train_ids, progress=False)
+    e1 = entropy.teacher_entropies(tdir, corpus.dir, "train", corpus.train_ids, progress=False)  # read from the cache
     path = entropy.cache_path(corpus.dir, "train", entropy.teacher_key(tdir))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # a half-written file (as if a non-atomic writer was killed)
+    total = float(e1.sum())  # the tensor read before the rewrite is a copy: a mapped one would SIGBUS here
     before = entropy.STATS["passes"]
     e2 = entropy.teacher_entropies(tdir, corpus.dir, "train", corpus.train_ids, progress=False)
     assert entropy.STATS["passes"] == before + 1 and "incomplete or corrupt; rebuilding" in capsys.readouterr().out
-    assert torch.allclose(e1, e2)
+    assert torch.allclose(e1, e2) and total == float(e2.sum())
+
+
+def test_a_cache_rewritten_in_place_cannot_kill_its_reader(tmp_path):
+    """safetensors' load_file maps the file; runs.read_tensors copies it. Run in a child, since SIGBUS kills."""
+    script = (
+        "import sys, torch\n"
+        "from safetensors.torch import save_file, load_file\n"
+        "from entmask.runs import read_tensors\n"
+        "p = sys.argv[1]; save_file({'e': torch.arange(1_000_000, dtype=torch.float32)}, p)\n"
+        "t = (read_tensors if sys.argv[2] == 'copy' else load_file)(p)['e']\n"
+        "open(p, 'wb').close()\n"  # truncated in place, as `cp` over it or a killed non-atomic writer would
+        "print(float(t.sum()))\n"
+    )
+    out = {}
+    for how in ("copy", "map"):
+        r = subprocess.run([sys.executable, "-c", script, str(tmp_path / f"{how}.safetensors"), how],
+                           capture_output=True, text=True, timeout=120)
+        out[how] = (r.returncode, r.stdout.strip())
+    assert out["copy"] == (0, str(float(torch.arange(1_000_000, dtype=torch.float32).sum())))
+    # the hazard the copy avoids (if a later safetensors stops mapping, this says so and the copy can go)
+    assert out["map"][0] == -signal.SIGBUS
 
 
 def test_foreign_version_run_folder_refused(session_runs, capsys):

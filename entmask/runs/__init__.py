@@ -36,7 +36,7 @@ from entmask.runs.distributed import (
     world_size,
 )
 from entmask.runs.failpoints import ENV_FAILPOINT, failpoint
-from entmask.runs.files import RunError, atomic_write_bytes, atomic_write_text, read_json, write_json
+from entmask.runs.files import RunError, atomic_write_bytes, atomic_write_text, read_json, read_tensors, write_json
 from entmask.runs.folders import (
     ENV_RUNS,
     cache_dir,
@@ -84,7 +84,7 @@ __all__ = [
     "RECORD_SKIP_DIRS", "RECORD_STAGES", "RunError", "WEIGHT_SUFFIXES", "atomic_write_bytes", "atomic_write_text",
     "barrier", "broadcast", "cache_dir", "check_version", "claim_first", "failpoint", "find_run", "finish_distributed",
     "finished_metrics", "git_commit", "has_weights", "init_distributed", "is_finished", "is_main", "locked",
-    "lower_priority", "main_first", "no_weights_error", "profile_dir", "read_json", "recorded_key", "results_dir",
-    "run_dir_for", "runs_root", "safe_name", "stable_hash", "stage_dir", "weightless_teacher", "weights_key",
-    "world_size", "write_json", "write_meta",
+    "lower_priority", "main_first", "no_weights_error", "profile_dir", "read_json", "read_tensors", "recorded_key",
+    "results_dir", "run_dir_for", "runs_root", "safe_name", "stable_hash", "stage_dir", "weightless_teacher",
+    "weights_key", "world_size", "write_json", "write_meta",
 ]

@@ -2,7 +2,10 @@
 files as input that may be damaged; and RunError, the one-line error of every run-folder problem.
 
 `atomic_write_bytes` writes a hidden temporary beside the target, fsyncs it and renames it into place, with the
-mode any new file of the process gets (0666 less the umask). `write_json` writes sorted, indented JSON with NaN
+mode any new file of the process gets (0666 less the umask). `read_tensors` reads a safetensors cache into memory
+rather than mapping it: safetensors 0.8's `load_file` maps the file, and a tensor mapped from a file that anything
+rewrites in place (a killed non-atomic writer, `cp` over it, a test truncating it) kills the process with SIGBUS
+on its next read. `write_json` writes sorted, indented JSON with NaN
 as null; `read_json` checks what it reads against a schema (entmask.schemas) and fails in one line.
 
 What it is not: where files go (entmask.runs.folders) or who may write them (entmask.runs.locks).
@@ -22,6 +25,13 @@ from entmask import schemas
 
 class RunError(RuntimeError):
     """A run folder problem; the message is one line naming the folder and the fix."""
+
+def read_tensors(path: str | Path) -> dict:
+    """The tensors of a safetensors file, copied into memory (no mapping of the file outlives this call)."""
+    from safetensors.torch import load  # imported here: entmask.runs stays importable without torch
+
+    return load(Path(path).read_bytes())
+
 
 # ---- atomic writes -------------------------------------------------------------------------------------------
 def _json_default(o: Any) -> Any:
