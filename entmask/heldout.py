@@ -25,7 +25,7 @@ from entmask.data import Corpus, unigram_baseline
 from entmask.entropy import model_entropy
 from entmask.masking import apply_mask, candidate_mask, select_mask
 from entmask.models import score_masked
-from entmask.phases import short_len, split_ids, split_rows, view_rows
+from entmask.phases import piece_positions, short_len, split_ids, split_rows, view_rows
 
 if TYPE_CHECKING:
     from entmask.masking_trainer import EntropyMaskingTrainer
@@ -36,12 +36,13 @@ PROBE_ROWS = 64  # test rows used to measure a student's per-position entropy sp
 
 @torch.no_grad()
 def heldout_eval(model, corpus: Corpus, batch_size: int = 64, chunk: int = 1024, rows: int | None = None,
-                 short_rows: int = 1) -> dict:
+                 short_rows: int = 1, positions: str = "own") -> dict:
     """MLM loss/accuracy on the 5% test split under one fixed random 15% [MASK] masking shared by all runs, the
     unigram (most-frequent-token) accuracy on the same targets, and the model's unmasked-view entropy spread.
     `rows` evaluates the first rows only (learning curves); their masks are those of the full evaluation.
     `short_rows` = k > 1 evaluates the short view (phases.py): the same masked targets, each seen in its
-    1/k-row piece, as a student in the short phase is trained."""
+    1/k-row piece, as a student in the short phase is trained, at the `positions` it is trained at
+    (train.short_positions)."""
     was_training = model.training
     model.eval()
     dev = next(model.parameters()).device
@@ -55,13 +56,15 @@ def heldout_eval(model, corpus: Corpus, batch_size: int = 64, chunk: int = 1024,
     if short_rows > 1:  # [n, T] -> [n*k, (T-2)/k + 2]; the long row's [CLS]/[SEP] are never candidates
         ids = split_ids(ids, short_rows, tok.cls_token_id, tok.sep_token_id)
         cand, mask = split_rows(cand, short_rows, False, False), split_rows(mask, short_rows, False, False)
+        batch_size = max(1, batch_size // short_rows) * short_rows  # whole rows' pieces together (piece_positions)
     masked, labels = apply_mask(ids, mask, tok.mask_token_id, "mask")
-    sc = score_masked(model, masked, labels, batch_size)
     ents = []
-    for s in range(0, ids.shape[0], batch_size):
-        raw = ids[s:s + batch_size].to(dev)
-        ent = model_entropy(model, raw, torch.ones_like(raw), chunk)
-        ents.append(ent[cand[s:s + batch_size].to(dev)].double().cpu())
+    with piece_positions(model, corpus.test_ids.shape[1], short_rows, positions):
+        sc = score_masked(model, masked, labels, batch_size)
+        for s in range(0, ids.shape[0], batch_size):
+            raw = ids[s:s + batch_size].to(dev)
+            ent = model_entropy(model, raw, torch.ones_like(raw), chunk)
+            ents.append(ent[cand[s:s + batch_size].to(dev)].double().cpu())
     e = torch.cat(ents)
     out = {"heldout_loss": sc["loss"], "heldout_accuracy": sc["accuracy"], "heldout_masked_tokens": sc["masked_tokens"],
            "entropy_mean": float(e.mean()), "entropy_sd": float(e.std())}
@@ -86,11 +89,15 @@ class CurveCallback(TrainerCallback):
         core = self.trainer.accelerator.unwrap_model(model) if self.trainer else model
         # on the rows being trained: a short-phase student has never seen the positions past its short rows
         k = view_rows(state.global_step, state.max_steps or 1, t.short_rows, t.short_fraction)
-        ev = heldout_eval(core, self.corpus, t.eval_batch_size, t.entropy_chunk, rows=t.eval_rows, short_rows=k)
+        ev = heldout_eval(core, self.corpus, t.eval_batch_size, t.entropy_chunk, rows=t.eval_rows, short_rows=k,
+                          positions=t.short_positions)
         point = {"step": state.global_step, "rows_len": short_len(self.cfg.data.seq_len, k),
                  "heldout_accuracy": ev["heldout_accuracy"],
                  "heldout_loss": ev["heldout_loss"], "unigram_accuracy": ev["unigram_accuracy"],
                  "entropy_sd": ev["entropy_sd"], "left_plateau": ev["left_plateau"]}
+        if k > 1:  # and on whole rows, which GLUE and the final evaluation use: does the short phase carry over?
+            whole = heldout_eval(core, self.corpus, t.eval_batch_size, t.entropy_chunk, rows=t.eval_rows)
+            point["whole_rows_accuracy"] = whole["heldout_accuracy"]
         path = self.run / "logs" / "curve.json"
         curve = runs.read_json(path, schemas.CURVE) if path.exists() else []
         # A resumed run re-evaluates nothing twice: points at or after the resume step are replaced.

@@ -25,7 +25,7 @@ from entmask.entropy import _bf16_ok, check_finite, model_entropy, score_tokens
 from entmask.masking import (apply_mask, candidate_mask, continuation_table, needs_entropy, schedule_value,
                              select_mask, static_scores)
 from entmask.models import encode, kd_loss, masked_logits
-from entmask.phases import split_ids, view_rows
+from entmask.phases import piece_positions, split_ids, view_rows
 
 
 # ---- data plumbing -------------------------------------------------------------------------------------------
@@ -145,35 +145,37 @@ class EntropyMaskingTrainer(Trainer):
         core = self.accelerator.unwrap_model(model)
         ratio, temperature = self.scheduled()
         amp = torch.bfloat16 if self.args.bf16 else None  # the training precision: autocast wraps forward() only
-        if source == "teacher" and k > 1:  # the teacher's scores of the short rows themselves, cached per view
-            entropy = inputs["teacher_entropy_short"].reshape(ids.shape).float()  # [B*k, t]
-        elif source == "teacher":
-            entropy = inputs["teacher_entropy"].float()  # [B, T], cached once per corpus (any teacher-only scorer)
-        elif source == "self" and m.scorer == "entropy":
-            # [B, T], no grad, eval mode; at the training precision (autocast only wraps forward(), not this pass)
-            entropy = model_entropy(core, ids, attn, em.train.entropy_chunk, autocast_dtype=amp)
-            self.calls["self_entropy"] += 1
-        elif source == "self":  # beyond the paper: masked-view / loss / excess-loss scores of the student
-            entropy = score_tokens(m.scorer, core, ids, cand, mask_id=self.mask_id, ratio=ratio,
-                                   reference=self.teacher, generator=gen, chunk_size=em.train.entropy_chunk,
-                                   autocast_dtype=amp)  # [B, T]
-            self.calls["self_entropy"] += 1
-        else:
-            entropy = torch.zeros(ids.shape, device=ids.device)
-        if source is not None:
-            check_finite(entropy, f"{source} {m.scorer} at step {self.state.global_step}")
-        strategy = m.strategy if source is not None else ("bernoulli" if m.strategy == "bernoulli" else "random")
-        if source is None and m.static:  # the same random k-subset of a row every epoch: top-k of fixed scores
-            entropy, strategy = static_scores(ids, em.train.seed), "high"  # [B, T]
-        continues = self.continues[ids] if self.continues is not None else None  # [B, T]
-        mask = select_mask(entropy, cand, strategy, ratio, m.num_tokens,
-                           generator=coin if strategy == "alternating" else gen, temperature=temperature,
-                           continues=continues, whole_word=m.whole_word)  # [B, T]
-        self.last_mask, self.last_source = mask, source  # for inspection (tests, notebooks); no copy
-        masked_ids, labels = apply_mask(ids, mask, self.mask_id, m.policy, self.vocab_size, gen, self.special_ids)
+        # natural short positions (phases.py): the student's own passes below, not the teacher's
+        with piece_positions(core, inputs["input_ids"].shape[1], k, em.train.short_positions):
+            if source == "teacher" and k > 1:  # the teacher's scores of the short rows themselves, cached per view
+                entropy = inputs["teacher_entropy_short"].reshape(ids.shape).float()  # [B*k, t]
+            elif source == "teacher":
+                entropy = inputs["teacher_entropy"].float()  # [B, T], cached once per corpus (any teacher-only scorer)
+            elif source == "self" and m.scorer == "entropy":
+                # [B, T], no grad, eval mode; at the training precision (autocast only wraps forward(), not this pass)
+                entropy = model_entropy(core, ids, attn, em.train.entropy_chunk, autocast_dtype=amp)
+                self.calls["self_entropy"] += 1
+            elif source == "self":  # beyond the paper: masked-view / loss / excess-loss scores of the student
+                entropy = score_tokens(m.scorer, core, ids, cand, mask_id=self.mask_id, ratio=ratio,
+                                       reference=self.teacher, generator=gen, chunk_size=em.train.entropy_chunk,
+                                       autocast_dtype=amp)  # [B, T]
+                self.calls["self_entropy"] += 1
+            else:
+                entropy = torch.zeros(ids.shape, device=ids.device)
+            if source is not None:
+                check_finite(entropy, f"{source} {m.scorer} at step {self.state.global_step}")
+            strategy = m.strategy if source is not None else ("bernoulli" if m.strategy == "bernoulli" else "random")
+            if source is None and m.static:  # the same random k-subset of a row every epoch: top-k of fixed scores
+                entropy, strategy = static_scores(ids, em.train.seed), "high"  # [B, T]
+            continues = self.continues[ids] if self.continues is not None else None  # [B, T]
+            mask = select_mask(entropy, cand, strategy, ratio, m.num_tokens,
+                               generator=coin if strategy == "alternating" else gen, temperature=temperature,
+                               continues=continues, whole_word=m.whole_word)  # [B, T]
+            self.last_mask, self.last_source = mask, source  # for inspection (tests, notebooks); no copy
+            masked_ids, labels = apply_mask(ids, mask, self.mask_id, m.policy, self.vocab_size, gen, self.special_ids)
 
-        # Through the (possibly DDP-wrapped) model's forward; the sparse model returns masked-position logits.
-        out = model(input_ids=masked_ids, attention_mask=attn, labels=labels, sparse=em.train.sparse_head)
+            # Through the (possibly DDP-wrapped) model's forward; the sparse model returns masked-position logits.
+            out = model(input_ids=masked_ids, attention_mask=attn, labels=labels, sparse=em.train.sparse_head)
         loss, sel = out.loss, labels != -100  # [B, T]
         logits = out.logits if em.train.sparse_head else out.logits[sel]  # [M, V]
         mlm = loss.detach()

@@ -115,5 +115,6 @@ def _pretrain(cfg: PretrainConfig, root, force: bool, progress: bool, stop_after
             _finish(cfg, run, trainer, result, secs, last, corpus,
                     {"teacher": str(teacher_dir) if teacher_dir else None, "steps_per_epoch": spe,
                      "short_phase": {"rows": t.short_rows, "rows_len": short_len(cfg.data.seq_len, t.short_rows),
-                                     "steps": short_steps(trainer.state.max_steps, t.short_rows, t.short_fraction)}})
+                                     "steps": short_steps(trainer.state.max_steps, t.short_rows, t.short_fraction),
+                                     "positions": t.short_positions}})
     return run

@@ -42,6 +42,7 @@ def reference_config(cfg: PretrainConfig) -> PretrainConfig:
     ref.train.seed = r.seed
     ref.train.scheduler = r.scheduler
     ref.train.short_rows = 1  # the teacher is adapted from a pretrained encoder whose positions are trained
+    ref.train.short_positions = "own"  # (meaningless without short rows: at its default it stays out of the hash)
     return ref
 
 

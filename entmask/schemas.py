@@ -62,7 +62,7 @@ STR = (str, type(None))
 BOOL = (bool, type(None))
 
 _CURVE_POINT = Obj({"step": int, "heldout_accuracy": NUM, "heldout_loss": NUM, "unigram_accuracy": NUM,
-                    "entropy_sd": NUM, "left_plateau": BOOL}, required=("step",))
+                    "entropy_sd": NUM, "left_plateau": BOOL, "whole_rows_accuracy": NUM}, required=("step",))
 _EPOCH_POINT = Obj({"epoch": float, "step": INT, "source": STR, "entropy_mean": NUM, "entropy_sd": NUM})
 
 # One schema for the metrics.json of every stage (pretrain, reference, fine-tuning): a reader such as is_finished

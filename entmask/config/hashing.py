@@ -30,7 +30,8 @@ UNHASHED: tuple = (
 OMIT_AT_DEFAULT: tuple = ("masking.temperature", "masking.scorer", "masking.whole_word",
                           "masking.schedule", "masking.ratio_end", "masking.temperature_end",
                           "masking.static",
-                          "train.short_rows", "train.short_fraction", "data.max_words", "train.compile")
+                          "train.short_rows", "train.short_fraction", "data.max_words", "train.compile",
+                          "train.short_positions")
 
 
 def needs_scores(strategy: str) -> bool:

@@ -155,6 +155,7 @@ PROFILES: dict[str, dict] = {
         "train.batch_size": 32,  # 32 x 152 (4,864 tokens) per step; 480 x 12 in the short phase
         "train.short_rows": 15,
         "train.short_fraction": 0.9,
+        "train.short_positions": "natural",  # each short row at its tokens' positions in the long row (phases.py)
         "train.lr": 1e-3,
         "train.adam_beta2": 0.98,
         "train.warmup_ratio": 0.06,

@@ -118,6 +118,9 @@ class TrainConfig:
     # [CLS] + 1/k of its body + [SEP] for the first `short_fraction` of the steps, then whole (1 = off)
     short_rows: int = 1
     short_fraction: float = 0.9  # BERT's 90% of steps on short rows
+    # where a short row's tokens sit: "own" (positions 0 .. t-1, as BERT) or "natural" (the positions they hold in
+    # the long row, so every position embedding trains in the short phase; phases.py says why)
+    short_positions: str = "own"
     # torch.compile of the model (TrainingArguments.torch_compile): opt-in for long GPU runs (teacher-masked 1.15x
     # on an H200 after ~15 s of compiling; nothing gained on a CPU: docs/performance.md, docs/performance-gpu.md)
     compile: bool = False

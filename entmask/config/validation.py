@@ -132,6 +132,12 @@ def validate(cfg: PretrainConfig, fingerprint: bool = True) -> PretrainConfig:
     if not 0 < t.short_fraction < 1:
         raise ConfigError(f"train.short_fraction={t.short_fraction} must be between 0 and 1 (the share of steps on "
                           f"short rows; train.short_rows=1 turns the short phase off)")
+    if t.short_positions not in ("own", "natural"):
+        raise ConfigError(f"train.short_positions={t.short_positions!r} must be own or natural (where a short row's "
+                          f"tokens sit: positions 0 .. t-1, or those they hold in the long row)")
+    if t.short_positions == "natural" and t.short_rows > 1 and t.compile:
+        raise ConfigError("train.short_positions=natural sets position ids with a hook that torch.compile would "
+                          "trace once; set train.compile=false (nothing is gained on a CPU) or short_positions=own")
     if cfg.data.seq_len < 8:
         raise ConfigError(f"data.seq_len={cfg.data.seq_len} is too short; use at least 8")
     _check(bool(cfg.data.splits) and all(isinstance(x, str) and x for x in cfg.data.splits), "data.splits",

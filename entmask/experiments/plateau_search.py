@@ -53,6 +53,14 @@ RECIPES: dict[str, tuple[dict, str]] = {
                  "cpu-wiki with its short phase at 10 rows of 17 (15 body tokens) per row: 320 short rows per step"),
     "wiki-r12": ({"data.seq_len": 152, "train.short_rows": 15, "train.max_steps": 3000},
                  "cpu-wiki with its short phase at 15 rows of 12 (10 body tokens) per row: 480 short rows per step"),
+    # The first cpu-wiki students (5,230 steps) reached 24% on rows of 12 and ended at 8% on whole rows of 152:
+    # positions 12-151 first trained in the last 10%. The same recipe in 1,500 steps, short rows at positions
+    # 0-11 (BERT's) vs at the positions their tokens hold in the long row (phases.py); a curve point every 150
+    # steps gives whole-row accuracy during the short phase and at the switch (step 1,350).
+    "wiki-own-1500": ({"train.max_steps": 1500, "train.eval_steps": 150},
+                      "cpu-wiki's recipe in 1,500 steps, short rows at positions 0-11 (as BERT): the control"),
+    "wiki-natural-1500": ({"train.max_steps": 1500, "train.eval_steps": 150, "train.short_positions": "natural"},
+                          "cpu-wiki's recipe in 1,500 steps, each short row at its tokens' positions in the long row"),
 }
 
 
