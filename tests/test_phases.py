@@ -5,10 +5,11 @@ import json
 import pytest
 import torch
 
-from entmask import config, pretrain
+from entmask import config, heldout, pretrain
 from entmask.data import prepare_corpus
 from entmask.masking import candidate_mask, select_mask
-from entmask.phases import short_len, short_steps, split_ids, split_rows, view_rows
+from entmask.phases import (natural_positions, piece_positions, short_len, short_steps, split_ids, split_rows,
+                            view_rows)
 
 CLS, SEP = 101, 102
 
@@ -37,6 +38,43 @@ def test_schedule_short_first_then_whole():
     assert all(view_rows(s, 100, 1, 0.9) == 1 for s in range(100))
 
 
+def test_natural_positions_put_each_piece_where_its_tokens_sit_in_the_long_row():
+    pos = natural_positions(14, 3)  # a body of 12 in 3 pieces of 4: short rows of 6
+    assert pos.tolist() == [[0, 1, 2, 3, 4, 5], [0, 5, 6, 7, 8, 9], [0, 9, 10, 11, 12, 13]]
+    body = torch.arange(1000, 1012).reshape(1, 12)
+    ids = torch.cat([torch.full((1, 1), CLS), body, torch.full((1, 1), SEP)], 1)  # [1, 14]: body at 1..12
+    short = split_ids(ids, 3, CLS, SEP)
+    for piece in range(3):  # every body token keeps its long-row position; the last [SEP] is the long row's
+        for j in range(1, 5):
+            assert ids[0, pos[piece, j]] == short[piece, j]
+    assert pos[-1, -1] == 13 and natural_positions(152, 15)[14].tolist()[-3:] == [149, 150, 151]
+
+
+def _tiny_bert():
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    return BertForMaskedLM(BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                      intermediate_size=32, max_position_embeddings=32)).eval()
+
+
+def test_piece_positions_give_every_pass_the_natural_ids_and_nothing_after():
+    model = _tiny_bert()
+    ids = torch.randint(5, 60, (2, 14))
+    short = split_ids(ids, 3, 1, 2)  # [6, 6]
+    explicit = model(input_ids=short, position_ids=natural_positions(14, 3).repeat(2, 1)).logits
+    plain = model(input_ids=short).logits
+    with piece_positions(model, 14, 3, "natural"):
+        hooked = model(input_ids=short).logits
+        with pytest.raises(ValueError, match="not whole groups of 3 short rows"):
+            model(input_ids=short[:4])  # a batch that cuts a row's pieces apart would get wrong positions
+    assert torch.allclose(hooked, explicit) and not torch.allclose(hooked, plain)
+    assert torch.allclose(model(input_ids=short).logits, plain)  # the hook is gone after the block
+    with piece_positions(model, 14, 3, "own"), piece_positions(model, 14, 1, "natural"):
+        assert torch.allclose(model(input_ids=short).logits, plain)  # own positions / whole rows: untouched
+    assert not model.bert.embeddings._forward_pre_hooks
+
+
 def test_config_checks_and_hashes():
     with pytest.raises(config.ConfigError, match="does not divide the 142-token body"):
         config.resolve("cpu-long", {"data.seq_len": 144, "train.short_rows": 5})
@@ -48,6 +86,14 @@ def test_config_checks_and_hashes():
     assert config.resolve("cpu-long").short_hash() == "cd9bf413a1"
     wiki = config.resolve("cpu-wiki")
     assert wiki.train.short_rows > 1 and short_len(wiki.data.seq_len, wiki.train.short_rows) == 12  # session 19
+    assert wiki.train.short_positions == "natural"  # session 22: the first students never trained positions 12+
+    with pytest.raises(config.ConfigError, match="short_positions='middle' must be own or natural"):
+        config.resolve("cpu-wiki", {"train.short_positions": "middle"})
+    with pytest.raises(config.ConfigError, match="set train.compile=false"):
+        config.resolve("cpu-wiki", {"train.compile": True})
+    # the teacher has no short phase: its hash (and its committed scores) do not move with the students'
+    assert pretrain.reference_hash(wiki) == "f397c5035a"
+    assert config.resolve("cpu-wiki", {"train.short_positions": "own"}).short_hash() == "cb305246ff"
 
 
 @pytest.mark.slow
@@ -87,10 +133,13 @@ def test_a_two_phase_run_records_its_phases(session_runs):
     run = pretrain.pretrain(cfg, progress=False)
     m = json.loads((run / "metrics.json").read_text())
     steps = m["steps"]
-    assert m["short_phase"] == {"rows": 2, "rows_len": 33, "steps": short_steps(steps, 2, 0.5)}
+    assert m["short_phase"] == {"rows": 2, "rows_len": 33, "steps": short_steps(steps, 2, 0.5), "positions": "own"}
     lens = {p["step"]: p["rows_len"] for p in m["curve"]}
     assert all(v == (33 if s < m["short_phase"]["steps"] else 64) for s, v in lens.items())
     assert set(lens.values()) == {33, 64}
+    # short-phase points also measure whole rows (what GLUE and the final evaluation use); whole-row points need not
+    assert all(("whole_rows_accuracy" in p) == (p["rows_len"] == 33) for p in m["curve"])
+    assert all(0 <= p["whole_rows_accuracy"] <= 1 for p in m["curve"] if p["rows_len"] == 33)
     base = config.resolve("smoke", {"train.short_fraction": 0.5}, name="x")
     assert cfg.short_hash() != base.short_hash()  # the schedule is part of the run's identity
 
@@ -108,3 +157,25 @@ def test_compute_counts_the_short_rows():
     long_step = 3 * rows * (64 * f64["body"] + 9.0 * f64["head"])
     short_step = 3 * rows * 2 * (33 * f33["body"] + 9.0 * 31 / 62 * f33["head"])  # half the targets per piece
     assert got == pytest.approx(5 * short_step + 5 * long_step, rel=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("positions", ["own", "natural"])
+def test_natural_positions_train_the_positions_past_a_short_row(session_runs, tmp_path, positions):
+    from entmask.models import build_model
+
+    cfg = config.resolve("smoke", {"train.short_rows": 2, "train.short_positions": positions}, name="pos")
+    corpus = prepare_corpus(cfg.data, session_runs, progress=False)
+    model = build_model(cfg.model.preset, len(corpus.tokenizer), seed=0)
+    tr = pretrain.make_trainer(cfg, tmp_path / "r", model, corpus, teacher_dir=None, progress=False)
+    tr.state.max_steps = 10
+    batch = pretrain.collate([tr.train_dataset[i] for i in range(4)])
+    tr.compute_loss(model, batch).backward()  # step 0: the short phase, rows of 33 from rows of 64
+    grad = model.bert.embeddings.position_embeddings.weight.grad  # [max positions, H]
+    trained = grad.abs().sum(1) > 0  # [max positions]
+    # own: only positions 0-32 (BERT's short phase); natural: every position of the long row, 0-63
+    assert trained[:33].all() and bool(trained[33:64].any()) == (positions == "natural")
+    if positions == "natural":
+        assert trained[:64].all()
+    ev = heldout.heldout_eval(model, corpus, batch_size=5, rows=8, short_rows=2, positions=positions)
+    assert ev["heldout_masked_tokens"] > 0  # a batch size that is not a multiple of k is rounded to whole rows
