@@ -209,6 +209,15 @@ def test_plateau_search_writes_table_and_curves(exp_root, tmp_path, monkeypatch)
     assert rep["steps"].iloc[2] is None or rep["steps"].iloc[2] != rep["steps"].iloc[2]
 
 
+@pytest.mark.parametrize("profile", ["tiny", "cpu-wiki"])
+def test_every_plateau_recipe_is_a_different_run(mirror, monkeypatch, profile):
+    # a recipe that changes nothing on a profile (cpu-wiki's wiki-own-1500 before it set short_positions=own,
+    # once natural positions became the profile's) trains the same run as another under a second label
+    monkeypatch.setenv("ENTMASK_DATA_DIR", str(mirror))
+    hashes = {label: c.short_hash() for label, c in ex.plateau_configs(config.resolve(profile))}
+    assert len(set(hashes.values())) == len(hashes), hashes
+
+
 def test_plateau_note_only_when_a_student_is_on_it():
     left = {"label": "a", "left_plateau": True, "heldout_accuracy": 0.3, "unigram_accuracy": 0.05}
     on = {"label": "b", "left_plateau": False, "heldout_accuracy": 0.051, "unigram_accuracy": 0.05}
