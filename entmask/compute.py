@@ -13,7 +13,7 @@ from entmask.config import PretrainConfig
 from entmask.entropy import SCORERS
 from entmask.masking import needs_entropy, schedule_value
 from entmask.models import forward_flops
-from entmask.phases import short_len, short_steps
+from entmask.phases import short_len, view_steps
 from entmask.teacher_scores import uses_teacher_scores
 
 
@@ -56,9 +56,10 @@ def run_flops(cfg: PretrainConfig, student, teacher, steps: int, steps_per_epoch
     head_positions = masked if t.sparse_head else T
     parts = {"student_train": 3 * steps * rows * (T * fs["body"] + head_positions * fs["head"]),
              "self_scoring": self_steps * scoring(fs, rows)}
-    n_short = min(steps, short_steps(steps, t.short_rows, t.short_fraction))
-    if n_short:  # the short phase: k rows of Ts tokens per row, attention over Ts; the same masked share
-        k, ts = t.short_rows, short_len(T, t.short_rows)
+    for k, n_short in view_steps(steps, t.short_rows, t.short_fraction, t.length_ramp).items():
+        if k == 1 or not n_short:
+            continue  # short views: k rows of Ts tokens per row, attention over Ts; the same masked share
+        ts = short_len(T, k)
         fss = forward_flops(student, ts)
         short_step = 3 * rows * k * (ts * fss["body"] + (head_positions * (ts - 2) / max(T - 2, 1)) * fss["head"])
         parts["student_train"] += n_short * (short_step - 3 * rows * (T * fs["body"] + head_positions * fs["head"]))

@@ -88,7 +88,7 @@ class CurveCallback(TrainerCallback):
         t = self.cfg.train
         core = self.trainer.accelerator.unwrap_model(model) if self.trainer else model
         # on the rows being trained: a short-phase student has never seen the positions past its short rows
-        k = view_rows(state.global_step, state.max_steps or 1, t.short_rows, t.short_fraction)
+        k = view_rows(state.global_step, state.max_steps or 1, t.short_rows, t.short_fraction, t.length_ramp)
         ev = heldout_eval(core, self.corpus, t.eval_batch_size, t.entropy_chunk, rows=t.eval_rows, short_rows=k,
                           positions=t.short_positions)
         point = {"step": state.global_step, "rows_len": short_len(self.cfg.data.seq_len, k),

@@ -31,15 +31,14 @@ from entmask.phases import piece_positions, split_ids, view_rows
 # ---- data plumbing -------------------------------------------------------------------------------------------
 class PackedDataset(Dataset):
     """Rows of packed token ids, with the teacher's entropies beside them when a strategy needs them: of the whole
-    rows, and of their short view (phases.py) when the run starts on short rows."""
+    rows, and of each short view (phases.py: {k: [N*k, t]}) the run trains on."""
 
     def __init__(self, input_ids: torch.Tensor, teacher_entropy: torch.Tensor | None = None,
-                 teacher_entropy_short: torch.Tensor | None = None):
+                 teacher_entropy_views: dict | None = None):
         self.input_ids = input_ids  # [N, T]
         self.teacher_entropy = teacher_entropy  # [N, T] or None
-        # [N*k, t] -> [N, k*t]: row i's k short rows side by side, so one index fetches them all
-        self.teacher_entropy_short = (teacher_entropy_short.reshape(input_ids.shape[0], -1)
-                                      if teacher_entropy_short is not None else None)
+        # k -> [N*k, t] -> [N, k*t]: row i's k short rows side by side, so one index fetches them all
+        self.views = {k: v.reshape(input_ids.shape[0], -1) for k, v in (teacher_entropy_views or {}).items()}
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -48,8 +47,8 @@ class PackedDataset(Dataset):
         item = {"input_ids": self.input_ids[i]}
         if self.teacher_entropy is not None:
             item["teacher_entropy"] = self.teacher_entropy[i]
-        if self.teacher_entropy_short is not None:
-            item["teacher_entropy_short"] = self.teacher_entropy_short[i]
+        for k, v in self.views.items():
+            item[f"teacher_entropy_short{k}"] = v[i]
         return item
 
 
@@ -99,9 +98,11 @@ class EntropyMaskingTrainer(Trainer):
         return "self"
 
     def view_rows(self) -> int:
-        """Short rows per row at this step (phases.py): train.short_rows in the first phase, then 1."""
+        """Short rows per row at this step (phases.py): train.short_rows in the first phase, each length_ramp
+        stage's k in its share, then 1."""
         t = self.em.train
-        return view_rows(self.state.global_step, self.state.max_steps or 1, t.short_rows, t.short_fraction)
+        return view_rows(self.state.global_step, self.state.max_steps or 1, t.short_rows, t.short_fraction,
+                         t.length_ramp)
 
     def kd_active(self) -> bool:
         mode = self.em.kd.mode
@@ -148,7 +149,7 @@ class EntropyMaskingTrainer(Trainer):
         # natural short positions (phases.py): the student's own passes below, not the teacher's
         with piece_positions(core, inputs["input_ids"].shape[1], k, em.train.short_positions):
             if source == "teacher" and k > 1:  # the teacher's scores of the short rows themselves, cached per view
-                entropy = inputs["teacher_entropy_short"].reshape(ids.shape).float()  # [B*k, t]
+                entropy = inputs[f"teacher_entropy_short{k}"].reshape(ids.shape).float()  # [B*k, t]
             elif source == "teacher":
                 entropy = inputs["teacher_entropy"].float()  # [B, T], cached once per corpus (any teacher-only scorer)
             elif source == "self" and m.scorer == "entropy":

@@ -21,6 +21,12 @@ last piece's [SEP] at T-1, where the long row's is), so every position embedding
 the long phase only has to widen attention. The teacher always scores short rows at their own positions (its
 scores are a ranking of the same text; its cached scores do not depend on this setting).
 
+A length ramp (`train.length_ramp`, e.g. [[5, 0.15], [2, 0.15]]) puts stages between the short phase and whole
+rows, each a split of the row for a share of the steps: rows of 12 -> 32 -> 77 -> 152 on cpu-wiki. Measured there
+(session 22, docs/small-scale.md): a student trained on rows of 12 is at 3.6% on whole rows (below the unigram
+rate) and recovers on rows of 32 within 200 steps, where 600 steps straight on whole rows reach only 9.5%;
+attention over 152 tokens is what such a student has to learn, and it learns it in steps.
+
 It is not a data pipeline (rows are packed once, in `data`) and not a scheduler of
 anything but the view.
 """
@@ -65,9 +71,41 @@ def short_steps(max_steps: int, k: int, fraction: float) -> int:
     return 0 if k <= 1 else int(math.ceil(fraction * max_steps))
 
 
-def view_rows(step: int, max_steps: int, k: int, fraction: float) -> int:
-    """How many short rows each row is split into at optimizer step `step` (0-based): k in phase 1, else 1."""
-    return k if step < short_steps(max_steps, k, fraction) else 1
+def stages(k: int, fraction: float, ramp=()) -> list[tuple[int, float]]:
+    """The views in training order as (rows per row, fraction of the steps at which the stage ends): the short
+    phase, then each [k_i, share_i] of `ramp` (train.length_ramp), then whole rows to the end. [] when k = 1."""
+    if k <= 1:
+        return []
+    out, end = [(k, fraction)], fraction
+    for k_i, share in ramp:
+        end += share
+        out.append((int(k_i), end))
+    return out
+
+
+def view_rows(step: int, max_steps: int, k: int, fraction: float, ramp=()) -> int:
+    """How many short rows each row is split into at optimizer step `step` (0-based): k in the short phase, each
+    ramp stage's k in its share of the steps, then 1."""
+    for k_i, end in stages(k, fraction, ramp):
+        if step < int(math.ceil(end * max_steps)):
+            return k_i
+    return 1
+
+
+def view_steps(max_steps: int, k: int, fraction: float, ramp=()) -> dict[int, int]:
+    """Optimizer steps spent in each view {rows per row: steps}, whole rows (1) included."""
+    out, start = {}, 0
+    for k_i, end in stages(k, fraction, ramp):
+        stop = min(max_steps, int(math.ceil(end * max_steps)))
+        out[k_i] = stop - start
+        start = stop
+    out[1] = max_steps - start
+    return out
+
+
+def short_views(k: int, ramp=()) -> list[int]:
+    """Every split a run trains on besides whole rows (teacher scores are needed for each)."""
+    return [k_i for k_i, _ in stages(k, 1.0, ramp)]
 
 
 POSITIONS = ("own", "natural")  # train.short_positions: where a short row's tokens sit (module docstring)

@@ -28,7 +28,7 @@ from entmask import runs
 from entmask.config import PretrainConfig
 from entmask.data import prepare_corpus  # looked up here by _pretrain (tests patch pretrain.prepare_corpus)
 from entmask.models import build_model, transformers_bars
-from entmask.phases import short_len, short_steps
+from entmask.phases import short_len, short_steps, short_views, view_steps
 from entmask.run_log import say_run
 
 # Re-exported: the names pretrain.py defined before it was split (and model_entropy, which tests read here).
@@ -93,9 +93,8 @@ def _pretrain(cfg: PretrainConfig, root, force: bool, progress: bool, stop_after
                     raise teacher_weights_needed(cfg, tdir)
                 check_teacher(tdir, corpus, cfg.trust_remote_code)
                 teacher_scores(cfg, tdir, corpus, progress, force=force and rank() == 0)
-                if cfg.train.short_rows > 1:
-                    teacher_scores(cfg, tdir, corpus, progress, force=force and rank() == 0,
-                                   short_rows=cfg.train.short_rows)
+                for k in short_views(cfg.train.short_rows, cfg.train.length_ramp):
+                    teacher_scores(cfg, tdir, corpus, progress, force=force and rank() == 0, short_rows=k)
             return tdir, corpus
 
         teacher_dir, corpus = runs.main_first(prepare, what="the teacher, corpus and entropy caches")
@@ -116,5 +115,9 @@ def _pretrain(cfg: PretrainConfig, root, force: bool, progress: bool, stop_after
                     {"teacher": str(teacher_dir) if teacher_dir else None, "steps_per_epoch": spe,
                      "short_phase": {"rows": t.short_rows, "rows_len": short_len(cfg.data.seq_len, t.short_rows),
                                      "steps": short_steps(trainer.state.max_steps, t.short_rows, t.short_fraction),
-                                     "positions": t.short_positions}})
+                                     "positions": t.short_positions,
+                                     **({"ramp": [{"rows": k, "rows_len": short_len(cfg.data.seq_len, k), "steps": n}
+                                                  for k, n in view_steps(trainer.state.max_steps, t.short_rows,
+                                                                         t.short_fraction, t.length_ramp).items()
+                                                  if k not in (1, t.short_rows)]} if t.length_ramp else {})}})
     return run

@@ -22,7 +22,7 @@ from entmask.data import Corpus
 from entmask.entropy import SCORERS, teacher_entropies
 from entmask.masking import candidate_mask, needs_entropy
 from entmask.models import load_teacher
-from entmask.phases import split_ids
+from entmask.phases import short_views, split_ids
 
 
 def uses_teacher_scores(cfg: PretrainConfig) -> bool:
@@ -70,14 +70,14 @@ def check_teacher(teacher_dir: Path, corpus: Corpus, trust_remote_code: bool = F
 
 def score_views(cfg: PretrainConfig, teacher_dir: Path, corpus: Corpus, progress: bool = True) -> list[str]:
     """Score every view of the train rows that a teacher-masked student of `cfg`'s profile trains on (the whole rows,
-    and their short view when train.short_rows > 1), with `cfg`'s scorer, so the caches exist before any student
-    needs them and `entmask runs export` records them with the teacher (`entmask reference --scores`). Returns
-    the views scored: "train", "train-short<k>"."""
+    the short phase's and every train.length_ramp stage's), with `cfg`'s scorer, so the caches exist before any
+    student needs them and `entmask runs export` records them with the teacher (`entmask reference --scores`).
+    Returns the views scored: "train", "train-short<k>"."""
     c = copy.deepcopy(cfg)
     c.masking.source, c.kd.mode = "teacher", "none"
     if not needs_entropy(c.masking.strategy):
         c.masking.strategy = "high"  # any strategy that ranks by the scores: they do not depend on which
-    views = [1] + ([c.train.short_rows] if c.train.short_rows > 1 else [])
+    views = [1] + short_views(c.train.short_rows, c.train.length_ramp)
     for k in views:
         teacher_scores(c, teacher_dir, corpus, progress, short_rows=k)
     return ["train" if k == 1 else f"train-short{k}" for k in views]

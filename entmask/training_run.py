@@ -30,6 +30,7 @@ from entmask.heldout import PROBE_ROWS, CurveCallback, EpochCallback, heldout_ev
 from entmask.masking import candidate_mask
 from entmask.masking_trainer import EntropyMaskingTrainer, PackedDataset, collate
 from entmask.models import load_teacher
+from entmask.phases import short_views
 from entmask.resume import FailpointCallback, WallClock, _StopAt, last_complete_checkpoint
 from entmask.run_log import say_run, screen_callbacks
 from entmask.teacher_scores import needs_teacher_model, teacher_scores, teacher_weights_needed
@@ -118,8 +119,9 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
     epochs, lr = t.epochs if epochs is None else epochs, t.lr if lr is None else lr
     batch, warmup_ratio = batch or t.batch_size, t.warmup_ratio if warmup_ratio is None else warmup_ratio
     ent = teacher_scores(cfg, teacher_dir, corpus, progress) if teacher_dir is not None else None
-    ent_short = (teacher_scores(cfg, teacher_dir, corpus, progress, short_rows=t.short_rows)
-                 if teacher_dir is not None and t.short_rows > 1 else None)
+    ent_views = ({k: teacher_scores(cfg, teacher_dir, corpus, progress, short_rows=k)
+                  for k in short_views(t.short_rows, t.length_ramp)} if teacher_dir is not None else {})
+    ent_views = {k: v for k, v in ent_views.items() if v is not None}
     needs_model = needs_teacher_model(cfg)
     if teacher_dir is not None and needs_model and runs.weightless_teacher(teacher_dir):
         raise teacher_weights_needed(cfg, teacher_dir)
@@ -136,7 +138,7 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
                  + ([_StopAt(stop_after)] if stop_after is not None else []) + list(extra_callbacks or []))
     callbacks += _tensorboard(run / "logs" / "tensorboard")
     trainer = EntropyMaskingTrainer(model=model, args=args,
-                                    train_dataset=PackedDataset(corpus.train_ids, ent, ent_short),
+                                    train_dataset=PackedDataset(corpus.train_ids, ent, ent_views),
                                     data_collator=collate, em=cfg, corpus=corpus, steps_per_epoch=spe,
                                     teacher=teacher, callbacks=callbacks)
     screen_callbacks(trainer, progress)  # bars or nothing: no log dicts on the screen (they go to the run folder)

@@ -8,8 +8,8 @@ import torch
 from entmask import config, heldout, pretrain
 from entmask.data import prepare_corpus
 from entmask.masking import candidate_mask, select_mask
-from entmask.phases import (natural_positions, piece_positions, short_len, short_steps, split_ids, split_rows,
-                            view_rows)
+from entmask.phases import (natural_positions, piece_positions, short_len, short_steps, short_views, split_ids,
+                            split_rows, view_rows, view_steps)
 
 CLS, SEP = 101, 102
 
@@ -36,6 +36,34 @@ def test_schedule_short_first_then_whole():
     views = [view_rows(s, 100, 5, 0.9) for s in range(100)]
     assert views[:90] == [5] * 90 and views[90:] == [1] * 10
     assert all(view_rows(s, 100, 1, 0.9) == 1 for s in range(100))
+
+
+def test_a_length_ramp_steps_through_its_views_then_whole_rows():
+    ramp = [[5, 0.2], [2, 0.1]]  # rows of 12 (k=15) for 50% of the steps, of 32 for 20%, of 77 for 10%, then 152
+    views = [view_rows(s, 100, 15, 0.5, ramp) for s in range(100)]
+    assert views == [15] * 50 + [5] * 20 + [2] * 10 + [1] * 20
+    assert view_steps(100, 15, 0.5, ramp) == {15: 50, 5: 20, 2: 10, 1: 20}
+    assert view_steps(100, 15, 0.9) == {15: 90, 1: 10} and view_steps(100, 1, 0.9) == {1: 100}
+    assert short_views(15, ramp) == [15, 5, 2] and short_views(1) == []
+    assert [view_rows(s, 100, 15, 0.9) for s in (89, 90)] == [15, 1]  # no ramp: the two phases as before
+
+
+def test_length_ramp_config_checks():
+    ok = config.resolve("cpu-wiki", {"train.short_fraction": 0.5, "train.length_ramp": [[5, 0.15], [2, 0.15]]})
+    assert ok.train.length_ramp == [[5, 0.15], [2, 0.15]]
+    assert config.from_dict(json.loads(ok.to_json())).train.length_ramp == [[5, 0.15], [2, 0.15]]  # JSON round trip
+    bad = {"[[7, 0.1]]": "must be an integer below the stage before it \\(15\\), above 1, dividing the 150",
+           "[[5, 0.1], [6, 0.1]]": "k=6 must be an integer below the stage before it \\(5\\)",
+           "[[5, 0]]": "share=0 of k=5 must be a fraction of the steps above 0",
+           "[[5, 0.3], [2, 0.3]]": "= 1.1 leaves no step on whole rows",
+           "[5, 2]": "must be a list of \\[k, share\\] pairs"}
+    for ramp, msg in bad.items():
+        with pytest.raises(config.ConfigError, match=msg):
+            config.resolve("cpu-wiki", {"train.short_fraction": 0.5, "train.length_ramp": json.loads(ramp)})
+    with pytest.raises(config.ConfigError, match="needs a short phase to ramp from"):
+        config.resolve("cpu-long", {"train.length_ramp": [[2, 0.1]]})
+    # off by default: no hash moves (cpu-long's committed runs)
+    assert config.resolve("cpu-long", {"train.length_ramp": []}).short_hash() == config.resolve("cpu-long").short_hash()
 
 
 def test_natural_positions_put_each_piece_where_its_tokens_sit_in_the_long_row():
@@ -179,3 +207,21 @@ def test_natural_positions_train_the_positions_past_a_short_row(session_runs, tm
         assert trained[:64].all()
     ev = heldout.heldout_eval(model, corpus, batch_size=5, rows=8, short_rows=2, positions=positions)
     assert ev["heldout_masked_tokens"] > 0  # a batch size that is not a multiple of k is rounded to whole rows
+
+
+@pytest.mark.slow
+def test_a_ramped_teacher_masked_run_trains_every_view_on_the_teachers_scores_of_it(session_runs):
+    cfg = config.resolve("smoke", {"data.seq_len": 66, "masking.strategy": "high", "train.short_rows": 4,
+                                   "train.short_fraction": 0.25, "train.length_ramp": [[2, 0.25]],
+                                   "train.max_steps": 8, "train.eval_steps": 2}, name="ramp-run")
+    run = pretrain.pretrain(cfg, progress=False)
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["short_phase"]["ramp"] == [{"rows": 2, "rows_len": 34, "steps": 2}]
+    assert m["short_phase"]["steps"] == 2
+    lens = {p["step"]: p["rows_len"] for p in m["curve"]}
+    assert lens == {1: 18, 2: 34, 4: 66, 6: 66, 8: 66}  # steps 0-1 on rows of 18, 2-3 of 34, then whole rows
+    corpus = prepare_corpus(cfg.data, session_runs, progress=False)
+    tdir = pretrain.resolve_teacher(cfg, session_runs, progress=False)
+    for k, t in ((4, 18), (2, 34)):  # the teacher scored each view the student trained on, cached
+        ent = pretrain.teacher_scores(cfg, tdir, corpus, progress=False, short_rows=k)
+        assert ent.shape == (corpus.train_ids.shape[0] * k, t)

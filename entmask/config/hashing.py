@@ -31,7 +31,7 @@ OMIT_AT_DEFAULT: tuple = ("masking.temperature", "masking.scorer", "masking.whol
                           "masking.schedule", "masking.ratio_end", "masking.temperature_end",
                           "masking.static",
                           "train.short_rows", "train.short_fraction", "data.max_words", "train.compile",
-                          "train.short_positions")
+                          "train.short_positions", "train.length_ramp")
 
 
 def needs_scores(strategy: str) -> bool:

@@ -121,6 +121,9 @@ class TrainConfig:
     # where a short row's tokens sit: "own" (positions 0 .. t-1, as BERT) or "natural" (the positions they hold in
     # the long row, so every position embedding trains in the short phase; phases.py says why)
     short_positions: str = "own"
+    # stages between the short phase and whole rows, each [k, share]: rows split in k for `share` of the steps
+    # (e.g. [[5, 0.15], [2, 0.15]]: 32 then 77 tokens after rows of 12; phases.py); [] = straight to whole rows
+    length_ramp: list = field(default_factory=list)
     # torch.compile of the model (TrainingArguments.torch_compile): opt-in for long GPU runs (teacher-masked 1.15x
     # on an H200 after ~15 s of compiling; nothing gained on a CPU: docs/performance.md, docs/performance-gpu.md)
     compile: bool = False

@@ -132,6 +132,7 @@ def validate(cfg: PretrainConfig, fingerprint: bool = True) -> PretrainConfig:
     if not 0 < t.short_fraction < 1:
         raise ConfigError(f"train.short_fraction={t.short_fraction} must be between 0 and 1 (the share of steps on "
                           f"short rows; train.short_rows=1 turns the short phase off)")
+    _check_ramp(cfg)
     if t.short_positions not in ("own", "natural"):
         raise ConfigError(f"train.short_positions={t.short_positions!r} must be own or natural (where a short row's "
                           f"tokens sit: positions 0 .. t-1, or those they hold in the long row)")
@@ -274,3 +275,29 @@ def _check_scheduler(name: str, key: str) -> None:
         raise ConfigError(f"{key}={name!r} is not a transformers scheduler; choose one of "
                           f"{', '.join(allowed)}")
 
+
+
+def _check_ramp(cfg: PretrainConfig) -> None:
+    """train.length_ramp: [[k, share], ...] after the short phase, k decreasing and dividing the row's body."""
+    t, body = cfg.train, cfg.data.seq_len - 2
+    ramp = t.length_ramp
+    if not ramp:
+        return
+    if t.short_rows <= 1:
+        raise ConfigError("train.length_ramp needs a short phase to ramp from: set train.short_rows > 1 (or "
+                          "train.length_ramp=[])")
+    ok = isinstance(ramp, list) and all(isinstance(s, (list, tuple)) and len(s) == 2 for s in ramp)
+    if not ok:
+        raise ConfigError(f"train.length_ramp={ramp!r} must be a list of [k, share] pairs, e.g. [[5, 0.15], [2, 0.15]]")
+    prev = t.short_rows
+    for k, share in ramp:
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 < k < prev or body % k:
+            raise ConfigError(f"train.length_ramp: k={k!r} must be an integer below the stage before it ({prev}), "
+                              f"above 1, dividing the {body}-token body of data.seq_len={cfg.data.seq_len}")
+        if not isinstance(share, (int, float)) or isinstance(share, bool) or not share > 0:
+            raise ConfigError(f"train.length_ramp: share={share!r} of k={k} must be a fraction of the steps above 0")
+        prev = k
+    total = t.short_fraction + sum(s for _, s in ramp)
+    if total >= 1:
+        raise ConfigError(f"train.short_fraction + the length_ramp shares = {total:g} leaves no step on whole rows; "
+                          f"make them sum below 1")
