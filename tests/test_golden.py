@@ -33,9 +33,9 @@ def test_every_run_hash_at_every_profile_is_unchanged(mirror):
     # the anchors the committed records and the running cpu-wiki matrix rely on
     assert got["cpu-long"]["experiments"]["table1"]["baseline"]["0"] == "cd9bf413a1"
     assert got["cpu-long"]["reference"] == "b830498ff5"
-    # short rows of 12 at their natural positions (session 22); at positions 0-11 (session 19's committed
-    # random-cb305246ff) it is cpu-wiki with train.short_positions=own
-    assert got["cpu-wiki"]["experiments"]["static"]["baseline"]["0"] == "6b7eaa1de2"
+    # 40% of the steps on rows of 12, 60% whole (session 22); session 19's 90/10 (the committed random-cb305246ff)
+    # is cpu-wiki with train.short_fraction=0.9
+    assert got["cpu-wiki"]["experiments"]["static"]["baseline"]["0"] == "6153c71417"
     assert got["cpu-wiki"]["reference"] == "f397c5035a"  # the teacher and its committed scores stay
 
 

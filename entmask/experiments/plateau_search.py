@@ -57,9 +57,11 @@ RECIPES: dict[str, tuple[dict, str]] = {
     # positions 12-151 first trained in the last 10%. The same recipe in 1,500 steps, short rows at positions
     # 0-11 (BERT's) vs at the positions their tokens hold in the long row (phases.py); a curve point every 150
     # steps gives whole-row accuracy during the short phase and at the switch (step 1,350).
-    "wiki-own-1500": ({"train.max_steps": 1500, "train.eval_steps": 150, "train.short_positions": "own"},
+    "wiki-own-1500": ({"train.max_steps": 1500, "train.eval_steps": 150, "train.short_positions": "own",
+                       "train.short_fraction": 0.9},
                       "cpu-wiki's recipe in 1,500 steps, short rows at positions 0-11 (as BERT): the control"),
-    "wiki-natural-1500": ({"train.max_steps": 1500, "train.eval_steps": 150, "train.short_positions": "natural"},
+    "wiki-natural-1500": ({"train.max_steps": 1500, "train.eval_steps": 150, "train.short_positions": "natural",
+                           "train.short_fraction": 0.9},
                           "cpu-wiki's recipe in 1,500 steps, each short row at its tokens' positions in the long row"),
 }
 
