@@ -139,8 +139,9 @@ PROFILES: dict[str, dict] = {
     # BERT's two-phase recipe (phases.py), reweighted: the first 40% of the steps see every row as 15 rows of 12
     # (150 = 15 x 10 body tokens), the last 60% whole rows, so every position GLUE uses is trained. The short
     # length is what lets a from-scratch student leave the unigram plateau on this text (docs/small-scale.md,
-    # "cpu-wiki"): rows of 12 left it by step 500 (15.2% vs the unigram 7.77%; 18.6% at 1,000), rows of 17 were leaving slowly (9.1% at
-    # 500), rows of 32 had not by step 2,500 (8.4%), whole rows of 144 never did (7.59% at every point to 5,500).
+    # "cpu-wiki"): rows of 12 left it by step 500 (15.2% vs the unigram 7.77%; 18.6% at 1,000), rows of 17 were
+    # leaving slowly (9.1% at 500), rows of 32 had not by step 2,500 (8.4%), whole rows of 144 never did (7.59% at
+    # every point to 5,500).
     # The teacher is adapted on whole rows of 152 at batch 16 for up to 2,500 steps (4,000 x 32 as cpu-long's would
     # take ~3 h of both cores at this length), early-stopped on held-out loss like cpu-long's.
     # the paper's fine-tuning patience (5) with a learning rate for a 2-layer student (1e-4: the paper's 5e-5 is for
