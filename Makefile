@@ -88,7 +88,7 @@ results-cpu-long: setup
 records-cpu-long: setup
 	$(BIN)/entmask runs export $(RECORDS) --profile cpu-long
 
-## The cpu-wiki matrix (issue 30: all of WikiText-2, rows of 152 (90% of steps as 15 x 12), bf16, 4 pretraining x 3 fine-tuning seeds):
+## The cpu-wiki matrix (issue 30: all of WikiText-2, rows of 152 (40% of steps as 15 x 12), bf16, 4 pretraining x 3 fine-tuning seeds):
 ## first the four rows that decide the central claims and their control (random, random-static, high, low: the
 ## `static` experiment), seed-major, records exported after each row. Rerunning resumes; finished runs are reused.
 WIKI_RECORDS := docs/records/cpu-wiki

@@ -12,20 +12,22 @@ This module is the row arithmetic only: with `train.short_rows = k` every packed
 masks, entropies (teacher, cached per view; self, computed on what the student sees) and held-out curve points are
 taken on the view being trained.
 
-Where a short row sits: `train.short_positions = "own"` gives every short row the positions 0 .. t-1, as BERT's
-short phase did, so positions t .. T-1 are first trained in the long phase. On cpu-wiki (rows of 12 from rows of
-152) that left both seed-0 students at 8% held-out accuracy on whole rows after reaching 24% on short ones (the
-last 10% of steps, at a decayed learning rate, did not teach 140 new positions). `"natural"` gives each piece the
-positions its tokens hold in the long row: [CLS] at 0, piece i's body at i*b+1 .. i*b+b, its [SEP] at i*b+b+1 (the
-last piece's [SEP] at T-1, where the long row's is), so every position embedding trains from the first step and
-the long phase only has to widen attention. The teacher always scores short rows at their own positions (its
-scores are a ranking of the same text; its cached scores do not depend on this setting).
+Where a short row sits: `train.short_positions = "own"` (the default) gives every short row the positions 0 .. t-1,
+as BERT's short phase did, so positions t .. T-1 are first trained in the long phase. `"natural"` gives each piece
+the positions its tokens hold in the long row: [CLS] at 0, piece i's body at i*b+1 .. i*b+b, its [SEP] at i*b+b+1
+(the last piece's [SEP] at T-1, where the long row's is), so every position embedding trains from the first step.
+Measured on cpu-wiki (session 22): it does not help. A student with natural positions learned rows of 12 slower
+(14.1% against 18.6% at step 1,050), scored the same on its short rows at natural and at own positions (it had
+learned to ignore them) and no better on whole rows (5.2% against 3.0%, both below the unigram 7.8%): what a
+short-row student lacks on whole rows is attention over 152 tokens, not trained positions. The teacher always
+scores short rows at their own positions (its cached scores do not depend on this setting).
 
 A length ramp (`train.length_ramp`, e.g. [[5, 0.15], [2, 0.15]]) puts stages between the short phase and whole
 rows, each a split of the row for a share of the steps: rows of 12 -> 32 -> 77 -> 152 on cpu-wiki. Measured there
-(session 22, docs/small-scale.md): a student trained on rows of 12 is at 3.6% on whole rows (below the unigram
-rate) and recovers on rows of 32 within 200 steps, where 600 steps straight on whole rows reach only 9.5%;
-attention over 152 tokens is what such a student has to learn, and it learns it in steps.
+(session 22, docs/small-scale.md, "The long phase"), from one student of 1,000 steps on rows of 12 (3.6% on whole
+rows): 400 steps on rows of 32, 400 on 77 and 200 on 152 reached 15.2% on whole rows; 1,000 steps straight on whole
+rows at the same learning rate reached 17.5%. So cpu-wiki goes straight to whole rows, for 60% of its steps; the
+ramp stays an option.
 
 It is not a data pipeline (rows are packed once, in `data`) and not a scheduler of
 anything but the view.
