@@ -22,6 +22,7 @@ from entmask import bench, blimp, config, data, experiments, finetune, notebooks
 from entmask.cli_parser import CLIError, resolve_from_args
 from entmask.data import mirror_dir
 from entmask.models import PRESETS
+from entmask.phases import describe_schedule
 from entmask.runs import safe_name
 
 
@@ -82,6 +83,8 @@ def cmd_info(a) -> int:
           f"{data.data_source(cfg.data.data_dir)}")
     print(f"# tokenizer: {data.resolve_tokenizer_path(cfg.data.tokenizer, cfg.data.data_dir)}")
     print(f"# teacher: {_teacher_info(cfg)}")
+    if cfg.train.short_rows > 1:
+        print(f"# row lengths: {describe_schedule(cfg)}")
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
     print(f"# device: {dev}; runs dir: {runs.runs_root().resolve()}")
     return 0

@@ -152,3 +152,15 @@ def piece_positions(model, seq_len: int, k: int, mode: str):
         yield
     finally:
         handle.remove()
+
+
+def describe_schedule(cfg) -> str:
+    """The row lengths a run trains on, in words: '40% of the steps as 15 rows of 12 (own positions), then 60% whole
+    rows of 152' (`entmask info`)."""
+    t, T = cfg.train, cfg.data.seq_len
+    parts, start = [], 0.0
+    for k, end in stages(t.short_rows, t.short_fraction, t.length_ramp):
+        parts.append(f"{(end - start) * 100:.0f}% of the steps as {k} rows of {short_len(T, k)}")
+        start = end
+    pos = f" ({t.short_positions} positions)" if parts else ""
+    return ", ".join(parts) + pos + f", then {(1 - start) * 100:.0f}% whole rows of {T}"

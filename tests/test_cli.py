@@ -131,7 +131,11 @@ def test_info_and_overrides(capsys, session_runs):
     assert code == 0
     cfg = json.loads(out[: out.index("\n# config hash")])
     assert cfg["masking"]["strategy"] == "marginal" and cfg["train"]["lr"] == 3e-4
-    assert "mirror" in out
+    assert "mirror" in out and "# row lengths" not in out  # smoke trains whole rows only
+    code, out, _ = run_cli(capsys, "info", "--profile", "cpu-wiki", "--set", "train.short_fraction=0.5",
+                           "--set", "train.length_ramp=[[5, 0.25]]")
+    assert code == 0 and ("# row lengths: 50% of the steps as 15 rows of 12, 25% of the steps as 5 rows of 32 (own "
+                          "positions), then 25% whole rows of 152") in out
 
 
 def test_override_paths_agree():
