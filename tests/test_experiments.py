@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from entmask import config, records
 from entmask import experiments as ex
@@ -280,6 +281,26 @@ def test_every_experiment_writes_its_table(results):
         csv = res.paths["csv"].read_text()
         assert csv.splitlines()[0].startswith("model,strategy,source,CoLA,MRPC,QNLI,QQP,RTE,SST-2,MNLI,Total")
         assert ABSENT in csv
+
+
+@pytest.mark.slow
+def test_precision_trains_the_random_student_in_fp32_beside_the_profiles_precision(results):
+    from entmask.entropy import _bf16_ok
+
+    res = results["precision"]
+    base, fp32 = (dict(ex.matrix("precision", smoke_cfg()))[k] for k in ("baseline", "baseline-fp32"))
+    assert (fp32.train.precision, fp32.finetune.precision) == ("fp32", "fp32")
+    assert base.short_hash() == results["table1"].runs["baseline"].name.rsplit("-", 1)[1]  # table1's run, reused
+    per = res.extra["per_step"].set_index("row")
+    auto = "bf16" if _bf16_ok(torch.device("cpu")) else "fp32"  # what `auto` runs at on this CPU
+    assert per.loc["baseline", "precision"] == auto and per.loc["baseline-fp32", "precision"] == "fp32"
+    assert (per["steps"] == 4).all() and (per["seconds_per_step"] > 0).all()
+    fp32_run = res.runs["baseline-fp32"].name  # its fine-tuning runs are named after it, and ran in fp32 too
+    fts = [json.loads((Path(r) / "metrics.json").read_text()) for r in res.extra["finetune"]["run_dir"].dropna()
+           if Path(r).name.startswith(fp32_run + "-")]
+    assert len(fts) == 2 and {m["precision"] for m in fts} == {"fp32"}  # cola and mrpc (qqp is absent)
+    md = res.paths["md"].read_text()
+    assert "bf16 vs fp32" in md and "Precision and time per pretraining step" in md
 
 
 @pytest.mark.slow
