@@ -407,12 +407,13 @@ def test_runs_are_shared_across_experiments(results):
     assert r["mask-rate"]["high-r15"] == r["table1"]["teacher-high"]
     assert r["kd"]["self-high-init"] == r["table2"]["self-high-init"]
     pre = Path(r["table1"]["baseline"]).parent
-    assert len([p for p in pre.iterdir() if (p / "metrics.json").exists()]) == 15
+    assert r["precision"]["baseline"] == r["table1"]["baseline"]  # only its fp32 row is new
+    assert len([p for p in pre.iterdir() if (p / "metrics.json").exists()]) == 16
     assert r["table1"]["teacher-high"].name.startswith("high-teacher-")
 
 
 def test_each_run_keeps_its_own_tensorboard_log(results):
-    """15 runs trained in one process: each writes one TensorBoard event file into its own logs/ (transformers 5
+    """16 runs trained in one process: each writes one TensorBoard event file into its own logs/ (transformers 5
     reads the folder from a process-wide variable, which once sent every later run's curves to the first run)."""
     pre = Path(results["table1"].runs["baseline"]).parent
     done = [p for p in pre.iterdir() if (p / "metrics.json").exists()]
