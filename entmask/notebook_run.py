@@ -273,9 +273,9 @@ def _execute(name: str, target: Path, params: dict, progress: bool, timeout: int
     t0 = time.perf_counter()
     row = {"notebook": name, "status": "ok", "seconds": None, "headline": {}, "output": str(target)}
     try:
-        _interruptible(pm.execute_notebook, str(notebook_path(name)), str(target), parameters=params,
-                       kernel_name=KERNEL_NAME, cwd=str(NOTEBOOK_DIR), progress_bar=progress,
-                       store_widget_state=False, execution_timeout=timeout)
+        pm.execute_notebook(str(notebook_path(name)), str(target), parameters=params,
+                            kernel_name=KERNEL_NAME, cwd=str(NOTEBOOK_DIR), progress_bar=progress,
+                            store_widget_state=False, execution_timeout=timeout)
     except PapermillExecutionError as e:
         row.update(status="failed", cell=e.cell_index, error=f"{e.ename}: {e.evalue}".strip())
         print(f"entmask reproduce: {name} FAILED in cell {e.cell_index} (execution count {e.exec_count}: "
@@ -294,46 +294,6 @@ def _execute(name: str, target: Path, params: dict, progress: bool, timeout: int
     if row["status"] == "failed":
         print(f"entmask reproduce: the partial notebook is kept at {target}", file=sys.stderr)
     return row
-
-
-def _interruptible(execute, *args, **kwargs) -> None:
-    """papermill's execute_notebook, run so that a Ctrl-C stops it: in a worker thread, while this (main) thread
-    waits and takes the KeyboardInterrupt. Run in the main thread, nbclient puts an asyncio handler on SIGINT while
-    a notebook executes, which can swallow the interrupt and let the cell run on (a test saw a 60 s cell sleep out);
-    in a worker thread it cannot. On Ctrl-C the kernels it started are killed, so papermill ends (and writes the
-    partial notebook) before the KeyboardInterrupt goes on. Its own exceptions are raised here, as before."""
-    import threading
-
-    from jupyter_client.manager import AsyncKernelManager
-
-    kernels, box = [], {}
-
-    class TrackedKernelManager(AsyncKernelManager):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            kernels.append(self)
-
-    def work():
-        try:
-            execute(*args, kernel_manager_class=TrackedKernelManager, **kwargs)
-        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread, which raises it
-            box["error"] = e
-
-    t = threading.Thread(target=work, name="entmask-papermill", daemon=True)
-    t.start()
-    try:
-        while t.is_alive():
-            t.join(0.2)  # wakes often: the KeyboardInterrupt is raised here within 0.2 s
-    except KeyboardInterrupt:
-        for km in kernels:
-            proc = getattr(getattr(km, "provisioner", None), "process", None)
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait(10)  # reaped, not left a zombie
-        t.join(30)  # papermill notices the dead kernel and saves the partial notebook
-        raise
-    if "error" in box:
-        raise box["error"]
 
 
 def _read_headline(row: dict, profile: str, name: str, root: Path) -> None:

@@ -394,15 +394,6 @@ def test_ctrl_c_in_a_real_kernel_leaves_an_unfinished_summary(tmp_path, monkeypa
         pytest.fail("reproduce ran to the end: " + (f"the interrupt sent {sent[0] - t0:.1f} s in was not raised"
                                                     if sent else "the watcher never saw the sleeping cell running"))
     assert time.monotonic() - t0 < 60  # it stopped, rather than sleeping the cell out
-    import psutil
-
-    def kernel(c) -> bool:
-        try:
-            return "ipykernel" in " ".join(c.cmdline())
-        except psutil.Error:  # gone, or a zombie: not running
-            return False
-
-    assert not [c for c in psutil.Process().children(recursive=True) if kernel(c)]  # no kernel sleeps on
     s = json.loads((out / "reproduce.json").read_text())
     assert (s["ok"], s["finished"], s["state"]) == (False, False, "interrupted")
     assert s["notebooks"][0]["status"] == "interrupted"
