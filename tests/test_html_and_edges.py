@@ -354,6 +354,7 @@ def test_ctrl_c_marks_the_summary_unfinished_and_removes_the_stale_export(tmp_pa
 def test_ctrl_c_in_a_real_kernel_leaves_an_unfinished_summary(tmp_path, monkeypatch):
     """The same with papermill and a kernel: SIGINT (as Ctrl-C) while a cell sleeps."""
     import _thread
+    import signal
 
     src = tmp_path / "nbs"
     src.mkdir()
@@ -383,6 +384,10 @@ def test_ctrl_c_in_a_real_kernel_leaves_an_unfinished_summary(tmp_path, monkeypa
                 return
             time.sleep(0.2)
 
+    # A terminal's Ctrl-C meets Python's default SIGINT handler; an earlier test in the same xdist worker may have
+    # left another (interrupt_main does nothing under SIG_IGN or SIG_DFL: CI saw the cell sleep out its 60 s)
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     t = threading.Thread(target=interrupt_when_running, daemon=True)
     t.start()
     t0 = time.monotonic()
@@ -392,7 +397,10 @@ def test_ctrl_c_in_a_real_kernel_leaves_an_unfinished_summary(tmp_path, monkeypa
         pass
     else:
         pytest.fail("reproduce ran to the end: " + (f"the interrupt sent {sent[0] - t0:.1f} s in was not raised"
-                                                    if sent else "the watcher never saw the sleeping cell running"))
+                                                    if sent else "the watcher never saw the sleeping cell running")
+                    + f" (SIGINT handler before this test: {before!r})")
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert time.monotonic() - t0 < 60  # it stopped, rather than sleeping the cell out
     s = json.loads((out / "reproduce.json").read_text())
     assert (s["ok"], s["finished"], s["state"]) == (False, False, "interrupted")
