@@ -60,3 +60,28 @@ def tiny_mlm(tmp_path_factory) -> Path:
     BertForMaskedLM(cfg).save_pretrained(str(d))
     tok.save_pretrained(str(d))
     return d
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The per-part table of issue 33: seconds per test file (setup + call + teardown of its tests, fixtures
+    included) and per xdist worker, so a slow run says where its time went and whether the workers were balanced
+    (`--dist loadfile` sends each file to one worker)."""
+    per_file: dict[str, float] = {}
+    per_worker: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for r in reports:
+            d, nodeid = getattr(r, "duration", None), getattr(r, "nodeid", "")
+            if not isinstance(d, float) or not nodeid:
+                continue
+            per_file[nodeid.split("::")[0]] = per_file.get(nodeid.split("::")[0], 0.0) + d
+            node = getattr(r, "node", None)  # the worker that ran it, under xdist
+            w = getattr(getattr(node, "gateway", None), "id", "main")
+            per_worker[w] = per_worker.get(w, 0.0) + d
+    if not per_file:
+        return
+    tw = terminalreporter
+    tw.write_sep("=", "seconds per test file (setup + call + teardown)")
+    for f, s in sorted(per_file.items(), key=lambda kv: -kv[1]):
+        tw.write_line(f"{s:8.1f}  {f}")
+    tw.write_line(f"{sum(per_file.values()):8.1f}  in all; per worker: "
+                  + ", ".join(f"{w} {s:.0f} s" for w, s in sorted(per_worker.items())))
