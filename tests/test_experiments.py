@@ -237,6 +237,20 @@ def test_plateau_note_only_when_a_student_is_on_it():
     assert judged == {"baseline": True, "random-static": False, "teacher-high": False, "teacher-low": False}
 
 
+def test_stopping_note_counts_the_runs_that_kept_epoch_one():
+    from types import SimpleNamespace
+
+    from entmask.experiments.table_notes import stopping_note
+
+    fc = SimpleNamespace(lr=1e-4, patience=5, epochs=20)
+    ft = [{"task": "cola", "best_epoch": 1}, {"task": "cola", "best_epoch": 3}, {"task": "rte", "best_epoch": 1},
+          {"task": "rte", "best_epoch": 2}, {"task": "sst2", "best_epoch": None}, {"task": "mrpc", "best_epoch": 9}]
+    note = stopping_note([SimpleNamespace(ft=ft[:3]), SimpleNamespace(ft=ft[3:])], ["cola", "rte", "sst2"], fc)
+    assert note == ("Early stopping (lr 0.0001, patience 5, at most 20 epochs) kept the epoch-1 checkpoint in 2 of 4 "
+                    "fine-tuning runs (50%; per task CoLA 1/2, RTE 1/2); median kept epoch 2, latest 3.")
+    assert stopping_note([SimpleNamespace(ft=[{"task": "cola", "best_epoch": None}])], ["cola"], fc) is None
+
+
 def test_notes_name_absent_tasks_and_the_qnli_split():
     from entmask.finetune import QNLI_NOTE
 

@@ -115,6 +115,23 @@ def truncation_note(rs: list[_Run], tasks: list[str], max_len: int) -> str:
                else "") + " (runs fine-tuned before 2026-12-05 did not record it).")
 
 
+def stopping_note(rs: list[_Run], tasks: list[str], fc) -> str | None:
+    """Which epoch's checkpoint early stopping kept (the records' `best_epoch`), over every fine-tuning run of the
+    table: a recipe whose runs mostly keep epoch 1 stops before the classifier has learned (at cpu-long's lr 2e-4,
+    129 of 240 runs did, a source of the 'collapse lottery'). None when no run recorded it (the frozen probe)."""
+    best = [(f["task"], int(f["best_epoch"])) for r in rs for f in r.ft
+            if f.get("task") in tasks and _num(f.get("best_epoch"))]
+    if not best:
+        return None
+    first = [t for t, e in best if e == 1]
+    per = ", ".join(f"{TASK_LABEL[t]} {sum(u == t for u in first)}/{sum(u == t for u, _ in best)}"
+                    for t in tasks if any(u == t for u, _ in best))
+    epochs = sorted(e for _, e in best)
+    return (f"Early stopping (lr {fc.lr:g}, patience {fc.patience}, at most {fc.epochs} epochs) kept the epoch-1 "
+            f"checkpoint in {len(first)} of {len(best)} fine-tuning runs ({len(first) / len(best):.0%}; per task "
+            f"{per}); median kept epoch {epochs[len(epochs) // 2]}, latest {epochs[-1]}.")
+
+
 def _notes(name, cfg, rs, cov, tasks_req, maj, maj_note, paper_key) -> list[str]:
     fc = cfg.finetune
     absent = [t for t in TASK_ORDER if t in tasks_req and maj.get(t) is None]  # no data here at all
@@ -139,6 +156,9 @@ def _notes(name, cfg, rs, cov, tasks_req, maj, maj_note, paper_key) -> list[str]
         maj_note,
     ]
     notes.append(truncation_note(rs, cov, fc.max_len))
+    stop = stopping_note(rs, cov, fc)
+    if stop:
+        notes.append(stop)
     notes.append(blimp_note(rs))
     eval_notes = sorted({f["eval_note"] for r in rs for f in r.ft if f.get("eval_note")})
     for en in eval_notes:
