@@ -349,6 +349,41 @@ def test_committed_results_show_the_claims_tables_and_figure_without_training(tm
         NB.section_of("07")
 
 
+def test_a_newer_profile_with_some_rows_keeps_the_older_verdicts_in_view(tmp_path, monkeypatch):
+    """cpu-wiki's first students (random and high) put it first in notebook 02, whose self-masking claims only
+    cpu-long has judged: those verdicts stay under it, labelled with their profile."""
+    import json
+
+    from entmask import committed_results as C
+
+    def fake_build(verdicts: str):
+        d = tmp_path / f"b{len(list(tmp_path.iterdir()))}"
+        d.mkdir()
+        (d / "build.json").write_text(json.dumps({
+            "experiments": {"table2": {"rows": ["teacher-high"]}}, "pretrain_seeds": [0], "finetune_seeds": [0, 1, 2],
+            "pretrain_runs": 2, "finetune_runs": 30, "records": "docs/records/x"}))
+        (d / "verdicts.csv").write_text("claim,paper (§),pooled Δ,pooled 95% CI,pooled verdict,excludes\n" + verdicts)
+        return d
+
+    new = fake_build("init>high,self init beats teacher high,-1.00,\"[-13.00, +11.00]\",unresolved,\n"
+                     "cold<random,self cold is worse,,,unresolved,\n")
+    old = fake_build("cold<random,self cold is worse,-3.54,\"[-6.63, -0.46]\",supported,excludes any rise\n"
+                     "high>random,high beats random,-1.58,\"[-3.32, +0.17]\",unresolved,\n")
+    monkeypatch.setattr(C, "DECISIVE_PROFILES", ("cpu-wiki", "cpu-long"))
+    monkeypatch.setattr(C, "_has_students", lambda rec: True)
+    monkeypatch.setattr(C, "build", lambda p, root=None, rebuild=False: {"cpu-wiki": new, "cpu-long": old}[p])
+    c = C.committed_results("02", root=tmp_path, show=False)
+    assert c.profile == "cpu-wiki" and "- self init beats teacher high: Δ Total -1.00 [-13.00, +11.00]" in c.markdown
+    tail = c.markdown.split("**Also committed: `cpu-long`** (pretraining seeds [0] x fine-tuning seeds [0, 1, 2]")[1]
+    assert "- self cold is worse: Δ Total -3.54 [-6.63, -0.46], **supported**; the data exclude any rise." in tail
+    assert "high beats random" not in tail  # a Table 1 claim: not this section's
+    # the older profile is the only one with rows: shown alone, no "also"
+    json_new = json.loads((new / "build.json").read_text())
+    (new / "build.json").write_text(json.dumps({**json_new, "experiments": {"table2": {"rows": []}}}))
+    c = C.committed_results("02", root=tmp_path, show=False)
+    assert c.profile == "cpu-long" and "Also committed" not in c.markdown
+
+
 def test_brief_report_keeps_the_table_and_names_the_full_one():
     md = ("# T\n\n> a warning\n\n| a |\n|---|\n| 1 |\n\nNotes:\n\n- Cells: one thing (x; y). Then more. And more.\n"
           "- Short.\n\n## Per pretraining seed\n\n| b |\n")
