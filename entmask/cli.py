@@ -19,7 +19,7 @@ import sys
 from entmask import __version__  # noqa: F401 - re-exported (it was importable from here)
 from entmask.cli_commands import (  # noqa: F401 - the handlers, re-exported
     _fmt, _print_run, _refuse_tasks_without_data, _refuse_unfinished_run, _teacher_info, cmd_bench, cmd_blimp,
-    cmd_experiment, cmd_finetune, cmd_info, cmd_pretrain, cmd_reference, cmd_reproduce, cmd_runs)
+    cmd_experiment, cmd_finetune, cmd_heldout, cmd_info, cmd_pretrain, cmd_reference, cmd_reproduce, cmd_runs)
 from entmask.cli_parser import (  # noqa: F401 - the parser, re-exported
     FLAG_KEYS, CLIError, _common, _masking_flags, _Parser, _setup_env, build_parser, resolve_from_args)
 from entmask.config import ConfigError, default_name  # noqa: F401 - one naming rule, re-exported for callers
@@ -59,7 +59,7 @@ def _one_line(e: BaseException) -> str:
 
 COMMANDS = {"pretrain": cmd_pretrain, "reference": cmd_reference, "info": cmd_info, "finetune": cmd_finetune,
             "experiment": cmd_experiment, "reproduce": cmd_reproduce, "bench": cmd_bench,
-            "runs": cmd_runs, "blimp": cmd_blimp}
+            "runs": cmd_runs, "blimp": cmd_blimp, "heldout": cmd_heldout}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,8 +79,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         a = build_parser().parse_args(argv)
         if not a.cmd:
-            raise CLIError("a command is needed: pretrain, reference, finetune, experiment, blimp, reproduce, info, "
-                           "runs, bench (see `entmask --help`)")
+            raise CLIError("a command is needed: pretrain, reference, finetune, experiment, blimp, heldout, reproduce, "
+                           "info, runs, bench (see `entmask --help`)")
         _setup_env(a)
         errors = _expected_errors()
         return COMMANDS[a.cmd](a)

@@ -1,8 +1,8 @@
 """The `entmask` command line's handlers: one function per subcommand, from parsed flags to one library call.
 
 What it is: `cmd_pretrain`, `cmd_reference`, `cmd_info`, `cmd_finetune`, `cmd_experiment`, `cmd_runs`,
-`cmd_reproduce`, `cmd_blimp`, `cmd_bench` (each takes the parsed flags and returns the exit code), what they print
-about a run (`_print_run`, `_teacher_info`), and the checks that refuse an input before any work starts
+`cmd_reproduce`, `cmd_blimp`, `cmd_heldout`, `cmd_bench` (each takes the parsed flags and returns the exit code),
+what they print about a run (`_print_run`, `_teacher_info`), and the checks that refuse an input before any work starts
 (`_refuse_unfinished_run`, `_refuse_tasks_without_data`), each raising `CLIError` with one line.
 
 What it is not: no parser (`entmask.cli_parser`) and no error reporting or entry point (`entmask.cli`).
@@ -275,6 +275,24 @@ def cmd_blimp(a) -> int:
                         progress=not a.quiet)
     print(json.dumps({"accuracy": d["accuracy"], "n": d["scoring"]["n"], "variant": d["scoring"]["variant"],
                       "by_field": d["by_field"], "file": str(run / blimp.RESULT_FILE)}))
+    return 0
+
+
+def cmd_heldout(a) -> int:
+    from entmask.heldout import bands_of_run
+
+    run = Path(a.run)
+    if not run.is_dir():
+        raise CLIError(f"{a.run} is not a folder; give a finished pretraining run folder "
+                       f"(runs/<profile>/pretrain/<name>-<hash>)")
+    _refuse_unfinished_run(run)
+    d = bands_of_run(run, data_dir=a.data_dir, progress=not a.quiet)
+    print(f"{run.name}: held-out masked accuracy {d['heldout_accuracy']:.1%} over {d['masked_tokens']:,} targets "
+          f"(the fixed random masks of the test split), by how frequent the target's type is in the train split:")
+    for b in d["bands"]:
+        print(f"  {b['band']:>24}  {b['share']:6.1%} of targets  accuracy {b['accuracy']:6.1%}  "
+              f"(unigram plateau {b['unigram_accuracy']:.1%})")
+    print(f"written to {run / 'heldout_bands.json'}")
     return 0
 
 

@@ -121,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="score again even if blimp.json matches")
     s.add_argument("--quiet", action="store_true")
 
+    s = sub.add_parser("heldout", help="held-out masked accuracy of a pretraining run by how frequent the target "
+                                       "token is (what a strategy-masked student learned), written to its "
+                                       "heldout_bands.json")
+    s.add_argument("run", help="a finished pretraining run folder (runs/<profile>/pretrain/<name>-<hash>)")
+    s.add_argument("--data-dir", help="offline mirror (default: $ENTMASK_DATA_DIR)")
+    s.add_argument("--quiet", action="store_true")
+
     s = sub.add_parser("experiment", help="run one of the paper's experiments and write its table")
     s.__class__ = _ExperimentParser  # its --help lists the registered experiments
     s.formatter_class = argparse.RawDescriptionHelpFormatter

@@ -3,7 +3,8 @@ while it trains.
 
 What it is: `heldout_eval` (MLM loss/accuracy on the test split under one fixed random 15% [MASK] masking shared by
 every run, HELDOUT_SEED; the unigram accuracy on the same targets; the unmasked-view entropy spread; and
-`left_plateau`, the issue's criterion for having left the unigram plateau), `student_entropy_stats` (a model's
+`left_plateau`, the issue's criterion for having left the unigram plateau), `accuracy_by_frequency` (the same
+targets in bands of type frequency: what a strategy-masked student learned), `student_entropy_stats` (a model's
 per-position entropy spread on PROBE_ROWS test rows), `CurveCallback` (learning-curve points in logs/curve.json
 every train.eval_steps) and `EpochCallback` (at each epoch end: logs/epochs.json, and the epoch's model of
 self-masking runs, so notebooks can show mask drift).
@@ -72,6 +73,77 @@ def heldout_eval(model, corpus: Corpus, batch_size: int = 64, chunk: int = 1024,
     # Issue criterion for "left the unigram plateau": twice the top-token rate and varied entropies.
     out["left_plateau"] = bool(out["heldout_accuracy"] >= 2 * out["unigram_accuracy"] and out["entropy_sd"] >= 0.5)
     model.train(was_training)
+    return out
+
+
+FREQ_BINS = (10, 100, 1000)  # rank edges of a target's type by train-split frequency: top 10, 11-100, 101-1,000, rest
+
+
+def frequency_bins(train_ids: torch.Tensor, targets: torch.Tensor, correct: torch.Tensor, special_ids: list[int],
+                   edges: tuple[int, ...] = FREQ_BINS) -> list[dict]:
+    """Accuracy per band of target frequency. targets, correct: [M]. A type's rank is its place among the train
+    split's maskable types by count (1 = the most frequent); each band reports its share of the targets, the
+    accuracy there, and the unigram plateau's (always the most frequent type: 0 outside the first band)."""
+    flat = train_ids.flatten()
+    flat = flat[~torch.isin(flat, torch.tensor(special_ids))]
+    counts = torch.bincount(flat, minlength=max(int(flat.max()), int(targets.max()) if targets.numel() else 0) + 1)
+    order = torch.argsort(counts, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(1, len(order) + 1)  # rank[type]: 1 = most frequent
+    r = rank[targets]
+    top = int(order[0])
+    out, lo = [], 0
+    for hi in (*edges, None):
+        inside = (r > lo) & (r <= hi) if hi is not None else (r > lo)
+        n = int(inside.sum())
+        out.append({"band": f"types {lo + 1:,}-{hi:,}" if hi is not None else f"types {lo + 1:,} and rarer",
+                    "targets": n, "share": n / max(1, targets.numel()),
+                    "accuracy": float(correct[inside].float().mean()) if n else float("nan"),
+                    "unigram_accuracy": float((targets[inside] == top).float().mean()) if n else float("nan")})
+        lo = hi if hi is not None else lo
+    return out
+
+
+@torch.no_grad()
+def accuracy_by_frequency(model, corpus: Corpus, batch_size: int = 64, edges: tuple[int, ...] = FREQ_BINS) -> dict:
+    """heldout_eval's targets (the fixed HELDOUT_SEED random masks of the test split, whole rows) split by how
+    frequent their type is (frequency_bins). A student on the unigram plateau scores 0 outside the first band; a
+    strategy-masked student (high) that never trains on frequent function words can sit below the unigram rate
+    overall and still predict rarer tokens in context, which only these bands show (`entmask heldout RUN`)."""
+    was_training = model.training
+    model.eval()
+    tok = corpus.tokenizer
+    ids = corpus.test_ids
+    cand = candidate_mask(ids, corpus.special_ids, tok.unk_token_id)  # [N, T]
+    mask = select_mask(torch.zeros(ids.shape), cand, "random", 0.15,
+                       generator=torch.Generator().manual_seed(HELDOUT_SEED))  # [N, T], as heldout_eval's
+    masked, labels = apply_mask(ids, mask, tok.mask_token_id, "mask")
+    sc = score_masked(model, masked, labels, batch_size, per_target=True)
+    model.train(was_training)
+    bands = frequency_bins(corpus.train_ids, labels[labels != -100], sc["correct"], corpus.special_ids, edges)
+    return {"heldout_accuracy": sc["accuracy"], "masked_tokens": sc["masked_tokens"], "bands": bands,
+            "heldout_seed": HELDOUT_SEED}
+
+
+BANDS_FILE = "heldout_bands.json"
+
+
+def bands_of_run(run_dir, data_dir: str | None = None, progress: bool = True) -> dict:
+    """accuracy_by_frequency of a finished pretraining run's model on its own corpus, written to
+    <run>/heldout_bands.json (exported with its record) and returned."""
+    from entmask import config
+    from entmask.data import prepare_corpus
+    from entmask.exploration import student_model_dir
+    from entmask.models import load_masked_lm
+
+    run = Path(run_dir).expanduser()
+    cfg = config.load_json(run / "config.json")
+    if data_dir:
+        cfg.data.data_dir = data_dir
+    corpus = prepare_corpus(cfg.data, progress=progress)
+    model = load_masked_lm(student_model_dir(run), expect_vocab=corpus.tokenizer.vocab_size, role="student")
+    out = {"run": run.name, **accuracy_by_frequency(model, corpus, cfg.train.eval_batch_size)}
+    runs.write_json(run / BANDS_FILE, out)
     return out
 
 

@@ -318,22 +318,28 @@ def mlm_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     return F.cross_entropy(logits.float(), target), logits, selected
 
 
-def score_masked(model, masked_ids: torch.Tensor, labels: torch.Tensor, batch_size: int = 64) -> dict:
+def score_masked(model, masked_ids: torch.Tensor, labels: torch.Tensor, batch_size: int = 64,
+                 per_target: bool = False) -> dict:
     """Mean MLM loss and accuracy over the masked positions (labels != -100) of rows already masked [N, T], in
-    batches on the model's device: {"loss", "accuracy", "masked_tokens"} (the held-out evaluation and mask_fit)."""
+    batches on the model's device: {"loss", "accuracy", "masked_tokens"} (the held-out evaluation and mask_fit).
+    `per_target` adds "correct": bool [M], one per masked position in row-major order (labels[labels != -100])."""
     dev = next(model.parameters()).device
-    loss_sum, ok, n = 0.0, 0, 0
+    loss_sum, ok, n, hits = 0.0, 0, 0, []
     with torch.no_grad():
         for s in range(0, masked_ids.shape[0], batch_size):
             mi, lab = masked_ids[s:s + batch_size].to(dev), labels[s:s + batch_size].to(dev)
             loss, logits, sel = mlm_loss(model, mi, torch.ones_like(mi), lab, sparse=True)  # logits [M, V]
             m = int(sel.sum())
             loss_sum += float(loss) * m
-            ok += int((logits.argmax(-1) == lab[sel]).sum())
+            hit = logits.argmax(-1) == lab[sel]  # [M_batch]
+            ok += int(hit.sum())
             n += m
+            if per_target:
+                hits.append(hit.cpu())
+    extra = {"correct": torch.cat(hits) if hits else torch.zeros(0, dtype=torch.bool)} if per_target else {}
     if n == 0:  # nothing was masked: no score (0% would read as a real one)
-        return {"loss": float("nan"), "accuracy": float("nan"), "masked_tokens": 0}
-    return {"loss": loss_sum / n, "accuracy": ok / n, "masked_tokens": n}
+        return {"loss": float("nan"), "accuracy": float("nan"), "masked_tokens": 0, **extra}
+    return {"loss": loss_sum / n, "accuracy": ok / n, "masked_tokens": n, **extra}
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

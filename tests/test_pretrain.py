@@ -63,6 +63,28 @@ def test_heldout_masking_identical_across_runs(smoke_runs):
     assert len(n) == 1 and len(u) == 1
 
 
+def test_heldout_by_frequency_splits_the_same_targets(smoke_runs, capsys):
+    """`entmask heldout RUN`: the held-out targets of metrics.json in bands of type frequency; the bands add up to
+    the run's held-out accuracy and the unigram plateau scores nothing outside the first band."""
+    from entmask import cli
+
+    run = smoke_runs["high"]
+    assert cli.main(["heldout", str(run), "--quiet"]) == 0
+    d = json.loads((run / "heldout_bands.json").read_text())
+    m = metrics(run)
+    assert d["masked_tokens"] == m["heldout_masked_tokens"]
+    assert abs(d["heldout_accuracy"] - m["heldout_accuracy"]) < 1e-6
+    bands = d["bands"]
+    assert [b["band"] for b in bands] == ["types 1-10", "types 11-100", "types 101-1,000", "types 1,001 and rarer"]
+    assert sum(b["targets"] for b in bands) == d["masked_tokens"]
+    hits = sum(b["accuracy"] * b["targets"] for b in bands if b["targets"])
+    assert abs(hits / d["masked_tokens"] - d["heldout_accuracy"]) < 1e-6
+    assert all(b["unigram_accuracy"] == 0 for b in bands[1:] if b["targets"]) and bands[0]["unigram_accuracy"] > 0
+    out = capsys.readouterr().out
+    assert "by how frequent the target's type is" in out and "types 1,001 and rarer" in out
+    assert cli.main(["heldout", str(run / "nope")]) == 2
+
+
 def test_learning_curve_points(smoke_runs):
     m = metrics(smoke_runs["random"])
     steps = [c["step"] for c in m["curve"]]
