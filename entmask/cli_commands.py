@@ -279,7 +279,7 @@ def cmd_blimp(a) -> int:
 
 
 def cmd_heldout(a) -> int:
-    from entmask.heldout import bands_of_run
+    from entmask.heldout import BANDS_FILE, bands_of_run
 
     run = Path(a.run)
     if not run.is_dir():
@@ -290,9 +290,12 @@ def cmd_heldout(a) -> int:
     print(f"{run.name}: held-out masked accuracy {d['heldout_accuracy']:.1%} over {d['masked_tokens']:,} targets "
           f"(the fixed random masks of the test split), by how frequent the target's type is in the train split:")
     for b in d["bands"]:
+        if not b["targets"]:
+            print(f"  {b['band']:>24}  no targets")
+            continue
         print(f"  {b['band']:>24}  {b['share']:6.1%} of targets  accuracy {b['accuracy']:6.1%}  "
               f"(unigram plateau {b['unigram_accuracy']:.1%})")
-    print(f"written to {run / 'heldout_bands.json'}")
+    print(f"written to {run / BANDS_FILE}")
     return 0
 
 

@@ -12,11 +12,12 @@ verdicts are built there, and what the notebooks show is kept in runs/cache/comm
 the records' manifest and file sizes and by entmask's source: the first notebook on a machine builds it (~20 s on
 two busy cores), the others read it (well under a second). Nothing is trained; no lock of the runs folder is taken
 (the import's own locks are those of the temporary folder). The profile is the newest of DECISIVE_PROFILES with
-records for the section, or the one named (`results_profile` in the notebooks' parameters).
+rows of its own for the section, followed by any older one's pooled verdicts on the section's claims, or the one
+named (`results_profile` in the notebooks' parameters).
 
 What it is not: the statistics (entmask.experiments, entmask.stats), the records' checks (entmask.records) or the
-write-up of the results (docs/results-cpu-long.md); it adds no number of its own. `live_label` is the line that
-says, after this block, whether the notebook's own live runs are evidence or a demonstration.
+write-up of the results (docs/results-<profile>.md); it adds no number of its own. The line after this block that
+says whether the notebook's own live runs are evidence or a demonstration is entmask.notebook_results.live_label.
 """
 from __future__ import annotations
 
@@ -174,11 +175,10 @@ def build(profile: str, root=None, rebuild: bool = False) -> Path | None:
                 else:
                     shutil.copy2(p, tmp_out / p.name)
         if vtable is not None:
-            from entmask.experiments import CLAIMS, plot_verdicts
+            from entmask.experiments import plot_verdicts
 
-            for key, (_, exps) in SECTIONS.items():
-                ids = [c[0] for c in CLAIMS if c[3] in exps]
-                sub = vtable[vtable["claim"].isin(ids)].reset_index(drop=True)
+            for key in SECTIONS:
+                sub = vtable[vtable["claim"].isin(_claim_ids(key))].reset_index(drop=True)
                 if len(sub):
                     plot_verdicts(sub, tmp_out / f"verdicts-{key}")
     runs.write_json(tmp_out / "build.json", {
@@ -231,19 +231,34 @@ def _verdict_lines(vt) -> list[str]:
     return out
 
 
-def _also_committed(key: str, profile: str, built: Path) -> str:
-    """An older decisive profile's judgement of the section's claims, under the newest one's: a newer test bed
-    that has finished only some rows (cpu-wiki's first students) hides nothing an older one decided."""
-    import pandas as pd
-
+def _claim_ids(key: str) -> list[str]:
+    """The ids of the paper's claims that a section's experiments judge (none for 03-05)."""
     from entmask.experiments import CLAIMS
 
-    vcsv, exps = built / "verdicts.csv", SECTIONS[key][1]
-    if not vcsv.is_file():
-        return ""
+    return [c[0] for c in CLAIMS if c[3] in SECTIONS[key][1]]
+
+
+def _section_verdicts(key: str, built: Path):
+    """The rows of a build's verdicts.csv for the section's claims (a DataFrame), or None without the file."""
+    import pandas as pd
+
+    vcsv = built / "verdicts.csv"
+    if not (_claim_ids(key) and vcsv.is_file()):
+        return None
     v = pd.read_csv(vcsv)
-    vt = v[v["claim"].isin([c[0] for c in CLAIMS if c[3] in exps]) & pd.to_numeric(v["pooled Δ"], errors="coerce")
-           .notna()].reset_index(drop=True)
+    return v[v["claim"].isin(_claim_ids(key))].reset_index(drop=True)
+
+
+def _also_committed(key: str, profile: str, built: Path) -> str:
+    """An older decisive profile's pooled verdicts on the section's claims (those it could estimate), shown under
+    the newest profile's: a newer matrix that has finished only some rows (cpu-wiki's first students, no
+    self-masking yet) hides nothing an older test bed judged, and where both judged a claim the reader sees both."""
+    import pandas as pd
+
+    vt = _section_verdicts(key, built)
+    if vt is None:
+        return ""
+    vt = vt[pd.to_numeric(vt["pooled Δ"], errors="coerce").notna()]
     if not len(vt):
         return ""
     info, doc = json.loads((built / "build.json").read_text()), _results_doc(profile)
@@ -270,9 +285,6 @@ def _why_none(s: dict, profile: str) -> str:
 
 def _section_text(key: str, profile: str, built: Path) -> tuple[str, dict, object, Path | None]:
     """The markdown of one section, its compact tables, its claims and its figure."""
-    import pandas as pd
-
-    from entmask.experiments import CLAIMS
     from entmask.notebook_results import to_markdown
 
     info = json.loads((built / "build.json").read_text())
@@ -284,12 +296,8 @@ def _section_text(key: str, profile: str, built: Path) -> tuple[str, dict, objec
              f"committed under `{info['records']}/` (pretraining seeds {info['pretrain_seeds']} x fine-tuning seeds "
              f"{info['finetune_seeds']}), read here without training anything."
              + (f" The full write-up: `{doc}`." if doc else ""), ""]
-    ids = [c[0] for c in CLAIMS if c[3] in exps]
-    vt = None
-    vcsv = built / "verdicts.csv"
-    if ids and vcsv.is_file():
-        v = pd.read_csv(vcsv)
-        vt = v[v["claim"].isin(ids)].reset_index(drop=True)
+    vt = _section_verdicts(key, built)
+    if vt is not None:
         lines += ["**The paper's claims**, judged by one pooled mixed model over every committed row (Δ of the GLUE "
                   "Total in points, 95% CI; `entmask experiment verdicts`):", ""] + _verdict_lines(vt) + [""]
     tables, first = {}, True
@@ -321,7 +329,8 @@ def committed_results(section: str, profile: str | None = None, root=None, show:
                       rebuild: bool = False) -> Committed:
     """Show what the committed records say for notebook `section` ('01'-'05', a notebook name, or an experiment):
     the claims with the effect sizes they exclude, the table beside the paper's rows, the verdict figure. `profile`
-    None: the first of DECISIVE_PROFILES with records for this section. Trains nothing; see the module docstring."""
+    None: the first of DECISIVE_PROFILES with rows of its own for this section, followed by the pooled verdicts of
+    any older one with rows ("Also committed"). Trains nothing; see the module docstring."""
     key = section_of(section)
     title, exps = SECTIONS[key]
     candidates = [profile] if profile else [p for p in DECISIVE_PROFILES if _has_students(records_of(p))]
@@ -335,6 +344,8 @@ def committed_results(section: str, profile: str | None = None, root=None, show:
             found.append((p, built))
         if chosen is None or (found and found[0][0] == p):
             chosen = (p, built)
+        if found and not _claim_ids(key):  # no claims (03-05): nothing an older profile could add
+            break
     if chosen is None:
         where = f"docs/records/{profile}/" if profile else f"docs/records/ ({', '.join(DECISIVE_PROFILES)})"
         out = Committed(key, profile, f"No committed records for {title}: nothing under {where}.")
@@ -363,34 +374,4 @@ def _display(c: Committed) -> None:
         display(Image(filename=str(c.figure)))
 
 
-def live_label(res, cfg) -> str:
-    """The line before a notebook's live runs: evidence, or a demonstration when the random-masked student did not
-    leave the unigram plateau (so its rows say nothing about the paper's claims). Displayed; also returned."""
-    sc = getattr(res, "extra", {}).get("scores")
-    base = None
-    if sc is not None and len(sc) and "label" in sc:
-        hit = sc[(sc["source"] == "ours") & (sc["label"] == "baseline")]
-        base = hit.iloc[0] if len(hit) else None
-    head = f"Live runs at profile `{cfg.profile}`"
-    if base is None or "left_plateau" not in base.index:
-        text = f"**{head}** (trained or reused here; the committed results above are the evidence)."
-    else:
-        acc, uni = base.get("heldout_accuracy"), base.get("unigram_accuracy")
-        rates = (f" (held-out masked accuracy {acc:.1%} vs the unigram rate {uni:.1%})"
-                 if isinstance(acc, float) and isinstance(uni, float) else "")
-        if base["left_plateau"] is True or base["left_plateau"] == 1:
-            text = f"**{head}**: the random-masked student left the unigram plateau{rates}."
-        else:
-            text = (f"**{head}: a demonstration.** The random-masked student is on the unigram plateau{rates}, so "
-                    f"these rows show the pipeline working, not evidence about the paper's claims; the committed "
-                    f"results above are that evidence.")
-    from IPython.display import display
-
-    from entmask.notebook_results import markdown_html
-
-    display({"text/html": markdown_html(text), "text/plain": text}, raw=True)
-    return text
-
-
-__all__ = ["DECISIVE_PROFILES", "SECTIONS", "Committed", "build", "committed_results", "live_label", "records_of",
-           "section_of"]
+__all__ = ["DECISIVE_PROFILES", "SECTIONS", "Committed", "build", "committed_results", "records_of", "section_of"]

@@ -239,10 +239,14 @@ def _build_corpus(dc: DataConfig, tok, d: Path, key: str, progress: bool) -> Cor
     return Corpus(d, key, packed["train"], packed["test"], tok, stats)
 
 
+def type_counts(train_ids: torch.Tensor, special_ids: list[int], minlength: int = 0) -> torch.Tensor:
+    """How often each token type occurs in `train_ids`, special tokens left out: [max(V_seen, minlength)]."""
+    flat = train_ids.flatten()
+    return torch.bincount(flat[~torch.isin(flat, torch.tensor(special_ids))], minlength=minlength)
+
+
 def unigram_baseline(train_ids: torch.Tensor, test_targets: torch.Tensor, special_ids: list[int]) -> dict:
     """Accuracy of always predicting the train split's most frequent maskable token (the unigram plateau)."""
-    flat = train_ids.flatten()
-    flat = flat[~torch.isin(flat, torch.tensor(special_ids))]
-    top = int(torch.bincount(flat).argmax())
+    top = int(type_counts(train_ids, special_ids).argmax())
     rate = float((test_targets == top).float().mean()) if test_targets.numel() else float("nan")
     return {"unigram_top_token": top, "unigram_accuracy": rate}

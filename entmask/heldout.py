@@ -22,7 +22,7 @@ from transformers import TrainerCallback
 
 from entmask import runs, schemas
 from entmask.config import PretrainConfig
-from entmask.data import Corpus, unigram_baseline
+from entmask.data import Corpus, type_counts, unigram_baseline
 from entmask.entropy import model_entropy
 from entmask.masking import apply_mask, candidate_mask, select_mask
 from entmask.models import score_masked
@@ -33,6 +33,14 @@ if TYPE_CHECKING:
 
 HELDOUT_SEED = 20240607  # one fixed random masking of the test split, identical for every run (comparability)
 PROBE_ROWS = 64  # test rows used to measure a student's per-position entropy spread during training
+
+
+def heldout_masks(corpus: Corpus) -> tuple[torch.Tensor, torch.Tensor]:
+    """(candidates, mask), bool [N, T] each: the test split's one fixed random 15% masking (HELDOUT_SEED), the same
+    for every run, so every student is scored on the same targets."""
+    cand = candidate_mask(corpus.test_ids, corpus.special_ids, corpus.tokenizer.unk_token_id)
+    gen = torch.Generator().manual_seed(HELDOUT_SEED)
+    return cand, select_mask(torch.zeros(corpus.test_ids.shape), cand, "random", 0.15, generator=gen)
 
 
 @torch.no_grad()
@@ -49,9 +57,7 @@ def heldout_eval(model, corpus: Corpus, batch_size: int = 64, chunk: int = 1024,
     dev = next(model.parameters()).device
     tok = corpus.tokenizer
     ids = corpus.test_ids
-    cand = candidate_mask(ids, corpus.special_ids, tok.unk_token_id)  # [N, T]
-    gen = torch.Generator().manual_seed(HELDOUT_SEED)
-    mask = select_mask(torch.zeros(ids.shape), cand, "random", 0.15, generator=gen)  # [N, T]
+    cand, mask = heldout_masks(corpus)  # [N, T] each
     if rows is not None:
         ids, cand, mask = ids[:rows], cand[:rows], mask[:rows]
     if short_rows > 1:  # [n, T] -> [n*k, (T-2)/k + 2]; the long row's [CLS]/[SEP] are never candidates
@@ -81,25 +87,24 @@ FREQ_BINS = (10, 100, 1000)  # rank edges of a target's type by train-split freq
 
 def frequency_bins(train_ids: torch.Tensor, targets: torch.Tensor, correct: torch.Tensor, special_ids: list[int],
                    edges: tuple[int, ...] = FREQ_BINS) -> list[dict]:
-    """Accuracy per band of target frequency. targets, correct: [M]. A type's rank is its place among the train
-    split's maskable types by count (1 = the most frequent); each band reports its share of the targets, the
-    accuracy there, and the unigram plateau's (always the most frequent type: 0 outside the first band)."""
-    flat = train_ids.flatten()
-    flat = flat[~torch.isin(flat, torch.tensor(special_ids))]
-    counts = torch.bincount(flat, minlength=max(int(flat.max()), int(targets.max()) if targets.numel() else 0) + 1)
-    order = torch.argsort(counts, descending=True, stable=True)
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(1, len(order) + 1)  # rank[type]: 1 = most frequent
-    r = rank[targets]
-    top = int(order[0])
+    """Accuracy per band of target frequency. targets, correct: [M]. A type's rank is 1 + the number of maskable
+    types more frequent in the train split (tied types share a rank, so a band never splits them by token id);
+    types never seen in training go to the last band. Each band reports its share of the targets, the accuracy
+    there, and the unigram plateau's (always the most frequent type: 0 outside the first band)."""
+    counts = type_counts(train_ids, special_ids, minlength=int(targets.max()) + 1 if targets.numel() else 0)
+    desc = torch.sort(counts, descending=True).values
+    # rank[type] = 1 + #types with a strictly larger count: the first index of its count in the descending order
+    rank = 1 + torch.searchsorted(-desc, -counts, right=False)
+    r = torch.where(counts[targets] > 0, rank[targets], torch.iinfo(torch.int64).max)
+    top = int(counts.argmax())
     out, lo = [], 0
     for hi in (*edges, None):
         inside = (r > lo) & (r <= hi) if hi is not None else (r > lo)
         n = int(inside.sum())
         out.append({"band": f"types {lo + 1:,}-{hi:,}" if hi is not None else f"types {lo + 1:,} and rarer",
                     "targets": n, "share": n / max(1, targets.numel()),
-                    "accuracy": float(correct[inside].float().mean()) if n else float("nan"),
-                    "unigram_accuracy": float((targets[inside] == top).float().mean()) if n else float("nan")})
+                    "accuracy": float(correct[inside].float().mean()) if n else None,
+                    "unigram_accuracy": float((targets[inside] == top).float().mean()) if n else None})
         lo = hi if hi is not None else lo
     return out
 
@@ -112,12 +117,8 @@ def accuracy_by_frequency(model, corpus: Corpus, batch_size: int = 64, edges: tu
     overall and still predict rarer tokens in context, which only these bands show (`entmask heldout RUN`)."""
     was_training = model.training
     model.eval()
-    tok = corpus.tokenizer
-    ids = corpus.test_ids
-    cand = candidate_mask(ids, corpus.special_ids, tok.unk_token_id)  # [N, T]
-    mask = select_mask(torch.zeros(ids.shape), cand, "random", 0.15,
-                       generator=torch.Generator().manual_seed(HELDOUT_SEED))  # [N, T], as heldout_eval's
-    masked, labels = apply_mask(ids, mask, tok.mask_token_id, "mask")
+    _, mask = heldout_masks(corpus)  # [N, T], heldout_eval's
+    masked, labels = apply_mask(corpus.test_ids, mask, corpus.tokenizer.mask_token_id, "mask")
     sc = score_masked(model, masked, labels, batch_size, per_target=True)
     model.train(was_training)
     bands = frequency_bins(corpus.train_ids, labels[labels != -100], sc["correct"], corpus.special_ids, edges)
@@ -136,13 +137,16 @@ def bands_of_run(run_dir, data_dir: str | None = None, progress: bool = True) ->
     from entmask.exploration import student_model_dir
     from entmask.models import load_masked_lm
 
-    run = Path(run_dir).expanduser()
+    from entmask.blimp import _model_key
+
+    run = Path(run_dir).expanduser().resolve()
     cfg = config.load_json(run / "config.json")
     if data_dir:
         cfg.data.data_dir = data_dir
-    corpus = prepare_corpus(cfg.data, progress=progress)
+    # the corpus cache of the runs root the run lives in (runs/<profile>/pretrain/<name>), not ./runs
+    corpus = prepare_corpus(cfg.data, root=run.parents[2], progress=progress, trust_remote_code=cfg.trust_remote_code)
     model = load_masked_lm(student_model_dir(run), expect_vocab=corpus.tokenizer.vocab_size, role="student")
-    out = {"run": run.name, **accuracy_by_frequency(model, corpus, cfg.train.eval_batch_size)}
+    out = {"run": run.name, "model": _model_key(run), **accuracy_by_frequency(model, corpus, cfg.train.eval_batch_size)}
     runs.write_json(run / BANDS_FILE, out)
     return out
 

@@ -9,6 +9,7 @@ What it is:
     show_report / markdown_html    an experiment's markdown report (whole, or brief: table, warnings, first
                      sentences of its notes) as HTML in which no raw HTML survives
     show_figures     the PNG figures an experiment wrote
+    live_label       the line before a paper notebook's live runs: evidence, or a demonstration on the plateau
     save_figure / save_table / to_markdown / results_path / tokenizer_of    small I/O helpers
 
 What it is not: no training, masking or metric logic (the library modules the notebooks call do that), no
@@ -213,5 +214,32 @@ def show_report(res, brief: bool = False) -> None:
     display({"text/html": markdown_html(md), "text/plain": md}, raw=True)
 
 
-__all__ = ["HEADLINE_MAX", "record", "experiment_metrics", "show_report", "brief_report", "markdown_html",
-           "show_figures", "save_figure", "save_table", "to_markdown", "results_path", "tokenizer_of"]
+def live_label(res, cfg) -> str:
+    """The line before a notebook's live runs: evidence, or a demonstration when the random-masked student did not
+    leave the unigram plateau (so its rows say nothing about the paper's claims). Displayed; also returned."""
+    sc = getattr(res, "extra", {}).get("scores")
+    base = None
+    if sc is not None and len(sc) and "label" in sc:
+        hit = sc[(sc["source"] == "ours") & (sc["label"] == "baseline")]
+        base = hit.iloc[0] if len(hit) else None
+    head = f"Live runs at profile `{cfg.profile}`"
+    if base is None or "left_plateau" not in base.index:
+        text = f"**{head}** (trained or reused here; the committed results above are the evidence)."
+    else:
+        acc, uni = base.get("heldout_accuracy"), base.get("unigram_accuracy")
+        rates = (f" (held-out masked accuracy {acc:.1%} vs the unigram rate {uni:.1%})"
+                 if isinstance(acc, float) and isinstance(uni, float) else "")
+        if base["left_plateau"] is True or base["left_plateau"] == 1:
+            text = f"**{head}**: the random-masked student left the unigram plateau{rates}."
+        else:
+            text = (f"**{head}: a demonstration.** The random-masked student is on the unigram plateau{rates}, so "
+                    f"these rows show the pipeline working, not evidence about the paper's claims; the committed "
+                    f"results above are that evidence.")
+    from IPython.display import display
+
+    display({"text/html": markdown_html(text), "text/plain": text}, raw=True)
+    return text
+
+
+__all__ = ["HEADLINE_MAX", "live_label", "record", "experiment_metrics", "show_report", "brief_report",
+           "markdown_html", "show_figures", "save_figure", "save_table", "to_markdown", "results_path", "tokenizer_of"]

@@ -17,11 +17,11 @@ entmask.notebook_run.NOTEBOOKS / NOTEBOOK_DIR, which `select` and `reproduce` re
 from __future__ import annotations
 
 from entmask.committed_results import (  # noqa: F401
-    DECISIVE_PROFILES, SECTIONS, Committed, committed_results, live_label, records_of, section_of,
+    DECISIVE_PROFILES, SECTIONS, Committed, committed_results, records_of, section_of,
 )
 from entmask.notebook_results import (  # noqa: F401
-    HEADLINE_MAX, _is_number, _leaves, brief_report, experiment_metrics, markdown_html, record, results_path,
-    save_figure, save_table, show_figures, show_report, to_markdown, tokenizer_of,
+    HEADLINE_MAX, _is_number, _leaves, brief_report, experiment_metrics, live_label, markdown_html, record,
+    results_path, save_figure, save_table, show_figures, show_report, to_markdown, tokenizer_of,
 )
 from entmask.notebook_run import (  # noqa: F401
     GPU_PROFILES, KERNEL_NAME, NOTEBOOK_DIR, NOTEBOOKS, REPO, NotebookError, _environ, _execute, _finish_output,

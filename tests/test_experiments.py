@@ -247,7 +247,7 @@ def test_stopping_note_counts_the_runs_that_kept_epoch_one():
           {"task": "rte", "best_epoch": 2}, {"task": "sst2", "best_epoch": None}, {"task": "mrpc", "best_epoch": 9}]
     note = stopping_note([SimpleNamespace(ft=ft[:3]), SimpleNamespace(ft=ft[3:])], ["cola", "rte", "sst2"], fc)
     assert note == ("Early stopping (lr 0.0001, patience 5, at most 20 epochs) kept the epoch-1 checkpoint in 2 of 4 "
-                    "fine-tuning runs (50%; per task CoLA 1/2, RTE 1/2); median kept epoch 2, latest 3.")
+                    "fine-tuning runs (50%; per task CoLA 1/2, RTE 1/2); median kept epoch 1.5, latest 3.")
     assert stopping_note([SimpleNamespace(ft=[{"task": "cola", "best_epoch": None}])], ["cola"], fc) is None
 
 

@@ -382,6 +382,9 @@ def test_a_newer_profile_with_some_rows_keeps_the_older_verdicts_in_view(tmp_pat
     (new / "build.json").write_text(json.dumps({**json_new, "experiments": {"table2": {"rows": []}}}))
     c = C.committed_results("02", root=tmp_path, show=False)
     assert c.profile == "cpu-long" and "Also committed" not in c.markdown
+    # a profile named: that one alone
+    c = C.committed_results("02", profile="cpu-wiki", root=tmp_path, show=False)
+    assert c.profile == "cpu-wiki" and "Also committed" not in c.markdown
 
 
 def test_brief_report_keeps_the_table_and_names_the_full_one():

@@ -6,6 +6,7 @@ masking, did it leave the plateau, how spread were the self-masking entropies).
 What it is not: the table's numbers (table._build), figures or files."""
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from entmask import paper
@@ -126,10 +127,10 @@ def stopping_note(rs: list[_Run], tasks: list[str], fc) -> str | None:
     first = [t for t, e in best if e == 1]
     per = ", ".join(f"{TASK_LABEL[t]} {sum(u == t for u in first)}/{sum(u == t for u, _ in best)}"
                     for t in tasks if any(u == t for u, _ in best))
-    epochs = sorted(e for _, e in best)
+    epochs = [e for _, e in best]
     return (f"Early stopping (lr {fc.lr:g}, patience {fc.patience}, at most {fc.epochs} epochs) kept the epoch-1 "
             f"checkpoint in {len(first)} of {len(best)} fine-tuning runs ({len(first) / len(best):.0%}; per task "
-            f"{per}); median kept epoch {epochs[len(epochs) // 2]}, latest {epochs[-1]}.")
+            f"{per}); median kept epoch {statistics.median(epochs):g}, latest {max(epochs)}.")
 
 
 def _notes(name, cfg, rs, cov, tasks_req, maj, maj_note, paper_key) -> list[str]:
