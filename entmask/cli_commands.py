@@ -262,12 +262,18 @@ def cmd_reproduce(a) -> int:
     return 0 if ok else 1
 
 
-def cmd_blimp(a) -> int:
-    run = Path(a.run)
+def _finished_run(arg: str) -> Path:
+    """The folder of a finished pretraining run named on the command line, or one line that says what it is not."""
+    run = Path(arg)
     if not run.is_dir():
-        raise CLIError(f"{a.run} is not a folder; give a finished pretraining run folder "
+        raise CLIError(f"{arg} is not a folder; give a finished pretraining run folder "
                        f"(runs/<profile>/pretrain/<name>-<hash>)")
     _refuse_unfinished_run(run)
+    return run
+
+
+def cmd_blimp(a) -> int:
+    run = _finished_run(a.run)
     if a.per_paradigm is not None and not 0 <= a.per_paradigm <= 1000:
         raise CLIError(f"--per-paradigm {a.per_paradigm} must be between 1 and 1000 (0 = all)")
     per = blimp.DEFAULT_PER_PARADIGM if a.per_paradigm is None else (a.per_paradigm or None)
@@ -281,11 +287,7 @@ def cmd_blimp(a) -> int:
 def cmd_heldout(a) -> int:
     from entmask.heldout import BANDS_FILE, bands_of_run
 
-    run = Path(a.run)
-    if not run.is_dir():
-        raise CLIError(f"{a.run} is not a folder; give a finished pretraining run folder "
-                       f"(runs/<profile>/pretrain/<name>-<hash>)")
-    _refuse_unfinished_run(run)
+    run = _finished_run(a.run)
     d = bands_of_run(run, data_dir=a.data_dir, progress=not a.quiet)
     print(f"{run.name}: held-out masked accuracy {d['heldout_accuracy']:.1%} over {d['masked_tokens']:,} targets "
           f"(the fixed random masks of the test split), by how frequent the target's type is in the train split:")
