@@ -234,12 +234,6 @@ def paired_bootstrap_delta(correct_a, correct_b, n: int = 1000, seed: int = 0, l
 
 
 # ---- a pretraining run ----------------------------------------------------------------------------------------
-def _model_key(run: Path) -> str | None:
-    """The run's model identity: its weights' hash, or the key recorded for a run imported without weights."""
-    mdir = run if runs.has_weights(run) else run / "model"  # a model folder itself, else the run's model/
-    return runs.weights_key(mdir) if runs.has_weights(mdir) else runs.recorded_key(mdir)
-
-
 def score_run(run_dir, *, data_dir: str | None = None, per_paradigm: int | None = DEFAULT_PER_PARADIGM,
               seed: int = 0, within_word_l2r: bool = False, precision: str = "auto",
               batch_size: int = DEFAULT_BATCH_SIZE, force: bool = False, progress: bool = True) -> dict:
@@ -258,7 +252,7 @@ def score_run(run_dir, *, data_dir: str | None = None, per_paradigm: int | None 
     dev = torch.device("cpu")  # a student is small; scoring where it trained would need the run's device logic
     scoring = {"per_paradigm": per_paradigm, "seed": seed,
                "variant": "within_word_l2r" if within_word_l2r else "original",
-               "precision": resolve_precision(precision, dev), "model": _model_key(run),
+               "precision": resolve_precision(precision, dev), "model": runs.model_key(run),
                "data": data_digest(data_dir)}
     if out.is_file() and not force:
         try:

@@ -134,10 +134,7 @@ def bands_of_run(run_dir, data_dir: str | None = None, progress: bool = True) ->
     <run>/heldout_bands.json (exported with its record) and returned."""
     from entmask import config
     from entmask.data import prepare_corpus
-    from entmask.exploration import student_model_dir
     from entmask.models import load_masked_lm
-
-    from entmask.blimp import _model_key
 
     run = Path(run_dir).expanduser().resolve()
     cfg = config.load_json(run / "config.json")
@@ -145,8 +142,9 @@ def bands_of_run(run_dir, data_dir: str | None = None, progress: bool = True) ->
         cfg.data.data_dir = data_dir
     # the corpus cache of the runs root the run lives in (runs/<profile>/pretrain/<name>), not ./runs
     corpus = prepare_corpus(cfg.data, root=run.parents[2], progress=progress, trust_remote_code=cfg.trust_remote_code)
-    model = load_masked_lm(student_model_dir(run), expect_vocab=corpus.tokenizer.vocab_size, role="student")
-    out = {"run": run.name, "model": _model_key(run), **accuracy_by_frequency(model, corpus, cfg.train.eval_batch_size)}
+    model = load_masked_lm(run / "model", expect_vocab=corpus.tokenizer.vocab_size, role="student")
+    out = {"run": run.name, "model": runs.model_key(run),
+           **accuracy_by_frequency(model, corpus, cfg.train.eval_batch_size)}
     runs.write_json(run / BANDS_FILE, out)
     return out
 

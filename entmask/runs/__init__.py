@@ -65,6 +65,7 @@ from entmask.runs.weights import (
     RECORDS_MANIFEST,
     WEIGHT_SUFFIXES,
     has_weights,
+    model_key,
     no_weights_error,
     recorded_key,
     weightless_teacher,
@@ -84,7 +85,7 @@ __all__ = [
     "RECORD_SKIP_DIRS", "RECORD_STAGES", "RunError", "WEIGHT_SUFFIXES", "atomic_write_bytes", "atomic_write_text",
     "barrier", "broadcast", "cache_dir", "check_version", "claim_first", "failpoint", "find_run", "finish_distributed",
     "finished_metrics", "git_commit", "has_weights", "init_distributed", "is_finished", "is_main", "locked",
-    "lower_priority", "main_first", "no_weights_error", "profile_dir", "read_json", "read_tensors", "recorded_key",
-    "results_dir", "run_dir_for", "runs_root", "safe_name", "stable_hash", "stage_dir", "weightless_teacher",
-    "weights_key", "world_size", "write_json", "write_meta",
+    "lower_priority", "main_first", "model_key", "no_weights_error", "profile_dir", "read_json", "read_tensors",
+    "recorded_key", "results_dir", "run_dir_for", "runs_root", "safe_name", "stable_hash", "stage_dir",
+    "weightless_teacher", "weights_key", "world_size", "write_json", "write_meta",
 ]

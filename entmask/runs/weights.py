@@ -63,6 +63,14 @@ def recorded_key(model_dir: str | Path) -> str | None:
     return key if key else None
 
 
+def model_key(run: str | Path) -> str | None:
+    """A run's model identity: its weights' hash, or the key recorded for a run imported without weights. `run` is a
+    model folder itself or a run folder holding model/ (scores written beside a run name the model they came from)."""
+    run = Path(run)
+    mdir = run if has_weights(run) else run / "model"
+    return weights_key(mdir) if has_weights(mdir) else recorded_key(mdir)
+
+
 def weightless_teacher(model_dir: str | Path) -> bool:
     """Whether `model_dir` is a reference teacher imported from records (entmask.records.scores): its record names
     its weights key, but its weights are not here; only its cached scores of the profile's rows are."""
