@@ -177,3 +177,17 @@ def test_a_teacher_contrast_keeps_its_df_when_units_are_unbalanced():
     assert 1e-12 < sliver < 0.01 * float(w @ p.kernels["student"] @ w)  # a sliver, not nothing
     assert p.contrast("teacher-low", "baseline")["df"] == p.df["student"]
     assert p.contrast("self-high-cold", "baseline")["df"] == p.df["student (self)"]
+
+
+def test_one_common_seed_excludes_nothing():
+    """With one pretraining seed in common the interval leaves out seed noise (and with one unit per student, as
+    BLiMP has, it is 0 wide): the claim is unresolved and no effect size is said to be excluded."""
+    from entmask.experiments.pooled import judged_contrast
+
+    one = stats.fit(simulate(np.random.default_rng(6), n_seeds=1, n_ft=1))
+    raw = one.contrast("teacher-high", "baseline", +1)
+    assert raw["excludes"]  # the bare interval would claim exclusions
+    c, verdict, why = judged_contrast(one, "teacher-high", "baseline", +1, False, no_fit="-", no_row="-")
+    assert verdict == "unresolved" and "one pretraining seed only" in why and c["excludes"] == ""
+    two = stats.fit(simulate(np.random.default_rng(6), n_seeds=2))
+    assert judged_contrast(two, "teacher-high", "baseline", +1, False, no_fit="-", no_row="-")[0]["excludes"]
