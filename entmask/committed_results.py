@@ -211,7 +211,8 @@ def _compact(csv: Path, first: bool):
     if first:
         base = t["strategy"].str.replace(r" \[.*\]$", "", regex=True)
         keep |= (t["source"] == "paper") & base.isin(set(ours["strategy"]))
-    cols = [c for c in _KEEP[:3] + tuple(tasks) + _KEEP[3:] if c in t.columns]
+    blimp = tuple(c for c in ("BLiMP", "Δ BLiMP") if c in t.columns and ours[c].str.strip().ne("").any())
+    cols = [c for c in _KEEP[:3] + tuple(tasks) + _KEEP[3:6] + blimp + _KEEP[6:] if c in t.columns]
     return t.loc[keep, cols].reset_index(drop=True)
 
 
@@ -317,7 +318,8 @@ def _section_text(key: str, profile: str, built: Path) -> tuple[str, dict, objec
         lines += ["Notes: cells are the paper's metric x 100 on the validation split; Total is the mean over the tasks "
                   "with data here (QQP and MNLI are absent offline, so it is not the paper's 7-task Total); † a "
                   "collapsed classifier (>= 95% of its predictions on one class); Δ Total is against random, with a "
-                  "bootstrap CI that is too narrow at two seeds (the verdicts use the pooled model); held-out acc is "
+                  "bootstrap CI that leaves out pretraining-seed noise at one seed and is too narrow at two (the "
+                  "verdicts use the pooled model); BLiMP (where scored) is zero-shot accuracy, %; held-out acc is "
                   "under random masks, which a strategy-masked student never trained on, so it is no plateau test. "
                   f"Every note and the per-seed tables: `{built / next(iter(tables))}.md`"
                   + (f"; the discussion: `{doc}`." if doc else "."), ""]

@@ -21,8 +21,9 @@
 #   compared with the same strategy at 15%;
 # - **frozen encoder**: the pretrained encoder is frozen and only the classifier trains (§3.3), which measures what
 #   pretraining put into the representations, without fine-tuning reshaping them;
-# - **corpus**: pretraining on another corpus (BookCorpus by default). That needs the hub or a mirror holding it
-#   and a GPU-sized budget, so it runs on the GPU profiles (`bertlet`, `bert`) only.
+# - **corpus**: pretraining on another corpus (BookCorpus by default, which needs the hub or a mirror holding it).
+#   In this notebook it runs on the GPU profiles (`bertlet`, `bert`); offline, `make corpus-cpu-wiki` compares
+#   `gutenberg` and `wikipedia-good` from the mirror at equal words, at the `cpu-wiki` budget (hours, background).
 #
 # **You will learn** how sensitive the entropy strategies are to the masking budget, whether their encoders are
 # better as frozen features, and (on a GPU) whether the picture holds on other text.
