@@ -118,6 +118,14 @@ def _seeds(rec: Path) -> tuple[list[int], list[int], int, int]:
     return sorted(pre), sorted(ft), n_pre, n_ft
 
 
+def _off_table(rec: Path, want: set[str]) -> dict:
+    """The committed pretraining runs no table reads (hash not in `want`) and how many fine-tuning runs are theirs."""
+    man = json.loads((rec / runs.RECORDS_MANIFEST).read_text()).get("runs", [])
+    off = sorted(r.split("/")[1] for r in man if r.startswith("pretrain/") and r.rsplit("-", 1)[-1] not in want)
+    ft = [r for r in man if r.startswith("finetune/") and any(r.split("/")[2].startswith(f"{o}-") for o in off)]
+    return {"pretrain": off, "finetune_runs": len(ft)}
+
+
 def _own_rows(res, name: str) -> list[str]:
     """Labels of the rows of an experiment's report that are its own: not its reference row (random for most),
     and, for an experiment outside VERDICT_INPUTS, not a row it shares with them (kd's self-masking row is
@@ -159,6 +167,9 @@ def build(profile: str, root=None, rebuild: bool = False) -> Path | None:
                     status[name] = {"rows": _own_rows(res, name)}
                 except Exception as e:  # noqa: BLE001 - a section that cannot be built from records says why
                     status[name] = {"error": str(e).replace(tmp, "<records>").splitlines()[0][:300]}
+            from entmask.experiments.specs import expected_hashes
+
+            want = expected_hashes(dict.fromkeys(list(VERDICT_INPUTS) + names), cfg, pre or [0])
             vtable = None
             if any("rows" in status.get(n, {}) for n in VERDICT_INPUTS):
                 vtable = experiments.verdicts(cfg, root=tmp, progress=False).table
@@ -183,7 +194,7 @@ def build(profile: str, root=None, rebuild: bool = False) -> Path | None:
                     plot_verdicts(sub, tmp_out / f"verdicts-{key}")
     runs.write_json(tmp_out / "build.json", {
         "profile": profile, "records": str(rec.relative_to(REPO)), "pretrain_seeds": pre, "finetune_seeds": ft,
-        "pretrain_runs": n_pre, "finetune_runs": n_ft, "experiments": status,
+        "pretrain_runs": n_pre, "finetune_runs": n_ft, "experiments": status, "off_table": _off_table(rec, want),
         "seconds": round(time.perf_counter() - t0, 1), "built": time.strftime("%Y-%m-%dT%H:%M:%S")})
     try:
         os.replace(tmp_out, out)  # atomic; another notebook that built it first wins, this copy goes
@@ -214,6 +225,15 @@ def _compact(csv: Path, first: bool):
     blimp = tuple(c for c in ("BLiMP", "Δ BLiMP") if c in t.columns and ours[c].str.strip().ne("").any())
     cols = [c for c in _KEEP[:3] + tuple(tasks) + _KEEP[3:6] + blimp + _KEEP[6:] if c in t.columns]
     return t.loc[keep, cols].reset_index(drop=True)
+
+
+def _off_note(off: dict | None) -> str:
+    if not off or not off["pretrain"]:
+        return ""
+    n = len(off["pretrain"])
+    return (f" {n} of those pretraining runs ({', '.join(f'`{x}`' for x in off['pretrain'])}) and their "
+            f"{off['finetune_runs']} fine-tuning runs are in no table below: {'it is' if n == 1 else 'they are'} "
+            f"of another recipe or corpus, kept for the record.")
 
 
 def _verdict_lines(vt) -> list[str]:
@@ -295,7 +315,7 @@ def _section_text(key: str, profile: str, built: Path) -> tuple[str, dict, objec
     lines = [f"## What the committed results say: {title}", "",
              f"Profile `{profile}`: {info['pretrain_runs']} pretraining and {info['finetune_runs']} fine-tuning runs "
              f"committed under `{info['records']}/` (pretraining seeds {info['pretrain_seeds']} x fine-tuning seeds "
-             f"{info['finetune_seeds']}), read here without training anything."
+             f"{info['finetune_seeds']}), read here without training anything." + _off_note(info.get("off_table"))
              + (f" The full write-up: `{doc}`." if doc else ""), ""]
     vt = _section_verdicts(key, built)
     if vt is not None:

@@ -388,6 +388,28 @@ def test_a_newer_profile_with_some_rows_keeps_the_older_verdicts_in_view(tmp_pat
     assert c.profile == "cpu-wiki" and "Also committed" not in c.markdown
 
 
+def test_the_committed_header_names_the_runs_no_table_reads(tmp_path):
+    """cpu-wiki's records keep two students of its first (90/10) recipe: the header counts them apart, by hash."""
+    import json
+
+    from entmask import committed_results as C
+    from entmask import config, runs
+    from entmask.experiments.specs import expected_hashes
+
+    cfg = config.resolve("cpu-wiki", {"experiment.pretrain_seeds": [0, 1]})
+    want = expected_hashes(["table1", "static", "weights"], cfg, [0, 1])
+    assert {"6153c71417", "b6d46dffd7"} <= want and "cb305246ff" not in want and "c9a7dc43d2" not in want
+    assert len(want) == 2 * 8  # table1 (6 rows), static (+ random-static), weights (+ self init), at two seeds
+    (tmp_path / runs.RECORDS_MANIFEST).write_text(json.dumps({"runs": [
+        "pretrain/random-6153c71417", "pretrain/random-cb305246ff", "finetune/rte/random-cb305246ff-04d9f849df",
+        "finetune/rte/random-6153c71417-09ca82ca94", "finetune/sst2/random-cb305246ff-aa", "reference/r-1"]}))
+    off = C._off_table(tmp_path, want)
+    assert off == {"pretrain": ["random-cb305246ff"], "finetune_runs": 2}
+    assert C._off_note(off) == (" 1 of those pretraining runs (`random-cb305246ff`) and their 2 fine-tuning runs are "
+                                "in no table below: it is of another recipe or corpus, kept for the record.")
+    assert C._off_note({"pretrain": [], "finetune_runs": 0}) == "" and C._off_note(None) == ""
+
+
 def test_brief_report_keeps_the_table_and_names_the_full_one():
     md = ("# T\n\n> a warning\n\n| a |\n|---|\n| 1 |\n\nNotes:\n\n- Cells: one thing (x; y). Then more. And more.\n"
           "- Short.\n\n## Per pretraining seed\n\n| b |\n")

@@ -143,3 +143,16 @@ def _pooled_specs(names: list[str], cfg: PretrainConfig) -> list[tuple[str, Pret
             labels.add(lab)
             out.append((lab, c))
     return out
+
+
+def expected_hashes(names, cfg: PretrainConfig, seeds) -> set[str]:
+    """The short hashes of the pretraining runs that experiments `names` read at `cfg` and pretraining `seeds`
+    (experiments without rows of their own add none): a committed run outside this set is in none of their tables,
+    e.g. a student of an earlier recipe of the profile."""
+    out = set()
+    for name in names:
+        if not get(name).rows:
+            continue
+        for _, c in matrix(name, cfg):
+            out.update(at_seed(c, s).short_hash() for s in seeds)
+    return out
