@@ -237,6 +237,25 @@ def test_plateau_note_only_when_a_student_is_on_it():
     assert judged == {"baseline": True, "random-static": False, "teacher-high": False, "teacher-low": False}
 
 
+def test_precision_note_says_when_rows_ran_at_different_precisions():
+    """`auto` resolves per machine (this AMD EPYC has no AVX512-BF16: fp32; the earlier Intel host: bf16), so a
+    table whose rows were trained on both says so, row by row."""
+    from types import SimpleNamespace
+
+    from entmask.experiments.table_notes import precision_note
+
+    def row(label, pre, ft):
+        return SimpleNamespace(label=label, seed_runs=[{"metrics": {"precision": pre}}],
+                               ft=[{"task": "rte", "precision": ft}, {"task": "sst2", "precision": ft}])
+
+    same = precision_note([row("baseline", "bf16", "bf16"), row("teacher-high", "bf16", "bf16")])
+    assert same == "Precision: every run recorded the same (fine-tuning bf16, pretraining bf16)."
+    mixed = precision_note([row("baseline", "bf16", "bf16"), row("teacher-low", "fp32", "fp32")])
+    assert mixed.startswith("**Precision differs between rows** (random: fine-tuning bf16, pretraining bf16; "
+                            "low (teacher): fine-tuning fp32, pretraining fp32)")
+    assert precision_note([SimpleNamespace(label="baseline", seed_runs=[{"metrics": {}}], ft=[{}])]) is None
+
+
 def test_stopping_note_counts_the_runs_that_kept_epoch_one():
     from types import SimpleNamespace
 

@@ -133,6 +133,30 @@ def stopping_note(rs: list[_Run], tasks: list[str], fc) -> str | None:
             f"{per}); median kept epoch {statistics.median(epochs):g}, latest {max(epochs)}.")
 
 
+def precision_note(rs: list[_Run]) -> str | None:
+    """The precision each row's pretraining and fine-tuning ran at (the records' `precision`). `auto` resolves on
+    the machine that trains (bf16 on a CPU with AVX512-BF16/AMX, fp32 elsewhere) and is hashed as `auto`, so rows
+    of one table can differ: a table that mixes them says so, row by row. None when nothing recorded it."""
+    got: dict[str, set] = {}
+    for r in rs:
+        for s in r.seed_runs:
+            p = (s.get("metrics") or {}).get("precision")
+            if p:
+                got.setdefault(RUN_SPECS[r.label][1], set()).add(f"pretraining {p}")
+        for f in r.ft:
+            if f.get("precision"):
+                got.setdefault(RUN_SPECS[r.label][1], set()).add(f"fine-tuning {f['precision']}")
+    if not got:
+        return None
+    kinds = {k for v in got.values() for k in v}
+    if all(len({k for k in kinds if k.startswith(stage)}) <= 1 for stage in ("pretraining", "fine-tuning")):
+        return f"Precision: every run recorded the same ({', '.join(sorted(kinds))})."
+    rows = "; ".join(f"{label}: {', '.join(sorted(v))}" for label, v in got.items())
+    return (f"**Precision differs between rows** ({rows}): `auto` is bf16 where the CPU runs it natively and fp32 "
+            f"elsewhere, so rows trained on different machines can differ; experiment `precision` measures what that "
+            f"alone changes.")
+
+
 def _notes(name, cfg, rs, cov, tasks_req, maj, maj_note, paper_key) -> list[str]:
     fc = cfg.finetune
     absent = [t for t in TASK_ORDER if t in tasks_req and maj.get(t) is None]  # no data here at all
@@ -161,6 +185,9 @@ def _notes(name, cfg, rs, cov, tasks_req, maj, maj_note, paper_key) -> list[str]
     if stop:
         notes.append(stop)
     notes.append(blimp_note(rs))
+    prec = precision_note(rs)
+    if prec and name != "precision":  # there the rows differ by design, and its own section lists them
+        notes.append(prec)
     eval_notes = sorted({f["eval_note"] for r in rs for f in r.ft if f.get("eval_note")})
     for en in eval_notes:
         notes.append(f"Offline data: {md_text(en)} (its score is not comparable with the paper's full QNLI).")
