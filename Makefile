@@ -95,9 +95,12 @@ WIKI_RECORDS := docs/records/cpu-wiki
 WIKI_SEEDS ?= 0,1,2,3
 WIKI_FT_SEEDS ?= 0,1,2
 WIKI_EXPERIMENTS ?= static
+# one-thread worker processes: 2 on 2 cores; 1 for a one-row experiment (WIKI_EXPERIMENTS=precision trains only the
+# fp32 student), which then gets both cores instead of leaving a worker idle
+WIKI_WORKERS ?= 2
 matrix-cpu-wiki: setup
 	$(if $(wildcard $(WIKI_RECORDS)/records.json),$(BIN)/entmask runs import $(WIKI_RECORDS),)
-	$(BIN)/entmask experiment $(WIKI_EXPERIMENTS) --profile cpu-wiki --quiet --set "experiment.pretrain_seeds=[$(WIKI_SEEDS)]" --set "finetune.seeds=[$(WIKI_FT_SEEDS)]" --workers 2 --records $(WIKI_RECORDS) --nice $(NICE)
+	$(BIN)/entmask experiment $(WIKI_EXPERIMENTS) --profile cpu-wiki --quiet --set "experiment.pretrain_seeds=[$(WIKI_SEEDS)]" --set "finetune.seeds=[$(WIKI_FT_SEEDS)]" --workers $(WIKI_WORKERS) --records $(WIKI_RECORDS) --nice $(NICE)
 
 ## The teacher alone (about 70 minutes of 2 cores, then its scores of both views), recorded with its scores, so
 ## that no other machine rebuilds it: students masked by it train from the recorded scores (docs/records-are-input.md).
