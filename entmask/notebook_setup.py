@@ -73,6 +73,19 @@ def pick_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+AUTO_WORKERS_MAX = 4  # one experiment trains at most 8 rows; past 4 processes, start-up outweighs the split
+
+
+def pick_workers(workers: int | None = None) -> int:
+    """Processes that split an experiment's rows (experiment.workers): `workers`, else one per torch thread on a
+    CPU (at most AUTO_WORKERS_MAX), and 1 on a GPU."""
+    if workers is not None:
+        return int(workers)
+    import torch
+
+    return 1 if torch.cuda.is_available() else max(1, min(torch.get_num_threads(), AUTO_WORKERS_MAX))
+
+
 def versions() -> str:
     """One line: python, torch, transformers, entmask and the git commit it runs from."""
     import torch
@@ -99,14 +112,16 @@ def _display_settings() -> None:
 
 def setup(profile: str = "tiny", *, data_dir: str | Path | None = None, runs_dir: str | Path | None = None,
           seeds: Sequence[int] | None = None, tasks: Sequence[str] | str | None = None, device: str | None = None,
-          overrides: Sequence[str] | None = (), progress: bool = True, quiet: bool = False) -> Setup:
+          overrides: Sequence[str] | None = (), progress: bool = True, quiet: bool = False,
+          workers: int | None = None) -> Setup:
     """A notebook's settings from its parameters: display settings, the runs folder, the resolved config, the
     device and progress bars; prints versions, device and a summary of the config unless `quiet`. Returns
     Setup(cfg, device, root).
 
     The config is `config.resolve(profile, dotted)`, where dotted holds the parameters that are config keys
     (PARAMETER_KEYS: data_dir, seeds, tasks; a None one keeps the profile's value) and then `overrides`, a list of
-    "dotted.key=value" strings (what `entmask reproduce --set` passes), on top."""
+    "dotted.key=value" strings (what `entmask reproduce --set` passes), on top. `workers` is experiment.workers
+    (pick_workers: None is one per core on a CPU, at most 4; 1 on a GPU), below `overrides` too."""
     from entmask import config
     from entmask.pretrain import device_name
 
@@ -117,6 +132,7 @@ def setup(profile: str = "tiny", *, data_dir: str | Path | None = None, runs_dir
     root = use_runs_dir(runs_dir, data_dir)  # absolute, and exported so every entmask call agrees
     values = {"data_dir": data_dir, "seeds": seeds, "tasks": tasks}
     dotted = {PARAMETER_KEYS[k]: v for k, v in values.items() if v is not None}
+    dotted["experiment.workers"] = pick_workers(workers)
     dotted.update(config.parse_set_args(list(overrides or [])))
     cfg = config.resolve(profile, dotted)
     dev = pick_device(device)
@@ -125,5 +141,6 @@ def setup(profile: str = "tiny", *, data_dir: str | Path | None = None, runs_dir
         print(f"profile {cfg.profile}: students {cfg.model.preset}, teacher {cfg.teacher}, corpus "
               f"{cfg.data.corpus}/{cfg.data.corpus_config} {cfg.data.splits}")
         print(f"fine-tuning {cfg.finetune.tasks} x seeds {cfg.finetune.seeds} · config hash {cfg.short_hash()}")
-        print(f"runs in {root} · this notebook's own passes on {dev}")
+        print(f"runs in {root} · this notebook's own passes on {dev} · rows split between "
+              f"{cfg.experiment.workers} process(es) when they train")
     return Setup(cfg, dev, root)

@@ -28,11 +28,14 @@ from entmask.notebook_run import (  # noqa: F401
     _first_line, _interrupted, _read_headline, _write_summary, ensure_kernel, export_html, notebook_path,
     output_dir, read_record, reproduce, select, summary_table,
 )
-from entmask.notebook_setup import PARAMETER_KEYS, Setup, pick_device, set_progress, setup, use_runs_dir, versions
+from entmask.notebook_setup import (
+    PARAMETER_KEYS, Setup, pick_device, pick_workers, set_progress, setup, use_runs_dir, versions,
+)
 
 __all__ = ["NOTEBOOKS", "NOTEBOOK_DIR", "KERNEL_NAME", "GPU_PROFILES", "NotebookError", "select", "reproduce",
            "record", "read_record", "experiment_metrics", "show_figures", "show_report", "markdown_html", "export_html",
            "ensure_kernel", "setup", "Setup", "PARAMETER_KEYS", "versions", "use_runs_dir", "set_progress",
-           "pick_device", "save_figure", "save_table", "to_markdown", "results_path", "summary_table", "output_dir",
+           "pick_device", "pick_workers", "save_figure", "save_table", "to_markdown", "results_path", "summary_table",
+           "output_dir",
            "tokenizer_of", "committed_results", "live_label", "Committed", "DECISIVE_PROFILES", "SECTIONS",
            "records_of", "section_of", "notebook_path", "HEADLINE_MAX", "brief_report"]

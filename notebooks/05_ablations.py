@@ -51,6 +51,7 @@ device = None  # device of this notebook's own entropy passes and widgets (None:
 overrides = []
 progress = True  # tqdm bars while training (either way: one line per run, no log dicts)
 tasks = None  # GLUE tasks to fine-tune on, a list such as cola, mrpc, rte (None: the profile's)
+workers = None  # processes that split an experiment's rows as they train (None: one per core, at most 4; 1 on a GPU)
 results_profile = None  # committed records shown first (None: the newest decisive profile with records for this
 # section: cpu-wiki, then cpu-long; docs/records/<profile>/)
 run_corpus = None  # run the corpus ablation (None: only on the GPU profiles bertlet and bert)
@@ -65,7 +66,7 @@ corpus_name = None  # NAME[:CONFIG[:SPLIT+SPLIT]] (None: experiments.DEFAULT_OTH
 
 # %%
 cfg, dev, root = notebooks.setup(profile, data_dir=data_dir, runs_dir=runs_dir, seeds=seeds, tasks=tasks,
-                                 device=device, overrides=overrides, progress=progress)
+                                 device=device, overrides=overrides, progress=progress, workers=workers)
 
 # %% [markdown]
 # ## What the committed results say

@@ -57,6 +57,7 @@ device = None  # device of this notebook's own entropy passes and widgets (None:
 overrides = []
 progress = True  # tqdm bars while training (either way: one line per run, no log dicts)
 tasks = None  # GLUE tasks to fine-tune on, a list such as cola, mrpc, rte (None: the profile's)
+workers = None  # processes that split an experiment's rows as they train (None: one per core, at most 4; 1 on a GPU)
 check_rows = 128  # held-out rows for the masked-vs-unmasked view check of each model
 
 # %% [markdown]
@@ -68,7 +69,7 @@ check_rows = 128  # held-out rows for the masked-vs-unmasked view check of each 
 
 # %%
 cfg, dev, root = notebooks.setup(profile, data_dir=data_dir, runs_dir=runs_dir, seeds=seeds, tasks=tasks,
-                                 device=device, overrides=overrides, progress=progress)
+                                 device=device, overrides=overrides, progress=progress, workers=workers)
 
 # %% [markdown]
 # ## 1. Pretrain, fine-tune, tabulate

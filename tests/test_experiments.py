@@ -744,6 +744,37 @@ def test_workers_spawn_log_and_rewrite_the_tables(results, exp_root, capsys, tmp
     assert [results[n].paths["csv"].read_text() for n in ("table1", "table2")] == before
 
 
+def test_experiment_workers_split_its_rows_between_processes(tmp_path, capsys, monkeypatch):
+    """experiment.workers=2 (what the notebooks set on a 2-core CPU): an experiment with two unfinished rows
+    spawns a worker; both processes run one thread and visit every row; the table has both rows and this process
+    its threads back. A finished experiment spawns nothing (no rows left to split)."""
+    import torch
+
+    if not (MIRROR / "wikitext").is_dir():
+        pytest.skip(f"offline mirror not found at {MIRROR}")
+    monkeypatch.setenv("ENTMASK_DATA_DIR", str(MIRROR))
+    cfg = config.resolve("smoke", {**OVERRIDES, "finetune.tasks": ["rte"], "experiment.blimp_per_paradigm": 0,
+                                   "experiment.workers": 2})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(2, threads))  # two workers need two threads to share (one under pytest-xdist)
+    try:
+        res = ex.EXPERIMENTS["precision"](cfg, root=tmp_path, progress=True)
+        assert torch.get_num_threads() == max(2, threads)  # restored after the rows
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "precision: worker 2/2" in out and "1 thread(s)" in out
+    log = (tmp_path / "smoke" / "results" / "workers" / "precision-worker-2.log").read_text()
+    assert "1 torch thread(s)" in log and "no rows left" in log
+    # the worker visited both rows (at smoke sizes this process may finish both before it starts: which process
+    # trains a row is decided by the row locks, tested without processes above)
+    assert log.count("precision worker 2: pretraining ") == 2 and log.count("finetune rte ") == 2
+    assert set(ours(res)["strategy"]) == {"random", "random, fp32"}
+    assert len(list((tmp_path / "smoke" / "pretrain").glob("*/metrics.json"))) == 2
+    ex.EXPERIMENTS["precision"](cfg, root=tmp_path, progress=True)
+    assert "worker 2/2" not in capsys.readouterr().out  # nothing left to train: no process started
+
+
 @pytest.mark.slow
 def test_pretraining_seeds_seed_major_and_two_level_ci(exp_root, capsys):
     """experiment.pretrain_seeds=[0, 1]: every row at seed 0 before any row at seed 1 (a finished seed is a whole

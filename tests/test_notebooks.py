@@ -140,7 +140,7 @@ def test_setup_resolves_the_parameters_as_dotted_config_keys(tmp_path, monkeypat
     cfg, dev, root = s  # unpacks as the notebooks do
     # what the settings cells did: the parameters as dotted keys (None ones left out), then overrides on top
     want = config.resolve("smoke", {"data.data_dir": str(data), "finetune.seeds": "[2]", "finetune.tasks": ["cola"],
-                                    "train.max_steps": "3"})
+                                    "train.max_steps": "3", "experiment.workers": NB.pick_workers(None)})
     assert cfg.to_dict() == want.to_dict() and cfg.short_hash() == want.short_hash()
     assert cfg.finetune.seeds == [2] and cfg.finetune.tasks == ["cola"] and cfg.train.max_steps == 3
     assert dev == "cpu" and seen == [False]
@@ -155,6 +155,17 @@ def test_setup_resolves_the_parameters_as_dotted_config_keys(tmp_path, monkeypat
     assert bare.device == NB.pick_device(None) and capsys.readouterr().out == ""
     with pytest.raises(config.ConfigError):
         NB.setup("smoke", runs_dir=tmp_path, overrides=["train.nope=1"], quiet=True)
+    # workers: one per core on a CPU (at most 4), 1 on a GPU; the parameter and then an override win; not hashed
+    monkeypatch.setattr(_torch, "get_num_threads", lambda: 2)
+    assert NB.pick_workers(None) == (1 if _torch.cuda.is_available() else 2) and NB.pick_workers(3) == 3
+    monkeypatch.setattr(_torch, "get_num_threads", lambda: 16)
+    assert NB.pick_workers(None) == (1 if _torch.cuda.is_available() else 4)
+    one = NB.setup("smoke", runs_dir=tmp_path, quiet=True, workers=1)
+    over = NB.setup("smoke", runs_dir=tmp_path, quiet=True, workers=1, overrides=["experiment.workers=3"])
+    assert one.cfg.experiment.workers == 1 and over.cfg.experiment.workers == 3
+    assert one.cfg.short_hash() == over.cfg.short_hash() == bare.cfg.short_hash()
+    with pytest.raises(config.ConfigError, match="experiment.workers"):
+        NB.setup("smoke", runs_dir=tmp_path, quiet=True, workers=0)
 
 
 def test_select():

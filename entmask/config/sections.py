@@ -171,6 +171,11 @@ class ExperimentConfig:
     # BLiMP pairs per paradigm (x 67) scored zero-shot for every finished student of an experiment (entmask.blimp:
     # a fixed seeded subsample; 0 = no BLiMP). Not hashed: it changes no run, only what the tables show.
     blimp_per_paradigm: int = 100
+    # Processes that split an experiment's rows when it trains (entmask.experiments.running.train_rows), each with
+    # threads/N torch threads: on a 2-core CPU two one-thread processes beat one two-thread process at bert-tiny
+    # (pretraining 1.66x, fine-tuning 1.41x from the second thread). Capped at the rows left to pretrain; 1 on a GPU.
+    # Not hashed: it changes no run. The notebooks' `workers` parameter sets it (None: one per core, at most 2).
+    workers: int = 1
 
 
 @dataclass

@@ -85,6 +85,7 @@ _RANGES: tuple = (
     ("finetune.frozen_epochs", lambda v: v >= 1, "must be >= 1"),
     ("finetune.bootstrap", lambda v: v >= 0, "must be >= 0 (0 = no confidence intervals)"),
     ("experiment.blimp_per_paradigm", lambda v: 0 <= v <= 1000, "must be in [0, 1000] (0 = no BLiMP)"),
+    ("experiment.workers", lambda v: v >= 1, "must be >= 1 (processes that split an experiment's rows)"),
 )
 
 

@@ -29,8 +29,8 @@ from entmask.experiments.plots import (
     plot_totals,
 )
 from entmask.experiments.record import Report, get
-from entmask.experiments.running import _pretrain_and_finetune, _report_finished, _Run, _say
-from entmask.experiments.specs import RUN_SPECS, TITLES, matrix, pretrain_seeds
+from entmask.experiments.running import _report_finished, _Run, _say, train_rows
+from entmask.experiments.specs import RUN_SPECS, TITLES, at_seed, matrix, pretrain_seeds
 from entmask.experiments.table import (
     _build,
     per_seed_frame,
@@ -94,6 +94,21 @@ def _write(name: str, cfg: PretrainConfig, root, rs, table, scores, notes, heade
     return paths
 
 
+def _workers(cfg: PretrainConfig, specs, root) -> int:
+    """experiment.workers, capped at the (row, seed) units left to pretrain (a finished row costs a worker only its
+    start-up) and at the torch threads here; 1 under torchrun or on a GPU (one device, one process)."""
+    import torch
+
+    from entmask.pretrain import run_folder
+
+    want = cfg.experiment.workers
+    if want <= 1 or runs.world_size() > 1 or torch.cuda.is_available():
+        return 1
+    left = sum(not runs.is_finished(run_folder(at_seed(c, s), "pretrain", root))
+               for _, c in specs for s in pretrain_seeds(cfg))
+    return max(1, min(want, left, torch.get_num_threads()))
+
+
 def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = True, corpus_name: str | None = None,
                 train: bool = True) -> ExperimentResult:
     t0 = time.perf_counter()
@@ -102,8 +117,9 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
     frozen = exp.frozen
     header, sections = [], []
     if train:
-        rs = _pretrain_and_finetune(name, specs, root, progress, frozen=frozen,
-                                    tolerate_data_errors=exp.tolerate_data_errors)
+        rs = train_rows(name, specs, root, progress, workers=_workers(cfg, specs, root),
+                        logs=runs.results_dir(cfg.profile, root) / "workers", frozen=frozen,
+                        tolerate_data_errors=exp.tolerate_data_errors)
     else:
         rs = _report_finished(specs, root, frozen)
         seeds = pretrain_seeds(cfg)

@@ -2,12 +2,11 @@
 (`entmask experiment table1,table2 --workers N`) pools the rows of the named experiments and splits them, seed-major,
 between N processes; then writes each table.
 
-What it is: the pooled row list, the worker processes (each with threads/N torch threads, logs under results/workers/),
-and parse_names.
+What it is: the pooled row list split between worker processes (running.train_rows: each with threads/N torch threads,
+logs under results/workers/), and parse_names.
 What it is not: what a row does (running)."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from entmask import runs
@@ -15,7 +14,7 @@ from entmask.records import check_records_dest
 from entmask.config import PretrainConfig, apply_overrides
 from entmask.experiments.core import ExperimentError
 from entmask.experiments.registry import EXPERIMENTS, run
-from entmask.experiments.running import _pretrain_and_finetune, _say
+from entmask.experiments.running import _exit_with_parent, _say, _worker_main, train_rows  # noqa: F401
 from entmask.experiments.specs import POOLABLE, _pooled_specs, pretrain_seeds
 
 
@@ -30,44 +29,6 @@ def parse_names(spec: str) -> list[str]:
     if len(set(names)) != len(names):
         raise ExperimentError(f"experiment {spec!r} names an experiment twice; name each once")
     return names
-
-
-def _exit_with_parent() -> None:
-    """End this worker when the process that spawned it dies (killed, or its session ended), so a restarted
-    command never competes with orphans from the last one (their rows resume from checkpoints)."""
-    import multiprocessing
-    import os
-    import threading
-
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch():
-        parent.join()
-        print(f"entmask worker (pid {os.getpid()}): the parent process ended; stopping", flush=True)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def _worker_main(tag: str, specs, root, threads: int, log: str, progress: bool, records=None) -> None:
-    """A worker process of run_many: its output goes to `log`, and it uses `threads` torch threads."""
-    import os
-    import sys
-
-    fh = open(log, "a", buffering=1)
-    os.dup2(fh.fileno(), 1)
-    os.dup2(fh.fileno(), 2)
-    sys.stdout = sys.stderr = fh
-    import torch
-
-    torch.set_num_threads(threads)
-    _exit_with_parent()
-    print(f"entmask worker {tag} (pid {os.getpid()}, {threads} torch thread(s)) started "
-          f"{time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
-    _pretrain_and_finetune(tag, specs, root, progress, records=records)
-    print(f"entmask worker {tag}: no rows left, {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
 
 
 def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progress: bool = True, root=None,
@@ -85,8 +46,6 @@ def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progres
     `records` (a folder, `--records`): after each row the records of every finished run of the profile are
     exported there (entmask.records.export_records), to commit, so that a new machine reuses them
     (entmask.records.import_records)."""
-    import multiprocessing
-
     import torch
 
     if workers < 1:
@@ -110,42 +69,14 @@ def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progres
                               f"core of its own; give at most {max(1, threads_before)}")
     seeds = pretrain_seeds(cfg)
     tag = "+".join(names)
-    threads = max(1, threads_before // workers)
     logs = runs.results_dir(cfg.profile, root) / "workers"
     paths: list[Path] = []
     for i, seed in enumerate(seeds):
         stage = apply_overrides(cfg, {"experiment.pretrain_seeds": [seed]})
         specs = _pooled_specs(names, stage)
-        procs = []
-        try:
-            if workers > 1:
-                logs.mkdir(parents=True, exist_ok=True)
-                ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch thread pool inherited
-                for w in range(2, workers + 1):
-                    log = logs / f"{tag}-worker-{w}.log"
-                    p = ctx.Process(target=_worker_main, args=(f"{tag} worker {w}", specs, root, threads, str(log),
-                                                               progress, records), daemon=False)
-                    p.start()
-                    procs.append((w, p, log))
-                    _say(progress, f"{tag}: worker {w}/{workers} (pid {p.pid}, {threads} thread(s)) logs to {log}")
-                torch.set_num_threads(threads)
-            _say(progress, f"{tag}: pretraining seed {seed}: {len(specs)} rows"
-                           + (f" split between {workers} workers" if workers > 1 else ""))
-            _pretrain_and_finetune(tag, specs, root, progress, records=records)
-        except BaseException:
-            for _, p, _ in procs:  # stop the workers now rather than after their rows (they resume on a rerun)
-                p.terminate()
-            raise
-        finally:
-            torch.set_num_threads(threads_before)
-            for _, p, _ in procs:
-                p.join()
-        # This process visits every row, so when it returns every row of this seed is finished, whatever became
-        # of the workers: a failed worker is reported, and its rows were completed here.
-        for w, p, log in procs:
-            if p.exitcode != 0:
-                _say(True, f"{tag}: worker {w} failed (exit code {p.exitcode}); see {log}. Its rows were finished "
-                           f"by this process")
+        _say(progress, f"{tag}: pretraining seed {seed}: {len(specs)} rows"
+                       + (f" split between {workers} workers" if workers > 1 else ""))
+        train_rows(tag, specs, root, progress, workers=workers, logs=logs, records=records)
         # Each seed ends with whole tables (every run is found by hash now, so this only writes them).
         done = apply_overrides(cfg, {"experiment.pretrain_seeds": seeds[: i + 1]})
         paths = [run(n, done, progress=progress, root=root) for n in names]
