@@ -256,6 +256,30 @@ def test_precision_note_says_when_rows_ran_at_different_precisions():
     assert precision_note([SimpleNamespace(label="baseline", seed_runs=[{"metrics": {}}], ft=[{}])]) is None
 
 
+def test_precision_report_names_the_device_of_each_run():
+    """A run's metrics name its device (the CPU's model, cores, threads and vector capability), and the precision
+    report shows it beside the seconds per step, which compare only on one device."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from entmask.experiments.sections.precision import _per_step
+    from entmask.training_run import cpu_model, device_name
+
+    if not torch.cuda.is_available():
+        name = device_name()
+        assert name.startswith(f"cpu {cpu_model()} (") and torch.backends.cpu.get_cpu_capability() in name
+    runs_ = [SimpleNamespace(label="baseline", seed_runs=[{"pretrain_seed": 0, "metrics": {
+                 "device": "cpu X (2 cores, 1 threads, AVX512)", "precision": "bf16", "steps": 100,
+                 "train_seconds": 50.0, "heldout_accuracy": 0.2}}]),
+             SimpleNamespace(label="baseline-fp32", seed_runs=[{"pretrain_seed": 0, "metrics": {
+                 "device": "cpu Y (2 cores, 2 threads, AVX2)", "precision": "fp32", "steps": 100,
+                 "train_seconds": 80.0}}])]
+    t = _per_step(SimpleNamespace(rs=runs_))
+    assert list(t["device"]) == ["cpu X (2 cores, 1 threads, AVX512)", "cpu Y (2 cores, 2 threads, AVX2)"]
+    assert list(t["seconds_per_step"]) == [0.5, 0.8] and list(t["precision"]) == ["bf16", "fp32"]
+
+
 def test_stopping_note_counts_the_runs_that_kept_epoch_one():
     from types import SimpleNamespace
 

@@ -22,13 +22,15 @@ HEADER = ("bf16 vs fp32: the random-masked student of `baseline` (pretraining, t
 
 
 def _per_step(r: Report) -> pd.DataFrame:
-    """One line per row and pretraining seed: the precision the run ran at, its steps, and seconds per step."""
+    """One line per row and pretraining seed: the device and precision the run ran at (rows trained on different
+    machines differ in both: compare their seconds per step only on one device), its steps, and seconds per step."""
     out = []
     for run in r.rs:
         for s in run.seed_runs:
             m = s.get("metrics") or {}
             steps, secs = m.get("steps"), m.get("train_seconds")
-            out.append({"row": run.label, "pretrain_seed": s.get("pretrain_seed"), "precision": m.get("precision"),
+            out.append({"row": run.label, "pretrain_seed": s.get("pretrain_seed"), "device": m.get("device"),
+                        "precision": m.get("precision"),
                         "steps": steps, "seconds_per_step": (secs / steps) if steps and secs else None,
                         "heldout_accuracy": m.get("heldout_accuracy")})
     return pd.DataFrame(out)
