@@ -190,8 +190,8 @@ def build(profile: str, root=None, rebuild: bool = False) -> Path | None:
 
             for key in SECTIONS:
                 sub = vtable[vtable["claim"].isin(_claim_ids(key))].reset_index(drop=True)
-                if len(sub):
-                    plot_verdicts(sub, tmp_out / f"verdicts-{key}")
+                if len(sub) and sub["pooled Δ"].map(lambda d: isinstance(d, (int, float)) and d == d).any():
+                    plot_verdicts(sub, tmp_out / f"verdicts-{key}")  # only a figure with an estimate in it
     runs.write_json(tmp_out / "build.json", {
         "profile": profile, "records": str(rec.relative_to(REPO)), "pretrain_seeds": pre, "finetune_seeds": ft,
         "pretrain_runs": n_pre, "finetune_runs": n_ft, "experiments": status, "off_table": _off_table(rec, want),
@@ -228,12 +228,11 @@ def _compact(csv: Path, first: bool):
 
 
 def _off_note(off: dict | None) -> str:
-    if not off or not off["pretrain"]:
-        return ""
-    n = len(off["pretrain"])
-    return (f" {n} of those pretraining runs ({', '.join(f'`{x}`' for x in off['pretrain'])}) and their "
-            f"{off['finetune_runs']} fine-tuning runs are in no table below: {'it is' if n == 1 else 'they are'} "
-            f"of another recipe or corpus, kept for the record.")
+    n = len(off["pretrain"]) if off else 0
+    names = ", ".join(f"`{x}`" for x in off["pretrain"]) if n else ""
+    return "" if not n else (f" {n} of those pretraining runs ({names}) and their {off['finetune_runs']} fine-tuning "
+                             f"runs are in no table below: {'it is' if n == 1 else 'they are'} of another recipe or "
+                             f"corpus, kept for the record.")
 
 
 def _verdict_lines(vt) -> list[str]:
@@ -374,6 +373,8 @@ def committed_results(section: str, profile: str | None = None, root=None, show:
     else:
         text, tables, vt, fig = _section_text(key, *chosen)
         text += "".join(_also_committed(key, *f) for f in found if f[0] != chosen[0])
+        older = [b / f"verdicts-{key}.png" for q, b in found if q != chosen[0]]
+        fig = fig or next((f for f in older if f.is_file()), None)  # no estimate here yet: an older profile's
         if not tables and vt is None:  # one line: what is there, and why not for this section
             st = json.loads((chosen[1] / "build.json").read_text())["experiments"]
             ran = ", ".join(n for n in VERDICT_INPUTS if st.get(n, {}).get("rows"))

@@ -389,6 +389,9 @@ def test_a_newer_profile_with_some_rows_keeps_the_older_verdicts_in_view(tmp_pat
     tail = c.markdown.split("**Also committed: `cpu-long`** (pretraining seeds [0] x fine-tuning seeds [0, 1, 2]")[1]
     assert "- self cold is worse: Δ Total -3.54 [-6.63, -0.46], **supported**; the data exclude any rise." in tail
     assert "high beats random" not in tail  # a Table 1 claim: not this section's
+    assert c.figure is None  # neither build drew one
+    (old / "verdicts-02.png").write_bytes(b"png")  # cpu-wiki has no estimate for 02's claims: cpu-long's figure
+    assert C.committed_results("02", root=tmp_path, show=False).figure == old / "verdicts-02.png"
     # the older profile is the only one with rows: shown alone, no "also"
     json_new = json.loads((new / "build.json").read_text())
     (new / "build.json").write_text(json.dumps({**json_new, "experiments": {"table2": {"rows": []}}}))
