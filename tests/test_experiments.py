@@ -701,7 +701,7 @@ def _seeded(c, seed):
     return c
 
 
-def test_pooled_experiments_share_rows_and_refuse_what_cannot_pool(capsys, tmp_path):
+def test_pooled_experiments_share_rows_and_refuse_what_cannot_pool(capsys, tmp_path, monkeypatch):
     from entmask import cli
 
     cfg = smoke_cfg()
@@ -722,6 +722,12 @@ def test_pooled_experiments_share_rows_and_refuse_what_cannot_pool(capsys, tmp_p
         ex.run_many(["table1"], cfg, workers=torch.get_num_threads() + 1)
     with pytest.raises(ExperimentError, match="--records exports after each row of a pooled matrix; frozen is not"):
         ex.run_many(["frozen"], cfg, records=tmp_path / "rec")
+    # one experiment that cannot pool splits its own rows: --workers becomes experiment.workers
+    from entmask.experiments import workers as W
+
+    seen = []
+    monkeypatch.setattr(W, "run", lambda name, c, **kw: seen.append((name, c.experiment.workers)) or Path(name))
+    assert ex.run_many(["frozen"], cfg, workers=2) == [Path("frozen")] and seen == [("frozen", 2)]
     (tmp_path / "tiny-rec").mkdir()
     (tmp_path / "tiny-rec" / "records.json").write_text(json.dumps({"profile": "tiny", "config_version": 0}))
     from entmask.runs import RunError

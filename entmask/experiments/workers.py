@@ -51,9 +51,9 @@ def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progres
     if workers < 1:
         raise ExperimentError(f"--workers {workers}: give 1 or more worker processes")
     bad = [n for n in names if n not in POOLABLE]
-    if bad and (len(names) > 1 or workers > 1):
-        raise ExperimentError(f"{', '.join(bad)} cannot be pooled with other experiments or split between workers; "
-                              f"run it on its own without --workers (poolable: {', '.join(POOLABLE)})")
+    if bad and len(names) > 1:
+        raise ExperimentError(f"{', '.join(bad)} cannot be pooled with other experiments; run it on its own "
+                              f"(poolable: {', '.join(POOLABLE)})")
     if workers > 1 and runs.world_size() > 1:
         raise ExperimentError("--workers starts processes of its own; do not combine it with torchrun")
     if records is not None:
@@ -61,8 +61,10 @@ def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progres
             raise ExperimentError(f"--records exports after each row of a pooled matrix; {', '.join(bad)} is not "
                                   f"one (poolable: {', '.join(POOLABLE)}): run it, then `entmask runs export`")
         records = str(check_records_dest(cfg.profile, records, root))
-    elif len(names) == 1 and workers == 1:
-        return [run(names[0], cfg, progress=progress, root=root)]
+    elif len(names) == 1 and (workers == 1 or bad):
+        # one experiment on its own splits its rows itself (experiment.workers: running.train_rows)
+        one = apply_overrides(cfg, {"experiment.workers": workers}) if workers > 1 else cfg
+        return [run(names[0], one, progress=progress, root=root)]
     threads_before = torch.get_num_threads()  # the cores torch may use here (affinity, OMP_NUM_THREADS)
     if workers > max(1, threads_before):
         raise ExperimentError(f"--workers {workers} with {threads_before} torch thread(s) here: each worker needs a "
