@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from entmask import runs
+from entmask.committed_runs import off_note, off_table, seeds_of
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDS_DIR = REPO / "docs" / "records"
@@ -99,33 +100,6 @@ def _key(rec: Path) -> str:
     return h.hexdigest()[:12]
 
 
-def _seeds(rec: Path) -> tuple[list[int], list[int], int, int]:
-    """(pretraining seeds, fine-tuning seeds, pretraining runs, fine-tuning runs) of a records folder."""
-    man = json.loads((rec / runs.RECORDS_MANIFEST).read_text())
-    pre, ft, n_pre, n_ft = set(), set(), 0, 0
-    for rel in man.get("runs", []):
-        stage = rel.split("/", 1)[0]
-        cfg_file = rec / rel / "config.json"
-        if stage not in ("pretrain", "finetune") or not cfg_file.is_file():
-            continue
-        c = json.loads(cfg_file.read_text())
-        if stage == "pretrain":
-            n_pre += 1
-            pre.add(int(c.get("train", {}).get("seed", 0)))
-        else:
-            n_ft += 1
-            ft.add(int(c.get("seed", 0)))
-    return sorted(pre), sorted(ft), n_pre, n_ft
-
-
-def _off_table(rec: Path, want: set[str]) -> dict:
-    """The committed pretraining runs no table reads (hash not in `want`) and how many fine-tuning runs are theirs."""
-    man = json.loads((rec / runs.RECORDS_MANIFEST).read_text()).get("runs", [])
-    off = sorted(r.split("/")[1] for r in man if r.startswith("pretrain/") and r.rsplit("-", 1)[-1] not in want)
-    ft = [r for r in man if r.startswith("finetune/") and any(r.split("/")[2].startswith(f"{o}-") for o in off)]
-    return {"pretrain": off, "finetune_runs": len(ft)}
-
-
 def _own_rows(res, name: str) -> list[str]:
     """Labels of the rows of an experiment's report that are its own: not its reference row (random for most),
     and, for an experiment outside VERDICT_INPUTS, not a row it shares with them (kd's self-masking row is
@@ -151,7 +125,7 @@ def build(profile: str, root=None, rebuild: bool = False) -> Path | None:
     from entmask import config, experiments, records
 
     t0 = time.perf_counter()
-    pre, ft, n_pre, n_ft = _seeds(rec)
+    pre, ft, n_pre, n_ft = seeds_of(rec)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     status: dict = {}
@@ -170,6 +144,7 @@ def build(profile: str, root=None, rebuild: bool = False) -> Path | None:
             from entmask.experiments.specs import expected_hashes
 
             want = expected_hashes(dict.fromkeys(list(VERDICT_INPUTS) + names), cfg, pre or [0])
+            off = off_table(rec, want, cfg, pre or [0])
             vtable = None
             if any("rows" in status.get(n, {}) for n in VERDICT_INPUTS):
                 vtable = experiments.verdicts(cfg, root=tmp, progress=False).table
@@ -194,7 +169,7 @@ def build(profile: str, root=None, rebuild: bool = False) -> Path | None:
                     plot_verdicts(sub, tmp_out / f"verdicts-{key}")  # only a figure with an estimate in it
     runs.write_json(tmp_out / "build.json", {
         "profile": profile, "records": str(rec.relative_to(REPO)), "pretrain_seeds": pre, "finetune_seeds": ft,
-        "pretrain_runs": n_pre, "finetune_runs": n_ft, "experiments": status, "off_table": _off_table(rec, want),
+        "pretrain_runs": n_pre, "finetune_runs": n_ft, "experiments": status, "off_table": off,
         "seconds": round(time.perf_counter() - t0, 1), "built": time.strftime("%Y-%m-%dT%H:%M:%S")})
     try:
         os.replace(tmp_out, out)  # atomic; another notebook that built it first wins, this copy goes
@@ -225,14 +200,6 @@ def _compact(csv: Path, first: bool):
     blimp = tuple(c for c in ("BLiMP", "Δ BLiMP") if c in t.columns and ours[c].str.strip().ne("").any())
     cols = [c for c in _KEEP[:3] + tuple(tasks) + _KEEP[3:6] + blimp + _KEEP[6:] if c in t.columns]
     return t.loc[keep, cols].reset_index(drop=True)
-
-
-def _off_note(off: dict | None) -> str:
-    n = len(off["pretrain"]) if off else 0
-    names = ", ".join(f"`{x}`" for x in off["pretrain"]) if n else ""
-    return "" if not n else (f" {n} of those pretraining runs ({names}) and their {off['finetune_runs']} fine-tuning "
-                             f"runs are in no table below: {'it is' if n == 1 else 'they are'} of another recipe or "
-                             f"corpus, kept for the record.")
 
 
 def _verdict_lines(vt) -> list[str]:
@@ -314,7 +281,7 @@ def _section_text(key: str, profile: str, built: Path) -> tuple[str, dict, objec
     lines = [f"## What the committed results say: {title}", "",
              f"Profile `{profile}`: {info['pretrain_runs']} pretraining and {info['finetune_runs']} fine-tuning runs "
              f"committed under `{info['records']}/` (pretraining seeds {info['pretrain_seeds']} x fine-tuning seeds "
-             f"{info['finetune_seeds']}), read here without training anything." + _off_note(info.get("off_table"))
+             f"{info['finetune_seeds']}), read here without training anything." + off_note(info.get("off_table"))
              + (f" The full write-up: `{doc}`." if doc else ""), ""]
     vt = _section_verdicts(key, built)
     if vt is not None:
@@ -373,8 +340,11 @@ def committed_results(section: str, profile: str | None = None, root=None, show:
     else:
         text, tables, vt, fig = _section_text(key, *chosen)
         text += "".join(_also_committed(key, *f) for f in found if f[0] != chosen[0])
-        older = [b / f"verdicts-{key}.png" for q, b in found if q != chosen[0]]
-        fig = fig or next((f for f in older if f.is_file()), None)  # no estimate here yet: an older profile's
+        older = [(q, b / f"verdicts-{key}.png") for q, b in found if q != chosen[0]]
+        q, old_fig = next(((q, f) for q, f in older if f.is_file()), (None, None))
+        if fig is None and old_fig is not None:  # no estimate at the chosen profile yet: an older profile's figure
+            fig = old_fig
+            text += f"\n\nThe figure is `{q}`'s: none of this section's claims has an estimate at `{chosen[0]}` yet."
         if not tables and vt is None:  # one line: what is there, and why not for this section
             st = json.loads((chosen[1] / "build.json").read_text())["experiments"]
             ran = ", ".join(n for n in VERDICT_INPUTS if st.get(n, {}).get("rows"))

@@ -64,10 +64,11 @@ def cpu_model() -> str:
 
 def device_name() -> str:
     """The device a run trained on, as its metrics record it: the GPU's name, or the CPU's model, cores, torch
-    threads and vector capability (AVX2 or AVX512: what `auto` precision and the seconds per step depend on)."""
+    threads, vector capability (AVX2, AVX512) and ", bf16" where it runs bf16 natively (AVX512-BF16/AMX: what
+    `auto` precision picks; the seconds per step depend on all of these)."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    cap = torch.backends.cpu.get_cpu_capability()
+    cap = torch.backends.cpu.get_cpu_capability() + (", bf16" if _bf16_ok(torch.device("cpu")) else "")
     return f"cpu {cpu_model()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads, {cap})"
 
 

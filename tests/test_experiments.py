@@ -728,6 +728,9 @@ def test_pooled_experiments_share_rows_and_refuse_what_cannot_pool(capsys, tmp_p
     seen = []
     monkeypatch.setattr(W, "run", lambda name, c, **kw: seen.append((name, c.experiment.workers)) or Path(name))
     assert ex.run_many(["frozen"], cfg, workers=2) == [Path("frozen")] and seen == [("frozen", 2)]
+    for name in ("verdicts", "plateau", "memorisation"):  # no rows of their own to split: refused, not ignored
+        with pytest.raises(ExperimentError, match=f"{name} has no rows to split between workers"):
+            ex.run_many([name], cfg, workers=2)
     (tmp_path / "tiny-rec").mkdir()
     (tmp_path / "tiny-rec" / "records.json").write_text(json.dumps({"profile": "tiny", "config_version": 0}))
     from entmask.runs import RunError
@@ -803,6 +806,17 @@ def test_experiment_workers_split_its_rows_between_processes(tmp_path, capsys, m
     assert len(list((tmp_path / "smoke" / "pretrain").glob("*/metrics.json"))) == 2
     ex.EXPERIMENTS["precision"](cfg, root=tmp_path, progress=True)
     assert "worker 2/2" not in capsys.readouterr().out  # nothing left to train: no process started
+    from entmask.experiments.experiment import _workers
+
+    specs = ex.matrix("precision", cfg)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _workers(cfg, specs, tmp_path) == 1  # both rows pretrained
+    assert _workers(cfg, specs, tmp_path, frozen=True) == 2  # a frozen probe's rows are fine-tuning: they count
+    big = config.resolve("smoke", {"experiment.workers": 4})
+    assert _workers(big, specs, tmp_path / "empty", frozen=False) == 2  # capped at the two rows left
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _workers(big, specs, tmp_path / "empty") == 1  # one GPU, one process
 
 
 @pytest.mark.slow

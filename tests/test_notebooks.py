@@ -391,7 +391,9 @@ def test_a_newer_profile_with_some_rows_keeps_the_older_verdicts_in_view(tmp_pat
     assert "high beats random" not in tail  # a Table 1 claim: not this section's
     assert c.figure is None  # neither build drew one
     (old / "verdicts-02.png").write_bytes(b"png")  # cpu-wiki has no estimate for 02's claims: cpu-long's figure
-    assert C.committed_results("02", root=tmp_path, show=False).figure == old / "verdicts-02.png"
+    c = C.committed_results("02", root=tmp_path, show=False)
+    assert c.figure == old / "verdicts-02.png" and c.markdown.endswith(
+        "The figure is `cpu-long`'s: none of this section's claims has an estimate at `cpu-wiki` yet.")
     # the older profile is the only one with rows: shown alone, no "also"
     json_new = json.loads((new / "build.json").read_text())
     (new / "build.json").write_text(json.dumps({**json_new, "experiments": {"table2": {"rows": []}}}))
@@ -406,9 +408,10 @@ def test_the_committed_header_names_the_runs_no_table_reads(tmp_path):
     """cpu-wiki's records keep two students of its first (90/10) recipe: the header counts them apart, by hash."""
     import json
 
-    from entmask import committed_results as C
+    from entmask import committed_runs as R
     from entmask import config, runs
     from entmask.experiments.specs import expected_hashes
+    from entmask.experiments.specs import matrix as ex_matrix
 
     cfg = config.resolve("cpu-wiki", {"experiment.pretrain_seeds": [0, 1]})
     want = expected_hashes(["table1", "static", "weights"], cfg, [0, 1])
@@ -417,11 +420,22 @@ def test_the_committed_header_names_the_runs_no_table_reads(tmp_path):
     (tmp_path / runs.RECORDS_MANIFEST).write_text(json.dumps({"runs": [
         "pretrain/random-6153c71417", "pretrain/random-cb305246ff", "finetune/rte/random-cb305246ff-04d9f849df",
         "finetune/rte/random-6153c71417-09ca82ca94", "finetune/sst2/random-cb305246ff-aa", "reference/r-1"]}))
-    off = C._off_table(tmp_path, want)
-    assert off == {"pretrain": ["random-cb305246ff"], "finetune_runs": 2}
-    assert C._off_note(off) == (" 1 of those pretraining runs (`random-cb305246ff`) and their 2 fine-tuning runs are "
-                                "in no table below: it is of another recipe or corpus, kept for the record.")
-    assert C._off_note({"pretrain": [], "finetune_runs": 0}) == "" and C._off_note(None) == ""
+    off = R.off_table(tmp_path, want, cfg, [0, 1])
+    assert off == {"pretrain": ["random-cb305246ff"], "finetune_runs": 2, "elsewhere": {}}
+    assert R.off_note(off) == (" 1 of those pretraining runs (`random-cb305246ff`) and their 2 fine-tuning runs are "
+                               "in no table below: it is of another recipe or corpus, kept for the record.")
+    assert R.off_note({"pretrain": [], "finetune_runs": 0}) == "" and R.off_note(None) == ""
+    # a run another experiment reads (precision's fp32 student) is named as its
+    fp32 = dict(ex_matrix("precision", cfg))["baseline-fp32"]
+    from entmask.experiments.specs import at_seed
+
+    name = f"random-{at_seed(fp32, 0).short_hash()}"
+    man = json.loads((tmp_path / runs.RECORDS_MANIFEST).read_text())
+    (tmp_path / runs.RECORDS_MANIFEST).write_text(json.dumps({"runs": man["runs"] + [f"pretrain/{name}"]}))
+    off = R.off_table(tmp_path, want, cfg, [0, 1])
+    assert off["elsewhere"] == {name: "precision"}
+    assert R.off_note(off).endswith(f"in no table below: `{name}` is `entmask experiment precision`'s; the others "
+                                    f"are of another recipe or corpus, kept for the record.")
 
 
 def test_brief_report_keeps_the_table_and_names_the_full_one():

@@ -174,7 +174,7 @@ class ExperimentConfig:
     # Processes that split an experiment's rows when it trains (entmask.experiments.running.train_rows), each with
     # threads/N torch threads: on a 2-core CPU two one-thread processes beat one two-thread process at bert-tiny
     # (pretraining 1.66x, fine-tuning 1.41x from the second thread). Capped at the rows left to pretrain; 1 on a GPU.
-    # Not hashed: it changes no run. The notebooks' `workers` parameter sets it (None: one per core, at most 2).
+    # Not hashed: it changes no run. The notebooks' `workers` parameter sets it (None: one per core, at most 4).
     workers: int = 1
 
 

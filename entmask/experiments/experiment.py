@@ -94,9 +94,10 @@ def _write(name: str, cfg: PretrainConfig, root, rs, table, scores, notes, heade
     return paths
 
 
-def _workers(cfg: PretrainConfig, specs, root) -> int:
+def _workers(cfg: PretrainConfig, specs, root, frozen: bool = False) -> int:
     """experiment.workers, capped at the (row, seed) units left to pretrain (a finished row costs a worker only its
-    start-up) and at the torch threads here; 1 under torchrun or on a GPU (one device, one process)."""
+    start-up; a frozen probe's rows are all fine-tuning, so each counts) and at the torch threads here; 1 under
+    torchrun or on a GPU (one device, one process)."""
     import torch
 
     from entmask.pretrain import run_folder
@@ -104,7 +105,7 @@ def _workers(cfg: PretrainConfig, specs, root) -> int:
     want = cfg.experiment.workers
     if want <= 1 or runs.world_size() > 1 or torch.cuda.is_available():
         return 1
-    left = sum(not runs.is_finished(run_folder(at_seed(c, s), "pretrain", root))
+    left = sum(frozen or not runs.is_finished(run_folder(at_seed(c, s), "pretrain", root))
                for _, c in specs for s in pretrain_seeds(cfg))
     return max(1, min(want, left, torch.get_num_threads()))
 
@@ -117,7 +118,7 @@ def _experiment(name: str, cfg: PretrainConfig, *, root=None, progress: bool = T
     frozen = exp.frozen
     header, sections = [], []
     if train:
-        rs = train_rows(name, specs, root, progress, workers=_workers(cfg, specs, root),
+        rs = train_rows(name, specs, root, progress, workers=_workers(cfg, specs, root, frozen),
                         logs=runs.results_dir(cfg.profile, root) / "workers", frozen=frozen,
                         tolerate_data_errors=exp.tolerate_data_errors)
     else:

@@ -13,6 +13,7 @@ from entmask import runs
 from entmask.records import check_records_dest
 from entmask.config import PretrainConfig, apply_overrides
 from entmask.experiments.core import ExperimentError
+from entmask.experiments.record import get
 from entmask.experiments.registry import EXPERIMENTS, run
 from entmask.experiments.running import _exit_with_parent, _say, _worker_main, train_rows  # noqa: F401
 from entmask.experiments.specs import POOLABLE, _pooled_specs, pretrain_seeds
@@ -54,6 +55,9 @@ def run_many(names: list[str], cfg: PretrainConfig, *, workers: int = 1, progres
     if bad and len(names) > 1:
         raise ExperimentError(f"{', '.join(bad)} cannot be pooled with other experiments; run it on its own "
                               f"(poolable: {', '.join(POOLABLE)})")
+    own = [n for n in bad if not get(n).rows or n == "plateau"]  # no rows to split (plateau trains its own way)
+    if own and workers > 1:
+        raise ExperimentError(f"{own[0]} has no rows to split between workers; run it without --workers")
     if workers > 1 and runs.world_size() > 1:
         raise ExperimentError("--workers starts processes of its own; do not combine it with torchrun")
     if records is not None:
