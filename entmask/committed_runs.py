@@ -31,20 +31,6 @@ def seeds_of(rec: Path) -> tuple[list[int], list[int], int, int]:
     return sorted(pre), sorted(ft), n_pre, n_ft
 
 
-def _off_table(rec: Path, want: set[str], cfg, seeds) -> dict:
-    """The committed pretraining runs no table here reads (hash not in `want`), how many fine-tuning runs are
-    theirs, and which of them another registered experiment reads (`precision`'s fp32 student): run -> experiment."""
-    from entmask.experiments import REGISTRY
-    from entmask.experiments.specs import expected_hashes
-
-    man = json.loads((rec / runs.RECORDS_MANIFEST).read_text()).get("runs", [])
-    off = sorted(r.split("/")[1] for r in man if r.startswith("pretrain/") and r.rsplit("-", 1)[-1] not in want)
-    ft = [r for r in man if r.startswith("finetune/") and any(r.split("/")[2].startswith(f"{o}-") for o in off)]
-    other = {n: expected_hashes([n], cfg, seeds) for n, e in REGISTRY.items() if e.rows and n != "plateau"}
-    elsewhere = {o: next((n for n, h in other.items() if o.rsplit("-", 1)[-1] in h), None) for o in off}
-    return {"pretrain": off, "finetune_runs": len(ft), "elsewhere": {o: n for o, n in elsewhere.items() if n}}
-
-
 def off_table(rec: Path, want: set[str], cfg, seeds) -> dict:
     """The committed pretraining runs no section table reads (hash not in `want`), how many fine-tuning runs are
     theirs, and which of them another registered experiment reads (`precision`'s fp32 student): run -> name."""
