@@ -274,7 +274,7 @@ def test_precision_report_names_the_device_of_each_run():
                  "train_seconds": 50.0, "heldout_accuracy": 0.2}}]),
              SimpleNamespace(label="baseline-fp32", seed_runs=[{"pretrain_seed": 0, "metrics": {
                  "device": "cpu Y (2 cores, 2 threads, AVX2)", "precision": "fp32", "steps": 100,
-                 "train_seconds": 80.0}}])]
+                 "train_seconds": 30.0, "train_seconds_total": 80.0}}])]  # resumed: the last segment was 30 s
     t = _per_step(SimpleNamespace(rs=runs_))
     assert list(t["device"]) == ["cpu X (2 cores, 1 threads, AVX512)", "cpu Y (2 cores, 2 threads, AVX2)"]
     assert list(t["seconds_per_step"]) == [0.5, 0.8] and list(t["precision"]) == ["bf16", "fp32"]

@@ -28,7 +28,8 @@ def _per_step(r: Report) -> pd.DataFrame:
     for run in r.rs:
         for s in run.seed_runs:
             m = s.get("metrics") or {}
-            steps, secs = m.get("steps"), m.get("train_seconds")
+            # a resumed run's train_seconds is its last segment only; train_seconds_total sums them
+            steps, secs = m.get("steps"), m.get("train_seconds_total") or m.get("train_seconds")
             out.append({"row": run.label, "pretrain_seed": s.get("pretrain_seed"), "device": m.get("device"),
                         "precision": m.get("precision"),
                         "steps": steps, "seconds_per_step": (secs / steps) if steps and secs else None,
