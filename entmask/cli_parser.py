@@ -15,6 +15,7 @@ import os
 
 from entmask import __version__, config
 from entmask.config import default_name
+from entmask.config.profiles import PROFILES  # the registry: a new profile shows in --profile's help
 from entmask.masking import ALIASES, SELECTORS  # the registry: a registered selector shows in --strategy's help
 
 
@@ -28,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="tiny", help="smoke | tiny | cpu-long | bertlet | bert (default tiny)")
+    p.add_argument("--profile", default="tiny", help=f"{' | '.join(PROFILES)} (default tiny)")
     p.add_argument("--data-dir", help="offline mirror laid out like ../shared/data (or set ENTMASK_DATA_DIR)")
     p.add_argument("--runs-dir", help="where run folders go (default ./runs, or ENTMASK_RUNS_DIR)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -138,6 +138,17 @@ def test_info_and_overrides(capsys, session_runs):
                           "positions), then 25% whole rows of 152") in out
 
 
+def test_profile_help_lists_every_profile():
+    """--profile's help is read from the profile registry: a new profile (cpu-wiki was missing from a hand-written
+    list) shows in every subcommand's help."""
+    from entmask.cli_parser import build_parser
+    from entmask.config.profiles import PROFILES
+
+    sub = next(a for a in build_parser()._actions if a.choices and "reference" in a.choices)
+    for name in ("info", "pretrain", "reference", "experiment"):
+        text = " ".join(sub.choices[name].format_help().split())
+        assert all(p in text for p in PROFILES) and "cpu-wiki" in text, name
+
 def test_override_paths_agree():
     """The same override from Python, the CLI syntax and a notebook literal gives the same config and hash."""
     a = config.resolve("tiny", {"train.lr": 3e-4, "masking.strategy": "high"})
