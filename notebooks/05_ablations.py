@@ -42,7 +42,7 @@ from entmask import experiments, notebooks
 # %% tags=["parameters"]
 # Parameters: papermill (and `entmask reproduce`) injects new values in a cell after this one.
 # The defaults run on a CPU.
-profile = "tiny"  # smoke | tiny | cpu-long | bertlet | bert (entmask.config.PROFILES)
+profile = "tiny"  # smoke | tiny | cpu-long | cpu-wiki | bertlet | bert (entmask.config.PROFILES)
 data_dir = None  # offline mirror laid out like ../shared/data (None: $ENTMASK_DATA_DIR, else the hub)
 runs_dir = None  # where run folders go (None: $ENTMASK_RUNS_DIR, else the repository's runs/)
 seeds = None  # fine-tuning seeds, e.g. [0, 1] (None: the profile's)
