@@ -25,7 +25,8 @@ $(BIN)/entmask: pyproject.toml
 
 setup: $(BIN)/entmask
 
-## The README's main command: every notebook at the tiny profile (about 45 minutes on 2 CPU cores)
+## The README's main command: every notebook at the tiny profile (26 min 43 s measured on 2 CPU cores with bf16,
+## 2026-12-07; issue 33's target is 20 minutes; README.md has the per-notebook table)
 reproduce: setup
 	$(BIN)/entmask reproduce --profile $(PROFILE)
 

@@ -234,6 +234,18 @@ def paired_bootstrap_delta(correct_a, correct_b, n: int = 1000, seed: int = 0, l
 
 
 # ---- a pretraining run ----------------------------------------------------------------------------------------
+def run_per_paradigm(run_dir) -> int:
+    """The pairs per paradigm a run's tables score (its config's `experiment.blimp_per_paradigm`, e.g. 100 at
+    cpu-wiki, 20 at tiny), so that `entmask blimp RUN` reports the tables' number instead of replacing it with
+    another subsample; DEFAULT_PER_PARADIGM where the config says none (0, or a run older than the field)."""
+    cfg = Path(run_dir) / "config.json"
+    try:
+        per = runs.read_json(cfg).get("experiment", {}).get("blimp_per_paradigm") if cfg.is_file() else None
+    except (runs.RunError, AttributeError):
+        per = None
+    return per if isinstance(per, int) and not isinstance(per, bool) and per > 0 else DEFAULT_PER_PARADIGM
+
+
 def score_run(run_dir, *, data_dir: str | None = None, per_paradigm: int | None = DEFAULT_PER_PARADIGM,
               seed: int = 0, within_word_l2r: bool = False, precision: str = "auto",
               batch_size: int = DEFAULT_BATCH_SIZE, force: bool = False, progress: bool = True) -> dict:

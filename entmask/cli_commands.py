@@ -205,8 +205,9 @@ def cmd_experiment(a) -> int:
         for name in names:  # one table each, from what has finished; nothing is trained or locked
             try:
                 print(f"entmask: wrote {experiments.run(name, cfg, progress=not a.quiet, train=False, **kwargs)}")
-            except experiments.ExperimentError as e:  # the other tables are still worth writing
-                print(f"entmask: error: {str(e).splitlines()[0]}", file=sys.stderr)
+            except experiments.ExperimentError as e:  # the other tables are still worth writing: a line each
+                who = f"{name}: " if len(names) > 1 else ""
+                print(f"entmask: error: {who}{str(e).splitlines()[0]}", file=sys.stderr)
                 failed += 1
         return 2 if failed else 0
     if len(names) > 1 or a.workers != 1 or a.records:
@@ -276,7 +277,7 @@ def cmd_blimp(a) -> int:
     run = _finished_run(a.run)
     if a.per_paradigm is not None and not 0 <= a.per_paradigm <= 1000:
         raise CLIError(f"--per-paradigm {a.per_paradigm} must be between 1 and 1000 (0 = all)")
-    per = blimp.DEFAULT_PER_PARADIGM if a.per_paradigm is None else (a.per_paradigm or None)
+    per = blimp.run_per_paradigm(run) if a.per_paradigm is None else (a.per_paradigm or None)
     d = blimp.score_run(run, data_dir=a.data_dir, per_paradigm=per, within_word_l2r=a.within_word, force=a.force,
                         progress=not a.quiet)
     print(json.dumps({"accuracy": d["accuracy"], "n": d["scoring"]["n"], "variant": d["scoring"]["variant"],

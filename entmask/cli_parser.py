@@ -17,6 +17,7 @@ from entmask import __version__, config
 from entmask.config import default_name
 from entmask.config.profiles import PROFILES  # the registry: a new profile shows in --profile's help
 from entmask.masking import ALIASES, SELECTORS  # the registry: a registered selector shows in --strategy's help
+from entmask.token_scores import SCORERS  # likewise a registered scorer in --scorer's help
 
 
 class CLIError(Exception):
@@ -33,7 +34,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="offline mirror laid out like ../shared/data (or set ENTMASK_DATA_DIR)")
     p.add_argument("--runs-dir", help="where run folders go (default ./runs, or ENTMASK_RUNS_DIR)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field, e.g. --set train.lr=1e-3 (repeatable; see `entmask info`)")
+                   help="override any config field, e.g. --set train.lr=1e-3 (repeatable; `entmask info --keys` "
+                        "lists them)")
     p.add_argument("--config", help="a config.json to start from instead of the profile")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--trust-remote-code", action="store_true",
@@ -46,8 +48,9 @@ def _masking_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", choices=["teacher", "self"], help="entropy from the teacher or the model itself")
     p.add_argument("--self-start", choices=["cold", "init"], help="self-masking from step 0, or after "
                                                                   "masking.teacher_epochs of teacher-masking")
-    p.add_argument("--scorer", help="what the strategy ranks: entropy (the paper) | masked_entropy | loss | "
-                                    "excess_loss (student - teacher masked loss; needs --source self)")
+    p.add_argument("--scorer", help="what the strategy ranks: " + "; ".join(
+        f"{n}: {s.doc.rstrip('.')}{' (needs --source self)' if s.uses_reference else ''}"
+        for n, s in SCORERS.items()).replace("%", "%%"))
     p.add_argument("--whole-word", choices=["none", "max", "mean"], help="pick whole words, scored by the max or "
                                                                         "mean of their pieces (default none)")
     p.add_argument("--ratio", type=float, help="share of each row's candidates to mask (default 0.15)")
@@ -115,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="a finished pretraining run folder (runs/<profile>/pretrain/<name>-<hash>)")
     s.add_argument("--data-dir", help="offline mirror with blimp/ (default: $ENTMASK_DATA_DIR)")
     s.add_argument("--per-paradigm", type=int, default=None,
-                   help="pairs per paradigm, a fixed seeded subsample (default: entmask.blimp.DEFAULT_PER_PARADIGM; "
+                   help="pairs per paradigm, a fixed seeded subsample (default: the run's "
+                        "experiment.blimp_per_paradigm, what its tables show, else entmask.blimp.DEFAULT_PER_PARADIGM; "
                         "0 = all 1,000)")
     s.add_argument("--within-word", action="store_true",
                    help="Kauf & Ivanova's within-word-l2r PLL (also mask a word's later pieces)")

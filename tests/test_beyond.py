@@ -102,6 +102,10 @@ def test_a_new_scorer_is_one_function_and_usable_from_a_config():
         c = C.validate(C.resolve("smoke", {"masking.strategy": "high", "masking.scorer": "position_test"}),
                        fingerprint=False)
         assert c.masking.scorer == "position_test" and "position_test" in c.hash_dict()["masking"]["scorer"]
+        from entmask.cli_parser import build_parser  # --scorer's help is read from the registry
+
+        sub = next(a for a in build_parser()._actions if a.choices and "pretrain" in a.choices)
+        assert "position_test: Later positions score higher" in " ".join(sub.choices["pretrain"].format_help().split())
     finally:
         E.SCORERS.pop("position_test")
 

@@ -209,3 +209,21 @@ def test_score_run_writes_and_reuses(tiny, tokenizer, mirror, tmp_path, monkeypa
     (run / "blimp.json").write_text("{not json")  # a damaged file is scored again, not trusted
     assert score_run(run, data_dir=str(mirror), per_paradigm=2, precision="fp32", progress=False)["correct"] == \
         r["correct"]
+
+
+def test_the_command_scores_a_run_as_its_tables_do(tmp_path):
+    """`entmask blimp RUN` defaults to the run's experiment.blimp_per_paradigm (what its tables show), so asking
+    for a run's BLiMP reads its blimp.json instead of replacing it with another subsample."""
+    from entmask import config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert blimp.run_per_paradigm(run) == blimp.DEFAULT_PER_PARADIGM  # no config: the module's default
+    for profile, want in (("cpu-wiki", 100), ("tiny", 20)):
+        (run / "config.json").write_text(json.dumps(config.resolve(profile).hash_dict() | {
+            "experiment": {"blimp_per_paradigm": config.resolve(profile).experiment.blimp_per_paradigm}}))
+        assert blimp.run_per_paradigm(run) == want
+    (run / "config.json").write_text(json.dumps({"experiment": {"blimp_per_paradigm": 0}}))  # 0: no BLiMP there
+    assert blimp.run_per_paradigm(run) == blimp.DEFAULT_PER_PARADIGM
+    (run / "config.json").write_text("{damaged")
+    assert blimp.run_per_paradigm(run) == blimp.DEFAULT_PER_PARADIGM

@@ -26,8 +26,12 @@ def run_cli(capsys, *args):
     (["pretrain", "--profile", "smoke", "--ratio", "0"], "masking.ratio=0.0 must be in (0, 1]"),
     (["pretrain", "--profile", "smoke", "--ratio", "1.2"], "masking.ratio=1.2 must be in (0, 1]"),
     (["pretrain", "--profile", "smoke", "--num-tokens", "100"], "masking.num_tokens=100 must be between 1 and the 62"),
-    (["pretrain", "--profile", "smoke", "--set", "train.lr=fast"], "train.lr='fast' must be a number"),
-    (["pretrain", "--profile", "smoke", "--set", "train.nope=1"], "unknown config key 'train.nope'"),
+    (["pretrain", "--profile", "smoke", "--set", "train.lr=fast"], "train.lr='fast' must be a number, e.g. --set "
+                                                                    "train.lr=1e-3"),
+    (["pretrain", "--profile", "smoke", "--set", "train.nope=1"], "unknown config key 'train.nope'; `entmask info "
+                                                                   "--keys` lists every key"),
+    (["pretrain", "--profile", "smoke", "--set", "train.batchsize=8"], "did you mean train.batch_size?"),
+    (["pretrain", "--profile", "smoke", "--set", "trian.lr=1e-3"], "did you mean train.lr?"),
     (["pretrain", "--profile", "smoke", "--set", "oops"], "needs the form key=value"),
     (["pretrain", "--bogus"], "unrecognized arguments: --bogus"),
     (["pretrain", "--profile", "smoke", "--source", "both"], "invalid choice: 'both'"),

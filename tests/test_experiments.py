@@ -1097,6 +1097,19 @@ def test_report_only_writes_tables_from_what_finished(results, exp_root, capsys,
     assert err.count("\n") == 1 and "--report-only trains nothing" in err
 
 
+def test_report_only_names_each_experiment_that_failed(tmp_path, capsys):
+    """Several experiments --report-only: each one that cannot report says so on its own line, named; exit 2."""
+    from entmask import cli
+
+    code = cli.main(["experiment", "table1,verdicts", "--profile", "smoke", "--runs-dir", str(tmp_path),
+                     "--report-only", "--quiet"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 2, lines
+    assert lines[0].startswith("entmask: error: table1: --report-only: table1 at pretraining seed(s) [0]: reference "
+                               "row random has not finished")
+    assert lines[1].startswith("entmask: error: verdicts: no table1, table2 or static results in ")
+
+
 # ---- run records: a matrix outlives its machine (records.export_records / import_records) ---------------------------
 @pytest.mark.slow
 def test_records_carry_finished_runs_to_an_empty_runs_root(results, exp_root, tmp_path, capsys):

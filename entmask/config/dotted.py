@@ -66,7 +66,8 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
         try:
             out = typ(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{key}={value!r} must be {'an integer' if typ is int else 'a number'}") from None
+            raise ConfigError(f"{key}={value!r} must be {'an integer' if typ is int else 'a number'}, e.g. "
+                              f"--set {key}={'2' if typ is int else '1e-3'}") from None
         if typ is int and isinstance(value, float) and value != int(value):
             raise ConfigError(f"{key}={value!r} must be an integer")
         return out
@@ -90,19 +91,37 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
     return value
 
 
+def _dotted_keys(obj: Any, prefix: str = "") -> list[str]:
+    """Every leaf key of a dataclass tree (`train.lr`, ...)."""
+    out = []
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        out += _dotted_keys(v, f"{prefix}{f.name}.") if dataclasses.is_dataclass(v) else [prefix + f.name]
+    return out
+
+
+def _unknown_key(cfg: Any, key: str) -> ConfigError:
+    """The one-line error for a key the config lacks, with the closest valid keys (a typo is the usual cause)."""
+    import difflib
+
+    near = difflib.get_close_matches(key, _dotted_keys(cfg), n=1, cutoff=0.85) if dataclasses.is_dataclass(cfg) else []
+    hint = f"did you mean {near[0]}? " if near else ""
+    return ConfigError(f"unknown config key {key!r}; {hint}`entmask info --keys` lists every key")
+
+
 def set_dotted(cfg: Any, key: str, value: Any) -> None:
     parts = key.split(".")
     obj = cfg
     for part in parts[:-1]:
         if not dataclasses.is_dataclass(obj) or not hasattr(obj, part):
-            raise ConfigError(f"unknown config key {key!r}; see `entmask info` for the valid keys")
+            raise _unknown_key(cfg, key)
         obj = getattr(obj, part)
     last = parts[-1]
     if isinstance(obj, dict):  # e.g. model.overrides.hidden_dropout_prob
         obj[last] = value
         return
     if not dataclasses.is_dataclass(obj) or last not in {f.name for f in fields(obj)}:
-        raise ConfigError(f"unknown config key {key!r}; see `entmask info` for the valid keys")
+        raise _unknown_key(cfg, key)
     setattr(obj, last, coerce(value, _field_type(obj, last), key))
 
 

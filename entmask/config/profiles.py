@@ -64,11 +64,11 @@ PROFILES: dict[str, dict] = {
         "finetune.bootstrap": 200,
         "experiment.blimp_per_paradigm": 3,  # 201 pairs: the tests see the column, in seconds
     },
-    # The CPU default behind the README's main command (45 minutes on 2 cores for everything).
+    # The CPU default behind the README's main command (issue 33's budget: 20 minutes on 2 cores for everything).
     "tiny": {
         **_OFFLINE_DATA,
         # A quarter of the offline corpus (30 train articles, 58 steps): every notebook, 06 included, must fit the
-        # 45-minute budget; at 80 articles a fresh clone took 72 min on a slow day (2026-12-03) here.
+        # budget (45 minutes then, 20 now); at 80 articles a fresh clone took 72 min on a slow day (2026-12-03) here.
         "data.max_articles": 32,
         "model.preset": "bert-tiny",
         "train.epochs": 2,  # 2 so self-masking `init` has one teacher epoch and one self epoch
