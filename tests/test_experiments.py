@@ -731,6 +731,20 @@ def test_pooled_experiments_share_rows_and_refuse_what_cannot_pool(capsys, tmp_p
     for name in ("verdicts", "plateau", "memorisation"):  # no rows of their own to split: refused, not ignored
         with pytest.raises(ExperimentError, match=f"{name} has no rows to split between workers"):
             ex.run_many([name], cfg, workers=2)
+    # every seed's rows go to the workers at once, seed-major (no barrier between seeds that idles a core for a
+    # whole row); the tables are written once, at the end
+    from entmask.experiments.specs import pretrain_seeds
+
+    calls, tables = [], []
+    monkeypatch.setattr(W, "train_rows", lambda tag, specs, root, progress, **kw: calls.append(
+        (tag, [(lab, pretrain_seeds(c)) for lab, c in specs], kw["workers"])))
+    monkeypatch.setattr(W, "run", lambda name, c, **kw: tables.append((name, pretrain_seeds(c))) or Path(name))
+    two = config.apply_overrides(cfg, {"experiment.pretrain_seeds": [0, 1]})
+    assert ex.run_many(["table1", "table2"], two, workers=2) == [Path("table1"), Path("table2")]
+    assert len(calls) == 1 and calls[0][0] == "table1+table2" and calls[0][2] == 2
+    assert [lab for lab, _ in calls[0][1]] == [lab for lab, _ in specs]
+    assert {tuple(s) for _, s in calls[0][1]} == {(0, 1)}
+    assert tables == [("table1", [0, 1]), ("table2", [0, 1])]
     (tmp_path / "tiny-rec").mkdir()
     (tmp_path / "tiny-rec" / "records.json").write_text(json.dumps({"profile": "tiny", "config_version": 0}))
     from entmask.runs import RunError
@@ -764,7 +778,7 @@ def test_workers_spawn_log_and_rewrite_the_tables(results, exp_root, capsys, tmp
         torch.set_num_threads(threads)
     assert paths == [results["table1"].paths["md"], results["table2"].paths["md"]]
     out = capsys.readouterr().out
-    assert "worker 2/2" in out and "8 rows split between 2 workers" in out
+    assert "worker 2/2" in out and "8 rows x 1 pretraining seed(s), seed-major, split between 2 workers" in out
     log = exp_root / "smoke" / "results" / "workers" / "table1+table2-worker-2.log"
     text = log.read_text()
     assert "no rows left" in text

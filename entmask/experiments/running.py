@@ -283,8 +283,7 @@ def train_rows(tag: str, specs, root, progress: bool, *, workers: int = 1, logs:
     bert-tiny rows faster than one two-thread process: measured on an AMD EPYC (AVX2, fp32) at the tiny profile's
     shapes, two threads made pretraining only 1.66x and GLUE fine-tuning 1.41x faster than one (2026-12-07);
     cpu-long's batch, 1.1-1.2x in favour of the workers (docs/performance.md). Rows are still claimed seed-major,
-    but a process that finds nothing left at one seed starts the next while the other finishes (run_many splits
-    per seed to end every seed with whole tables)."""
+    but a process that finds nothing left at one seed starts the next while the other finishes."""
     import multiprocessing
 
     import torch
