@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .PHONY: setup reproduce test test-fast lint kernel lab bench clean-runs matrix-cpu-long results-cpu-long records-cpu-long \
-	notebooks matrix-cpu-wiki teacher-cpu-wiki results-cpu-wiki records-cpu-wiki corpus-cpu-wiki gpu-check
+	notebooks matrix-cpu-wiki teacher-cpu-wiki results-cpu-wiki records-cpu-wiki status-cpu-wiki corpus-cpu-wiki gpu-check
 
 $(BIN)/entmask: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -122,6 +122,10 @@ corpus-cpu-wiki: setup
 	$(BIN)/entmask experiment corpus --profile cpu-wiki --corpus wikipedia-good --quiet --set data.max_words=$(CORPUS_WORDS) --set "experiment.pretrain_seeds=[$(WIKI_SEEDS)]" --set "finetune.seeds=[$(WIKI_FT_SEEDS)]" --nice $(NICE)
 	$(BIN)/entmask experiment corpus --profile cpu-wiki --corpus gutenberg --quiet --set data.max_words=$(CORPUS_WORDS) --set "experiment.pretrain_seeds=[$(WIKI_SEEDS)]" --set "finetune.seeds=[$(WIKI_FT_SEEDS)]" --nice $(NICE)
 	$(BIN)/entmask runs export $(WIKI_RECORDS) --profile cpu-wiki
+
+## How far the matrix has got (any time, beside it): each run's state, step, pace and time left.
+status-cpu-wiki: setup
+	$(BIN)/entmask runs status --profile cpu-wiki
 
 records-cpu-wiki: setup
 	$(BIN)/entmask runs export $(WIKI_RECORDS) --profile cpu-wiki

@@ -181,6 +181,25 @@ def _refuse_unfinished_run(folder: Path) -> None:
     raise CLIError(f"{folder} is an unfinished pretraining run ({where}); resume it with {how}, then fine-tune it")
 
 
+def _runs_status(a) -> int:
+    from entmask.runs import status
+
+    if a.folder:
+        raise CLIError(f"runs status takes no folder ({a.folder!r}); give --profile NAME, or nothing for every "
+                       f"profile under {runs.runs_root()}")
+    profiles = [a.profile] if a.profile else status.profiles_here()
+    if a.profile and not (runs.profile_dir(a.profile) / "pretrain").is_dir() \
+            and not (runs.profile_dir(a.profile) / "reference").is_dir():
+        raise CLIError(f"no runs of profile {a.profile!r} under {runs.runs_root()}; give the runs folder with "
+                       f"--runs-dir (or ENTMASK_RUNS_DIR), or a profile that has runs: "
+                       f"{', '.join(status.profiles_here()) or 'none here'}")
+    if not profiles:
+        print(f"entmask runs: no runs under {runs.runs_root()}")
+        return 0
+    print("\n\n".join(status.format_status(p, status.profile_status(p)) for p in profiles))
+    return 0
+
+
 def cmd_experiment(a) -> int:
     cfg = resolve_from_args(a)
     kwargs = {"corpus": a.corpus} if a.corpus else {}
@@ -222,6 +241,11 @@ def cmd_experiment(a) -> int:
 
 
 def cmd_runs(a) -> int:
+    if a.action == "status":
+        return _runs_status(a)
+    if not a.folder:
+        raise CLIError(f"runs {a.action} needs a folder, e.g. `entmask runs {a.action} docs/records/cpu-wiki"
+                       + (" --profile cpu-wiki`" if a.action == "export" else "`"))
     if a.action == "export":
         if not a.profile:
             raise CLIError("runs export needs --profile, e.g. `entmask runs export docs/records/cpu-long "

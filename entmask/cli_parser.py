@@ -157,12 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "at every pretraining seed are left out and named; for `plateau`: finished, stopped, not "
                         "run), without waiting for a matrix that is training them")
 
-    s = sub.add_parser("runs", help="export the records of finished runs (no weights) to a folder you can commit, "
-                                    "or import such a folder so that its runs are reused")
-    s.add_argument("action", choices=["export", "import"])
-    s.add_argument("folder", help="export: where the records go (e.g. docs/records/cpu-long); import: a folder "
-                                  "that `entmask runs export` wrote")
-    s.add_argument("--profile", default=None, help="export: the profile whose finished runs to export (required)")
+    s = sub.add_parser("runs", help="status: how far each run has got (a background matrix: step, pace, time "
+                                    "left); export the records of finished runs (no weights) to a folder you can "
+                                    "commit, or import such a folder so that its runs are reused")
+    s.add_argument("action", choices=["status", "export", "import"])
+    s.add_argument("folder", nargs="?", default=None,
+                   help="export: where the records go (e.g. docs/records/cpu-long); import: a folder that `entmask "
+                        "runs export` wrote; status: none")
+    s.add_argument("--profile", default=None, help="export: the profile whose finished runs to export (required); "
+                                                   "status: one profile (default: every profile with runs here)")
     s.add_argument("--runs-dir", help="the runs root (default ./runs, or ENTMASK_RUNS_DIR)")
 
     s = sub.add_parser("reproduce", help="execute the numbered notebooks with papermill")

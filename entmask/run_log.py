@@ -7,14 +7,20 @@ the bar, and in a notebook NotebookProgressCallback draws them as a table) and p
 state.log_history (written to the run folder's logs/log_history.json or log_history.json) and the TensorBoard
 callback writes them to logs/tensorboard. `summary_line` / `say_run` are the one line each pretraining,
 reference or fine-tuning run prints when it is trained or found: stage, name, "trained" or "reused", steps, seconds
-and the held-out score where there is one.
+and the held-out score where there is one. `ProgressFile` writes the run's logs/progress.json at every logging step
+(step, max_steps, time, pid), which `entmask runs status` reads (entmask.runs.status).
 
 What it is not: no logging configuration (entmask.models quiets transformers' loggers and weight-loading bars), and
 it decides nothing about runs; the callers print the line.
 """
 from __future__ import annotations
 
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
+import json
+import os
+import time
+from pathlib import Path
+
+from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
 
 class BarsOnly(ProgressCallback):
@@ -22,6 +28,41 @@ class BarsOnly(ProgressCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         return
+
+
+class ProgressFile(TrainerCallback):
+    """logs/progress.json of a run folder, rewritten (atomically) when training starts and at every logging step:
+    {"step", "max_steps", "time" (unix seconds), "pid", "recent": the last 6 [step, time] points of this process}, so
+    that `entmask runs status` can say how far a run got, at what pace and when it ends, while it trains. Only the
+    main process of a torchrun writes it. A failure to write is ignored: it is a report, not part of the run."""
+
+    KEEP = 6
+
+    def __init__(self, run: str | Path):
+        self.path = Path(run) / "logs" / "progress.json"
+        self.recent: list[list] = []
+
+    def _write(self, state) -> None:
+        from entmask import runs
+
+        if not state.is_world_process_zero:
+            return
+        now = round(time.time(), 3)
+        if not self.recent or self.recent[-1][0] != state.global_step:
+            self.recent = (self.recent + [[state.global_step, now]])[-self.KEEP:]
+        try:
+            runs.atomic_write_text(self.path, json.dumps({
+                "step": state.global_step, "max_steps": state.max_steps, "time": now, "pid": os.getpid(),
+                "recent": self.recent}))
+        except OSError:
+            pass
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.recent = []  # a resumed process's pace is its own
+        self._write(state)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        self._write(state)
 
 
 def screen_callbacks(trainer, progress: bool) -> None:

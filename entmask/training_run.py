@@ -32,7 +32,7 @@ from entmask.masking_trainer import EntropyMaskingTrainer, PackedDataset, collat
 from entmask.models import load_teacher
 from entmask.phases import short_views
 from entmask.resume import FailpointCallback, WallClock, _StopAt, last_complete_checkpoint
-from entmask.run_log import say_run, screen_callbacks
+from entmask.run_log import ProgressFile, say_run, screen_callbacks
 from entmask.teacher_scores import needs_teacher_model, teacher_scores, teacher_weights_needed
 
 
@@ -151,7 +151,7 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
     keep_epochs = cfg.masking.source == "self" or cfg.kd.mode in ("complete", "after-init")
     cb = EpochCallback(run, corpus.test_ids[:PROBE_ROWS], corpus, keep_epochs)
     curve = CurveCallback(run, corpus, cfg)
-    callbacks = ([cb, curve, WallClock(), FailpointCallback("pretrain-step")]
+    callbacks = ([cb, curve, WallClock(), ProgressFile(run), FailpointCallback("pretrain-step")]
                  + ([_StopAt(stop_after)] if stop_after is not None else []) + list(extra_callbacks or []))
     callbacks += _tensorboard(run / "logs" / "tensorboard")
     trainer = EntropyMaskingTrainer(model=model, args=args,

@@ -43,6 +43,9 @@ def test_runs_complete_and_loss_falls(smoke_runs):
         assert (run / "config.json").exists() and (run / "model" / "model.safetensors").exists()
         assert (run / "logs" / "log_history.json").exists()
         assert m["final_train_loss"] < m["first_train_loss"] - 1.0, name
+        # the live progress file `entmask runs status` reads: the last step, by this process
+        prog = json.loads((run / "logs" / "progress.json").read_text())
+        assert prog["step"] == prog["max_steps"] == m["steps"] and prog["pid"] == os.getpid(), name
         assert 0 <= m["heldout_accuracy"] <= 1 and m["heldout_loss"] > 0
         assert m["heldout_masked_tokens"] > 100
         assert run.name.endswith(config.load_json(run / "config.json").short_hash())

@@ -56,8 +56,8 @@ def _read_manifest(folder: Path) -> dict:
 
 def _left_out(rel: Path, size: int) -> bool:
     """Whether a run's file at `rel` stays out of its record: weights, checkpoints, per-epoch models, event logs,
-    entmask's hidden temporaries and locks, model/ but its config.json (the tokenizer files are the mirror's
-    vocabulary), the record's own weights.json, and anything over RECORD_MAX_BYTES."""
+    the live progress file, entmask's hidden temporaries and locks, model/ but its config.json (the tokenizer files
+    are the mirror's vocabulary), the record's own weights.json, and anything over RECORD_MAX_BYTES."""
     return (rel.parts[0] in RECORD_SKIP_DIRS or rel.suffix in WEIGHT_SUFFIXES
             or any(x in RECORD_SKIP_ANYWHERE for x in rel.parts)
             or any(x.startswith(".") for x in rel.parts) or rel.suffix in (".lock", ".tmp")

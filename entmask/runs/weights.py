@@ -24,8 +24,8 @@ from entmask.runs.files import RunError
 RECORD_STAGES = ("reference", "pretrain", "finetune")
 RECORD_SKIP_DIRS = ("checkpoints", "epochs")  # resumable state and per-epoch models: weights, all of it
 # TensorBoard event files repeat log_history.json, as binaries named by host and time (a record must be the same
-# whichever machine exports it)
-RECORD_SKIP_ANYWHERE = ("tensorboard",)
+# whichever machine exports it); progress.json is the live progress of a training process (its pid and clock)
+RECORD_SKIP_ANYWHERE = ("tensorboard", "progress.json")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".npz", ".npy")
 RECORD_MAX_BYTES = 5 << 20  # a file larger than this is not a record (a few hundred KB is typical)
 RECORD_FILE = "weights.json"  # in each exported run: the key of the weights it was exported without
