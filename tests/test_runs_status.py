@@ -91,6 +91,16 @@ def test_each_run_says_its_state_step_pace_and_time_left(tree):
     assert stopped["state"] == "stopped" and stopped["pid"] is None
     assert (stopped["step"], stopped["max_steps"], stopped["checkpoint"]) == (500, 1000, 500)
     assert stopped["pace"] == pytest.approx(1.4) and stopped["eta_s"] is None  # nobody trains it: no time left
+    # a run trained before progress files existed: its checkpoint's step and pace, less the time since it was saved
+    ck = root / "p" / "pretrain" / "low-teacher-cccccccccc" / "checkpoints" / "checkpoint-500" / "trainer_state.json"
+    os.utime(ck, (now - 100, now - 100))
+    if not LINUX_LOCKS:
+        pytest.skip("no /proc/locks here: a run without a progress file cannot be seen training")
+    lock = FileLock(str(ck.parents[2]) + ".lock")
+    with lock:
+        again = status.run_status(ck.parents[2], now=now)
+    assert again["state"] == "pretraining" and again["updated_s"] == pytest.approx(100, abs=1)
+    assert again["eta_s"] == pytest.approx(1.4 * 500 - 100, abs=1)
     fin = rows["random-aaaaaaaaaa"]
     assert fin["state"] == "finished" and fin["heldout"] == 0.244 and fin["blimp"] == 0.5633
     assert fin["finetunes"] == (2, 1) and fin["precision"] == "fp32"

@@ -123,6 +123,10 @@ def run_status(run: str | Path, now: float | None = None) -> dict:
     if ck and (out["step"] is None or (ck[1].get("global_step") or 0) > out["step"]):
         # no progress file (a run trained before it existed), or one older than the checkpoint
         out.update(step=ck[1].get("global_step"), max_steps=ck[1].get("max_steps"), pace=checkpoint_pace(ck[1]))
+        try:  # time since the checkpoint was written, as for a progress file
+            out["updated_s"] = max(0.0, now - (Path(ck[0]) / "trainer_state.json").stat().st_mtime)
+        except OSError:
+            out["updated_s"] = None
     # Who trains it: the pretraining lock's holder (Linux), else the pid that writes progress.json, if alive.
     pid = run_pid if run_pid is not None else ((progress or {}).get("pid") if _alive((progress or {}).get("pid"))
                                                else 0)
