@@ -100,6 +100,7 @@ def test_each_run_says_its_state_step_pace_and_time_left(tree):
     with lock:
         again = status.run_status(ck.parents[2], now=now)
     assert again["state"] == "pretraining" and again["updated_s"] == pytest.approx(100, abs=1)
+    assert again["source"] == "checkpoint" and live["source"] == "progress"
     assert again["eta_s"] == pytest.approx(1.4 * 500 - 100, abs=1)
     fin = rows["random-aaaaaaaaaa"]
     assert fin["state"] == "finished" and fin["heldout"] == 0.244 and fin["blimp"] == 0.5633

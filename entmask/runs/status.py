@@ -91,7 +91,8 @@ def run_status(run: str | Path, now: float | None = None) -> dict:
     """One run folder as `entmask runs status` shows it: name, stage, state ('finished', 'pretraining',
     'fine-tuning' (the row's lock held after pretraining: fine-tuning or BLiMP), 'stopped', 'not started'), pid,
     step, max_steps, pace (s/step), eta_s, checkpoint (step of the last complete one), heldout, blimp (fractions),
-    finetunes (finished, unfinished), precision, updated_s (seconds since progress.json was written)."""
+    finetunes (finished, unfinished), precision, updated_s (seconds since the step was written), source ('progress':
+    logs/progress.json; 'checkpoint': the last checkpoint's trainer state)."""
     from entmask.resume import checkpoint_pace, checkpoint_state
 
     run = Path(run)
@@ -99,7 +100,7 @@ def run_status(run: str | Path, now: float | None = None) -> dict:
     out = {"name": run.name, "stage": run.parent.name, "state": "not started", "pid": None, "step": None,
            "max_steps": None, "pace": None, "eta_s": None, "checkpoint": None, "heldout": None, "blimp": None,
            "finetunes": _finetunes(run) if run.parent.name == "pretrain" else (0, 0), "precision": None,
-           "updated_s": None}
+           "updated_s": None, "source": None}
     metrics = finished_metrics(run)
     run_pid = lock_holder(str(run) + ".lock")
     row_pid = lock_holder(str(run) + ".row.lock")
@@ -117,12 +118,14 @@ def run_status(run: str | Path, now: float | None = None) -> dict:
             out.update(state="fine-tuning", pid=row_pid)
         return out
     if progress is not None:
-        out.update(step=progress.get("step"), max_steps=progress.get("max_steps"), pace=_pace(progress))
+        out.update(step=progress.get("step"), max_steps=progress.get("max_steps"), pace=_pace(progress),
+                   source="progress")
         if isinstance(progress.get("time"), (int, float)):
             out["updated_s"] = max(0.0, now - progress["time"])
     if ck and (out["step"] is None or (ck[1].get("global_step") or 0) > out["step"]):
         # no progress file (a run trained before it existed), or one older than the checkpoint
-        out.update(step=ck[1].get("global_step"), max_steps=ck[1].get("max_steps"), pace=checkpoint_pace(ck[1]))
+        out.update(step=ck[1].get("global_step"), max_steps=ck[1].get("max_steps"), pace=checkpoint_pace(ck[1]),
+                   source="checkpoint")
         try:  # time since the checkpoint was written, as for a progress file
             out["updated_s"] = max(0.0, now - (Path(ck[0]) / "trainer_state.json").stat().st_mtime)
         except OSError:
@@ -184,7 +187,8 @@ def format_status(profile: str, rows: list[dict]) -> str:
     table = [cols]
     for r in rows:
         state = r["state"] + (f" (pid {r['pid']})" if r["pid"] else "")
-        if r["state"] == "pretraining" and r["updated_s"] is not None and r["updated_s"] > 900:
+        # a progress file is rewritten every logging step; a checkpoint comes only every save_steps
+        if r["state"] == "pretraining" and r["source"] == "progress" and (r["updated_s"] or 0) > 900:
             state += f", no progress for {_dur(r['updated_s'])}"
         done, left = r["finetunes"]
         ft = "-" if not done and not left else f"{done} done" + (f", {left} unfinished" if left else "")
