@@ -13,6 +13,7 @@ What it is not: no logic of its own beyond turning flags into config overrides.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -84,6 +85,12 @@ def _main(argv: list[str] | None) -> int:
         _setup_env(a)
         errors = _expected_errors()
         return COMMANDS[a.cmd](a)
+    except BrokenPipeError:
+        # the reader of the output went away (`entmask runs status | head`): not an error of the command. Point
+        # stdout at devnull so that the interpreter's final flush does not fail again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except errors as e:
         if os.environ.get("ENTMASK_DEBUG"):
             raise

@@ -160,3 +160,17 @@ def test_cli_runs_status_and_its_bad_inputs(tree, capsys):
         assert cli.main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and msg in err, err
+
+
+def test_a_reader_that_goes_away_is_not_an_error(tree):
+    """`entmask runs status | head -1`: the pipe closes before the table is written; exit 0, nothing on stderr
+    (it was 'entmask: error: [Errno 32] Broken pipe')."""
+    import subprocess
+    import sys
+
+    root, _ = tree
+    p = subprocess.Popen([sys.executable, "-m", "entmask", "runs", "status", "--runs-dir", str(root)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # before the command has imported anything: its first print finds no reader
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 0 and "Broken pipe" not in err and "Traceback" not in err, err
