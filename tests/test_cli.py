@@ -160,6 +160,11 @@ def test_override_paths_agree():
     assert a.short_hash() == b.short_hash() and a.to_dict() == b.to_dict()
     assert config.from_dict(json.loads(a.to_json())).short_hash() == a.short_hash()
     assert default_name(a) == "high-teacher"
+    # a list of names: JSON, commas, or brackets without JSON's quotes (`--set finetune.tasks=[rte]` was refused as
+    # the unknown task '[rte]')
+    for text in ('["rte", "sst2"]', "rte,sst2", "[rte, sst2]", "['rte','sst2']", " [ rte ,sst2 ] "):
+        got = config.resolve("tiny", config.parse_set_args([f"finetune.tasks={text}"])).finetune.tasks
+        assert got == ["rte", "sst2"], text
 
 
 def test_name_and_cosmetic_fields_do_not_change_hash():

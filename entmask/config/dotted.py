@@ -81,8 +81,10 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
             try:
                 value = json.loads(value)
             except json.JSONDecodeError:
-                if base is list:
-                    value = [v for v in value.split(",") if v]
+                if base is list:  # rte,sst2 or [rte, sst2]: names without JSON's quotes
+                    inner = value.strip()
+                    inner = inner[1:-1] if inner.startswith("[") and inner.endswith("]") else inner
+                    value = [v.strip().strip("'\"") for v in inner.split(",") if v.strip()]
                 else:
                     raise ConfigError(f"{key}={value!r} must be a JSON object, e.g. '{{\"a\": 1}}'") from None
         if not isinstance(value, base):
