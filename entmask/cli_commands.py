@@ -187,12 +187,12 @@ def _runs_status(a) -> int:
     if a.folder:
         raise CLIError(f"runs status takes no folder ({a.folder!r}); give --profile NAME, or nothing for every "
                        f"profile under {runs.runs_root()}")
-    profiles = [a.profile] if a.profile else status.profiles_here()
-    if a.profile and not (runs.profile_dir(a.profile) / "pretrain").is_dir() \
-            and not (runs.profile_dir(a.profile) / "reference").is_dir():
+    here = status.profiles_here()
+    if a.profile and a.profile not in here:
         raise CLIError(f"no runs of profile {a.profile!r} under {runs.runs_root()}; give the runs folder with "
                        f"--runs-dir (or ENTMASK_RUNS_DIR), or a profile that has runs: "
-                       f"{', '.join(status.profiles_here()) or 'none here'}")
+                       f"{', '.join(here) or 'none here'}")
+    profiles = [a.profile] if a.profile else here
     if not profiles:
         print(f"entmask runs: no runs under {runs.runs_root()}")
         return 0
