@@ -740,7 +740,12 @@ def test_pooled_experiments_share_rows_and_refuse_what_cannot_pool(capsys, tmp_p
         (tag, [(lab, pretrain_seeds(c)) for lab, c in specs], kw["workers"])))
     monkeypatch.setattr(W, "run", lambda name, c, **kw: tables.append((name, pretrain_seeds(c))) or Path(name))
     two = config.apply_overrides(cfg, {"experiment.pretrain_seeds": [0, 1]})
-    assert ex.run_many(["table1", "table2"], two, workers=2) == [Path("table1"), Path("table2")]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(2, threads))  # two workers need two threads to share (one under pytest-xdist)
+    try:
+        assert ex.run_many(["table1", "table2"], two, workers=2) == [Path("table1"), Path("table2")]
+    finally:
+        torch.set_num_threads(threads)
     assert len(calls) == 1 and calls[0][0] == "table1+table2" and calls[0][2] == 2
     assert [lab for lab, _ in calls[0][1]] == [lab for lab, _ in specs]
     assert {tuple(s) for _, s in calls[0][1]} == {(0, 1)}
