@@ -6,8 +6,8 @@ what they print about a run (`_print_run`, `_teacher_info`), and the checks that
 (`_refuse_unfinished_run`, `_refuse_tasks_without_data`), each raising `CLIError` with one line.
 
 What it is not: no parser (`entmask.cli_parser`) and no error reporting or entry point (`entmask.cli`).
-`entmask.pretrain` alone is imported in the handlers that use it: it loads transformers and datasets (seconds),
-which `entmask --help`, `info` and every refused flag would otherwise pay.
+Modules that load torch, transformers or datasets are imported in the handlers that use them (seconds), which
+`entmask --help`, `runs status` and every refused flag would otherwise pay (tests/test_cli.py checks it).
 """
 from __future__ import annotations
 
@@ -16,29 +16,28 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
-from entmask import bench, blimp, config, data, experiments, finetune, notebooks, records, runs, schemas
+from entmask import config, runs, schemas  # light: no torch, transformers or datasets
 from entmask.cli_parser import CLIError, resolve_from_args
-from entmask.data import mirror_dir
-from entmask.models import PRESETS
-from entmask.phases import describe_schedule
 from entmask.runs import safe_name
+
+# Everything heavier is imported in the handler that uses it: torch, transformers, datasets and scikit-learn cost
+# ~6 s of the 8.7 s that `entmask --help` took when they were imported here (AVX2 CPU, 2026-12-07), and `--help`,
+# `runs status`, `runs export` and every refused flag need none of them.
 
 
 def cmd_pretrain(a) -> int:
+    cfg = resolve_from_args(a)  # refused flags first: a refusal need not load the training stack
     from entmask import pretrain
 
-    cfg = resolve_from_args(a)
     run = pretrain.pretrain(cfg, force=a.force, progress=not a.quiet, stop_after=a.stop_after)
     _print_run(run)
     return 0
 
 
 def cmd_reference(a) -> int:
+    cfg = resolve_from_args(a)  # refused flags first: a refusal need not load the training stack
     from entmask import pretrain
 
-    cfg = resolve_from_args(a)
     run = pretrain.build_reference(cfg, force=a.force, progress=not a.quiet)
     _print_run(run)
     if a.scores:
@@ -72,6 +71,11 @@ def _fmt(v) -> str:
 
 
 def cmd_info(a) -> int:
+    import torch
+
+    from entmask import data
+    from entmask.phases import describe_schedule
+
     cfg = resolve_from_args(a)
     if a.keys:
         print("\n".join(config.all_keys(cfg)))
@@ -108,6 +112,8 @@ def _teacher_info(cfg) -> str:
 
 
 def cmd_finetune(a) -> int:
+    from entmask import finetune
+
     if a.tasks is not None:
         tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
         if not tasks:
@@ -135,6 +141,9 @@ def cmd_finetune(a) -> int:
 def _refuse_tasks_without_data(tasks, data_dir: str | None) -> None:
     """A task named by --tasks that has no data here is an error before anything trains (exit 2). Experiments
     and a profile's own task list keep reporting such a task as 'absent' instead (QQP and MNLI offline)."""
+    from entmask import finetune
+    from entmask.data import mirror_dir
+
     for task in tasks:
         reason = finetune.absent_reason(task, data_dir)
         if reason is None:
@@ -201,6 +210,8 @@ def _runs_status(a) -> int:
 
 
 def cmd_experiment(a) -> int:
+    from entmask import experiments
+
     cfg = resolve_from_args(a)
     kwargs = {"corpus": a.corpus} if a.corpus else {}
     if a.recipes is not None:
@@ -241,6 +252,8 @@ def cmd_experiment(a) -> int:
 
 
 def cmd_runs(a) -> int:
+    from entmask import records
+
     if a.action == "status":
         return _runs_status(a)
     if not a.folder:
@@ -282,6 +295,8 @@ def cmd_runs(a) -> int:
 
 
 def cmd_reproduce(a) -> int:
+    from entmask import notebooks
+
     # --only as given (None when absent): `select` refuses an empty name rather than reading "" as all notebooks.
     ok = notebooks.reproduce(a.profile, only=a.only, data_dir=a.data_dir, overrides=a.set, progress=not a.quiet)
     return 0 if ok else 1
@@ -298,6 +313,8 @@ def _finished_run(arg: str) -> Path:
 
 
 def cmd_blimp(a) -> int:
+    from entmask import blimp
+
     run = _finished_run(a.run)
     if a.per_paradigm is not None and not 0 <= a.per_paradigm <= 1000:
         raise CLIError(f"--per-paradigm {a.per_paradigm} must be between 1 and 1000 (0 = all)")
@@ -327,6 +344,11 @@ def cmd_heldout(a) -> int:
 
 
 def cmd_bench(a) -> int:
+    import torch
+
+    from entmask import bench
+    from entmask.models import PRESETS
+
     if a.preset not in PRESETS:
         raise CLIError(f"--preset {a.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
     for flag, v, lo in (("--seq-len", a.seq_len, 8), ("--batch-size", a.batch_size, 1), ("--repeats", a.repeats, 1)):

@@ -187,6 +187,34 @@ def test_console_script_subprocess(session_runs):
     assert out.returncode == 0 and "masking.strategy" in out.stdout.split()
 
 
+LIGHT_PROBE = """
+import sys
+from entmask.cli import main
+codes = [main(argv) for argv in ({argvs})]
+heavy = sorted(m for m in ("transformers", "datasets", "sklearn", "pandas", "scipy") if m in sys.modules)
+print(codes, heavy)
+"""
+
+
+def test_light_commands_load_no_training_stack(tmp_path):
+    """`entmask --help`, `runs status` and a refused flag start in ~2 s, not ~9: they import neither transformers,
+    datasets, scikit-learn nor pandas (torch alone comes with the masking registry that --strategy's help lists).
+    An expected error of a module such a command never loads is still one line and exit 2 once a command has
+    loaded it (`experiment nope` below, whose ExperimentError lives beside pandas)."""
+    env = dict(os.environ, ENTMASK_RUNS_DIR=str(tmp_path))
+    argvs = '["runs", "status"], ["pretrain", "--profile", "smoke", "--strategy", "nope"], ["runs", "export"]'
+    out = subprocess.run([sys.executable, "-c", LIGHT_PROBE.format(argvs=argvs)], capture_output=True, text=True,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines() == [f"entmask runs: no runs under {tmp_path}", "[0, 2, 2] []"], out.stdout
+    assert "unknown masking strategy" in out.stderr and "runs export needs a folder" in out.stderr
+    out = subprocess.run([sys.executable, "-c", LIGHT_PROBE.format(argvs='["experiment", "nope"],')],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.startswith("[2] "), out.stderr
+    err = out.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("entmask: error: unknown experiment 'nope'"), out.stderr
+
+
 def test_reference_scores_every_view_its_students_train_on(capsys, session_runs):
     """`entmask reference --scores`: the teacher and its scores of the whole rows and of the short view, cached
     beside the corpus under the teacher's key, ready for `entmask runs export` to record them."""
