@@ -32,9 +32,10 @@ class BarsOnly(ProgressCallback):
 
 class ProgressFile(TrainerCallback):
     """logs/progress.json of a run folder, rewritten (atomically) when training starts and at every logging step:
-    {"step", "max_steps", "time" (unix seconds), "pid", "recent": the last 6 [step, time] points of this process}, so
-    that `entmask runs status` can say how far a run got, at what pace and when it ends, while it trains. Only the
-    main process of a torchrun writes it. A failure to write is ignored: it is a report, not part of the run."""
+    {"step", "max_steps", "time" (unix seconds), "pid", "recent": the last 6 [step, time] points this process
+    logged (its start is not one)}, so that `entmask runs status` can say how far a run got, at what pace and when it
+    ends, while it trains. Only the main process of a torchrun writes it. A failure to write is ignored: it is a
+    report, not part of the run."""
 
     KEEP = 6
 
@@ -42,13 +43,13 @@ class ProgressFile(TrainerCallback):
         self.path = Path(run) / "logs" / "progress.json"
         self.recent: list[list] = []
 
-    def _write(self, state) -> None:
+    def _write(self, state, point: bool = True) -> None:
         from entmask import runs
 
         if not state.is_world_process_zero:
             return
         now = round(time.time(), 3)
-        if not self.recent or self.recent[-1][0] != state.global_step:
+        if point and (not self.recent or self.recent[-1][0] != state.global_step):
             self.recent = (self.recent + [[state.global_step, now]])[-self.KEEP:]
         try:
             runs.atomic_write_text(self.path, json.dumps({
@@ -58,8 +59,10 @@ class ProgressFile(TrainerCallback):
             pass
 
     def on_train_begin(self, args, state, control, **kw):
-        self.recent = []  # a resumed process's pace is its own
-        self._write(state)
+        # a resumed process's pace is its own; and the start is no pace point: the first step also loads data,
+        # scores and checkpoints (a cpu-wiki student's first step read as 24 s a step and 35 h left)
+        self.recent = []
+        self._write(state, point=False)
 
     def on_log(self, args, state, control, logs=None, **kw):
         self._write(state)

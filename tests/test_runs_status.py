@@ -131,6 +131,10 @@ def test_the_progress_callback_writes_step_pace_points_and_pid(tmp_path):
     cb = ProgressFile(tmp_path / "run")
     state = SimpleNamespace(global_step=0, max_steps=50, is_world_process_zero=True)
     cb.on_train_begin(None, state, None)
+    state.global_step = 1
+    cb.on_log(None, state, None, logs={"loss": 1.0})
+    p = json.loads((tmp_path / "run" / "logs" / "progress.json").read_text())
+    assert [s for s, _ in p["recent"]] == [1] and status._pace(p) is None  # the start is no pace point
     for step in range(5, 51, 5):
         state.global_step = step
         cb.on_log(None, state, None, logs={"loss": 1.0})
