@@ -134,7 +134,7 @@ def bands_of_run(run_dir, data_dir: str | None = None, progress: bool = True) ->
     <run>/heldout_bands.json (exported with its record) and returned."""
     from entmask import config
     from entmask.data import prepare_corpus
-    from entmask.models import load_masked_lm
+    from entmask.models import load_masked_lm, transformers_bars
 
     run = Path(run_dir).expanduser().resolve()
     cfg = config.load_json(run / "config.json")
@@ -142,7 +142,8 @@ def bands_of_run(run_dir, data_dir: str | None = None, progress: bool = True) ->
         cfg.data.data_dir = data_dir
     # the corpus cache of the runs root the run lives in (runs/<profile>/pretrain/<name>), not ./runs
     corpus = prepare_corpus(cfg.data, root=run.parents[2], progress=progress, trust_remote_code=cfg.trust_remote_code)
-    model = load_masked_lm(run / "model", expect_vocab=corpus.tokenizer.vocab_size, role="student")
+    with transformers_bars(progress):  # `--quiet` also silences transformers' "Loading weights" bar
+        model = load_masked_lm(run / "model", expect_vocab=corpus.tokenizer.vocab_size, role="student")
     out = {"run": run.name, "model": runs.model_key(run),
            **accuracy_by_frequency(model, corpus, cfg.train.eval_batch_size)}
     runs.write_json(run / BANDS_FILE, out)

@@ -81,8 +81,9 @@ def test_heldout_by_frequency_splits_the_same_targets(smoke_runs, capsys):
     assert [b["band"] for b in bands] == ["types 1-10", "types 11-100", "types 101-1,000", "types 1,001 and rarer"]
     assert sum(b["targets"] for b in bands) == d["masked_tokens"]
     assert bands[0]["unigram_accuracy"] > 0 and d["model"]
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "by how frequent the target's type is" in out and "types 1,001 and rarer" in out
+    assert "Loading weights" not in err, err  # --quiet silences transformers' own bars too
     assert cli.main(["heldout", str(run / "nope")]) == 2
 
 
