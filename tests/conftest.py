@@ -15,6 +15,12 @@ VOCAB = MIRROR.parent / "models" / "bert-base-uncased-vocab"
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
 
+# Config hashes fingerprint the data source they resolve to: without the variable, a test run alone (pytest
+# tests/test_phases.py::test_config_checks_and_hashes) resolved another source than under `make test` (which
+# exports it) and saw other hashes. Set once here, before any test resolves a config.
+if (MIRROR / "wikitext").is_dir():
+    os.environ.setdefault("ENTMASK_DATA_DIR", str(MIRROR))
+
 needs_mirror = pytest.mark.skipif(not (MIRROR / "wikitext").is_dir(),
                                   reason=f"offline mirror not found at {MIRROR} (set ENTMASK_DATA_DIR)")
 
@@ -85,3 +91,19 @@ def pytest_terminal_summary(terminalreporter):
         tw.write_line(f"{s:8.1f}  {f}")
     tw.write_line(f"{sum(per_file.values()):8.1f}  in all; per worker: "
                   + ", ".join(f"{w} {s:.0f} s" for w, s in sorted(per_worker.items())))
+
+
+
+@pytest.fixture(scope="session")
+def seed_root(session_runs):
+    """`seed_root(root)`: copy the session's built teachers and corpus caches (teacher entropies included) into a
+    fresh runs root, so a test that needs a root of its own finds them by hash instead of building them again (a
+    smoke reference and its pass over the corpus: ~30 s on the AVX2 CPU). Only what exists is copied."""
+    import shutil
+
+    def seed(root: Path, profile: str = "smoke") -> Path:
+        for sub in (Path("cache") / "corpus", Path(profile) / "reference"):
+            if (session_runs / sub).is_dir():
+                shutil.copytree(session_runs / sub, root / sub, dirs_exist_ok=True)
+        return root
+    return seed

@@ -126,6 +126,33 @@ def test_load_blimp_subsample_is_fixed_and_nested(mirror):
         load_blimp(str(mirror), per_paradigm=0)
 
 
+def test_load_blimp_reads_the_mirror_once_until_a_file_changes(mirror, tmp_path, monkeypatch):
+    """The pairs are parsed once per process (every student an experiment scores asks for them), handed out as
+    copies, and read again when a file of the mirror changes."""
+    import os
+    import shutil
+
+    import pandas as pd
+
+    copy = tmp_path / "mirror"
+    shutil.copytree(mirror / "blimp", copy / "blimp")
+    reads = []
+    real = pd.read_parquet
+    monkeypatch.setattr(pd, "read_parquet", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    a = load_blimp(str(copy), per_paradigm=2)
+    assert len(reads) == 67 and len(a) == 134
+    a.loc[0, "sentence_good"] = "changed by the caller"
+    b = load_blimp(str(copy), per_paradigm=2)
+    assert len(reads) == 67 and b.loc[0, "sentence_good"] != "changed by the caller"  # no read, a fresh copy
+    f = sorted((copy / "blimp").glob("*.parquet"))[0]
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # a changed file: read again
+    assert load_blimp(str(copy), per_paradigm=2).equals(b) and len(reads) == 134
+    f.write_bytes(b"not parquet")
+    with pytest.raises(DataError, match="damaged"):
+        load_blimp(str(copy), per_paradigm=2)
+
+
 def test_missing_blimp_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(DataError) as e:
         load_blimp(str(tmp_path))

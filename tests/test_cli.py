@@ -220,14 +220,15 @@ def test_reference_scores_every_view_its_students_train_on(capsys, session_runs)
     beside the corpus under the teacher's key, ready for `entmask runs export` to record them."""
     from entmask import runs
 
+    # 6 articles: two passes over the corpus (smoke's 16 took ~50 s on the AVX2 CPU)
     code, out, err = run_cli(capsys, "reference", "--profile", "smoke", "--quiet", "--scores",
-                             "--set", "train.short_rows=2")
+                             "--set", "train.short_rows=2", "--set", "data.max_articles=6")
     assert code == 0, err
     assert "the teacher's scores of train, train-short2 are cached beside corpus" in out
     assert "entmask runs export --profile smoke" in out
     from entmask.pretrain import run_folder
 
-    ref = run_folder(config.resolve("smoke", {"train.short_rows": 2}), "reference")
+    ref = run_folder(config.resolve("smoke", {"train.short_rows": 2, "data.max_articles": 6}), "reference")
     key = runs.weights_key(ref / "model")
     names = {p.name for p in (session_runs / "cache" / "corpus").glob(f"*/entropy-*-{key}.safetensors")}
     assert {f"entropy-train-{key}.safetensors", f"entropy-train-short2-{key}.safetensors"} <= names

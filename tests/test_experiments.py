@@ -510,14 +510,14 @@ def test_deltas_against_the_baseline(results):
 
 
 def test_blimp_beside_the_total(results):
-    """Every finished student is scored on BLiMP (the smoke profile: 3 pairs x 67 paradigms) and the table shows its
+    """Every finished student is scored on BLiMP (the smoke profile: 1 pair x 67 paradigms) and the table shows its
     accuracy and a paired Δ against the reference row, computed from the per-pair record in blimp.json."""
     from entmask import blimp
 
     res = results["table1"]
     base = scores(res, "baseline")
     doc = json.loads((Path(base["run"]) / blimp.RESULT_FILE).read_text())
-    assert doc["scoring"]["per_paradigm"] == 3 and len(doc["correct"]) == doc["scoring"]["n"] == 201
+    assert doc["scoring"]["per_paradigm"] == 1 and len(doc["correct"]) == doc["scoring"]["n"] == 67
     assert base["BLiMP"] == pytest.approx(100 * doc["accuracy"]) and base["BLiMP seeds"] == 1
     high = scores(res, "teacher-high")
     dh = json.loads((Path(high["run"]) / blimp.RESULT_FILE).read_text())

@@ -58,7 +58,8 @@ def test_corrupt_metrics_detected_and_run_redone(session_runs):
 
 
 def test_partial_entropy_cache_is_rebuilt(session_runs, capsys):
-    cfg = config.resolve("smoke", {"masking.strategy": "high"})
+    # 5 articles: two passes (the first may be a hit), each ~20 s over smoke's 16 on the AVX2 CPU
+    cfg = config.resolve("smoke", {"masking.strategy": "high", "data.max_articles": 5})
     corpus = prepare_corpus(cfg.data, session_runs, progress=False)
     tdir = pretrain.resolve_teacher(cfg, progress=False)
     entropy.teacher_entropies(tdir, corpus.dir, "train", corpus.train_ids, progress=False)

@@ -156,8 +156,9 @@ def test_trainer_masks_the_short_rows_by_their_own_teacher_scores(session_runs, 
 
 @pytest.mark.slow
 def test_a_two_phase_run_records_its_phases(session_runs):
-    cfg = config.resolve("smoke", {"train.short_rows": 2, "train.short_fraction": 0.5, "train.eval_steps": 4},
-                         name="two-phase-run")
+    # 20 steps (smoke's 110 took ~60 s on the AVX2 CPU): 10 short, 10 whole, a curve point every 4
+    cfg = config.resolve("smoke", {"train.short_rows": 2, "train.short_fraction": 0.5, "train.eval_steps": 4,
+                                   "train.max_steps": 20}, name="two-phase-run")
     run = pretrain.pretrain(cfg, progress=False)
     m = json.loads((run / "metrics.json").read_text())
     steps = m["steps"]
@@ -211,7 +212,9 @@ def test_natural_positions_train_the_positions_past_a_short_row(session_runs, tm
 
 @pytest.mark.slow
 def test_a_ramped_teacher_masked_run_trains_every_view_on_the_teachers_scores_of_it(session_runs):
-    cfg = config.resolve("smoke", {"data.seq_len": 66, "masking.strategy": "high", "train.short_rows": 4,
+    # 4 articles: the teacher scores three views of the corpus (a pass over smoke's 16 is ~20 s on the AVX2 CPU)
+    cfg = config.resolve("smoke", {"data.seq_len": 66, "data.max_articles": 4, "masking.strategy": "high",
+                                   "train.short_rows": 4,
                                    "train.short_fraction": 0.25, "train.length_ramp": [[2, 0.25]],
                                    "train.max_steps": 8, "train.eval_steps": 2}, name="ramp-run")
     run = pretrain.pretrain(cfg, progress=False)
