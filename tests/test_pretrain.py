@@ -389,10 +389,15 @@ def test_the_teachers_scores_travel_in_its_record(session_runs, smoke_runs, tmp_
 
     cfg = smoke(**{"train.short_rows": 2})  # a profile whose students also train on a short view of the rows
     corpus = prepare_corpus(cfg.data, session_runs, progress=False)
-    assert score_views(cfg, pretrain.resolve_teacher(cfg, progress=False), corpus, False) == ["train", "train-short2"]
+    teacher = pretrain.resolve_teacher(cfg, progress=False)
+    assert score_views(cfg, teacher, corpus, False) == ["train", "train-short2"]
     rec = tmp_path / "records"
     out = export_records("smoke", rec, session_runs)
-    ref = next(r for r in out["exported"] if r.startswith("reference/"))
+    # this teacher's record (the session's root may hold other tests' teachers, of other corpora, and their scores)
+    ref = f"reference/{teacher.parent.name}"  # resolve_teacher gives its model/ folder
+    assert ref in out["exported"]
+    every_score = sum(len(json.loads((rec / r / "scores.json").read_text())["files"]) for r in out["exported"]
+                      if r.startswith("reference/") and (rec / r / "scores.json").is_file())
     listed = json.loads((rec / ref / "scores.json").read_text())
     key = json.loads((rec / ref / "weights.json").read_text())["model_key"]
     assert listed["teacher_key"] == key
@@ -402,7 +407,7 @@ def test_the_teachers_scores_travel_in_its_record(session_runs, smoke_runs, tmp_
 
     fresh = tmp_path / "fresh"
     got = import_records(rec, fresh)
-    assert ref in got["imported"] and got["scores"] == len(listed["files"])
+    assert ref in got["imported"] and got["scores"] == every_score
     # trained by no other test; 12 steps: the check is that both machines train the same student, not a good one
     cfg = smoke(name="mid", **{"masking.strategy": "mid", "train.seed": 7, "train.max_steps": 12})
     tdir = pretrain.resolve_teacher(cfg, fresh, progress=False)
