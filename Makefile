@@ -30,7 +30,8 @@ setup: $(BIN)/entmask
 reproduce: setup
 	$(BIN)/entmask reproduce --profile $(PROFILE)
 
-## The README's test command (CI runs exactly this)
+## The README's test command (CI runs exactly this). Whole files per worker, longest first (tests/conftest.py's
+## FILE_SECONDS; xdist's own reorder by test count is off), so that the two workers end together.
 test: setup
 	$(BIN)/python -m pytest -q -rs --durations=25 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
