@@ -56,9 +56,10 @@ def load_blimp(data_dir: str | None = None, per_paradigm: int | None = None, see
         raise DataError(f"BLiMP not found ({where}); point --data-dir or {ENV_DATA} at a mirror with "
                         f"blimp/<UID>.parquet (see its MANIFEST.md)")
     # Read once per process: 67 parquet files parsed and subsampled took ~0.6 s, paid by every student an experiment
-    # scores (issue 33). Keyed by each file's size and mtime, so a changed mirror is read again; callers get a copy.
+    # scores (issue 33). Keyed by each file's identity as `file_digest` keys its memo (size, mtime, inode), so a
+    # changed or replaced file is read again; callers get a copy.
     key = (str(folder.resolve()), per_paradigm, seed,
-           tuple((f.name, st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()]))
+           tuple((f.name, st.st_size, st.st_mtime_ns, st.st_ino) for f in files for st in [f.stat()]))
     if key not in _LOADED:
         _LOADED.clear()  # one mirror and subsample at a time: a long session does not accumulate copies
         _LOADED[key] = _read_pairs(files, per_paradigm, seed)
