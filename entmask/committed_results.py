@@ -7,10 +7,12 @@ excluded"), the section's table with the paper's rows beside ours, and the verdi
 experiments have no committed runs gets one line that says so.
 
 How: the records are imported (verified, as `entmask runs import` does) into a temporary runs folder that is
-removed afterwards, the report-only tables (`entmask experiment table1,table2,static --report-only`) and the
-verdicts are built there, and what the notebooks show is kept in runs/cache/committed/<profile>-<key>/, keyed by
-the records' manifest and file sizes and by entmask's source: the first notebook on a machine builds it (~20 s on
-two busy cores), the others read it (well under a second). Nothing is trained; no lock of the runs folder is taken
+removed afterwards (in /dev/shm where it has room), the report-only tables (`entmask experiment table1,table2,static
+--report-only`, their figures not drawn) and the verdicts are built there, and what the notebooks show is kept in
+runs/cache/committed/<profile>-<key>/, keyed by the records' manifest and file sizes and by entmask's source: the
+first notebook on a machine builds it (cpu-wiki 5 s and cpu-long 25 s on the AVX2 CPU beside a running matrix,
+entmask already imported; 6 and 45 s before the figures and the disk were skipped), the others read it (well under
+a second). Nothing is trained; no lock of the runs folder is taken
 (the import's own locks are those of the temporary folder). The profile is the newest of DECISIVE_PROFILES with
 rows of its own for the section, followed by any older one's pooled verdicts on the section's claims, or the one
 named (`results_profile` in the notebooks' parameters).
@@ -100,6 +102,21 @@ def _key(rec: Path) -> str:
     return h.hexdigest()[:12]
 
 
+def _scratch(rec: Path) -> str | None:
+    """Where the records are imported for a build: /dev/shm when it is a writable folder with room for four times
+    the records (Linux's memory-backed tmpfs), else the system's temporary folder (None). A build writes and then
+    deletes ~2,000 small files; on a disk mounted with online discard (the project's AVX2 host) deleting them alone
+    took 9 of cpu-long's 30 s."""
+    shm = "/dev/shm"
+    try:
+        if not (os.path.isdir(shm) and os.access(shm, os.W_OK)):
+            return None
+        need = 4 * sum(p.stat().st_size for p in rec.rglob("*") if p.is_file())
+        return shm if shutil.disk_usage(shm).free > need else None
+    except OSError:
+        return None
+
+
 def _own_rows(res, name: str) -> list[str]:
     """Labels of the rows of an experiment's report that are its own: not its reference row (random for most),
     and, for an experiment outside VERDICT_INPUTS, not a row it shares with them (kd's self-masking row is
@@ -123,15 +140,18 @@ def build(profile: str, root=None, rebuild: bool = False) -> Path | None:
     if (out / "build.json").is_file() and not rebuild:
         return out
     from entmask import config, experiments, records
+    from entmask.experiments.plots import figures_off
 
     t0 = time.perf_counter()
     pre, ft, n_pre, n_ft = seeds_of(rec)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     status: dict = {}
-    with tempfile.TemporaryDirectory(prefix="entmask-committed-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="entmask-committed-", dir=_scratch(rec)) as tmp:
         said = io.StringIO()
-        with contextlib.redirect_stdout(said):  # the report-only "not finished: ..." lines, kept as notes below
+        # the report-only "not finished: ..." lines are kept as notes below; the experiments' own figures are not
+        # drawn (a build keeps text and the verdict figures drawn at its end)
+        with contextlib.redirect_stdout(said), figures_off():
             records.import_records(rec, root=tmp)
             cfg = config.resolve(profile, {"experiment.pretrain_seeds": pre or [0], "finetune.seeds": ft or [0]})
             names = [n for _, (_, exps) in sorted(SECTIONS.items()) for n in exps]
@@ -154,12 +174,8 @@ def build(profile: str, root=None, rebuild: bool = False) -> Path | None:
                 status[m.group(1)].setdefault("left_out", []).append(m.group(2))
         results = runs.results_dir(profile, tmp)
         for p in results.glob("*"):
-            if p.suffix in (".csv", ".json", ".md") or p.name == "verdicts.png":
-                text_like = p.suffix in (".csv", ".json", ".md")
-                if text_like:
-                    (tmp_out / p.name).write_text(p.read_text().replace(tmp, "<records>"))
-                else:
-                    shutil.copy2(p, tmp_out / p.name)
+            if p.suffix in (".csv", ".json", ".md"):
+                (tmp_out / p.name).write_text(p.read_text().replace(tmp, "<records>"))
         if vtable is not None:
             from entmask.experiments import plot_verdicts
 

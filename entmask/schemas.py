@@ -181,13 +181,14 @@ def check(value: Any, schema: Schema) -> Any:
 def _too_deep(value: Any, limit: int) -> bool:
     """Whether `value` nests more than `limit` lists/objects, or holds more than MAX_ITEMS in one; iterative, so
     a hostile file cannot exhaust the stack here."""
-    stack = [(value, 1)]
+    if not isinstance(value, (dict, list)):
+        return False
+    stack = [(value, 1)]  # containers only: a record's predictions are lists of thousands of scalars, skipped here
     while stack:
         v, d = stack.pop()
-        if isinstance(v, (dict, list)):
-            if d > limit or len(v) > MAX_ITEMS:
-                return True
-            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+        if d > limit or len(v) > MAX_ITEMS:
+            return True
+        stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v) if isinstance(x, (dict, list)))
     return False
 
 
