@@ -298,7 +298,8 @@ def cmd_reproduce(a) -> int:
     from entmask import notebooks
 
     # --only as given (None when absent): `select` refuses an empty name rather than reading "" as all notebooks.
-    ok = notebooks.reproduce(a.profile, only=a.only, data_dir=a.data_dir, overrides=a.set, progress=not a.quiet)
+    ok = notebooks.reproduce(a.profile, only=a.only, data_dir=a.data_dir, overrides=a.set, progress=not a.quiet,
+                             shared_kernel=a.shared_kernel)
     return 0 if ok else 1
 
 

@@ -99,6 +99,14 @@ def uninterrupted(tmp_path_factory, session_runs):
     return root
 
 
+def seed_corpus(src: Path, root: Path, entropies: bool) -> None:
+    """Copy `src`'s tokenized corpus (and its teacher entropies, or not) into `root`, for a victim whose stage
+    comes after tokenizing: it would otherwise tokenize again first (the tokenizing stage has tests of its own)."""
+    c = corpus_dir(src)
+    shutil.copytree(c, root / "cache" / "corpus" / c.name,
+                    ignore=None if entropies else shutil.ignore_patterns("entropy-*"))
+
+
 def _same_corpus(a: Path, b: Path) -> None:
     ca, cb = corpus_dir(a), corpus_dir(b)
     assert (ca / "packed.safetensors").read_bytes() == (cb / "packed.safetensors").read_bytes()
@@ -130,8 +138,9 @@ def test_kill_during_teacher_entropy_pass(uninterrupted, tmp_path, failpoint):
     assert batches >= 4, "the smoke corpus must give the teacher pass several batches to die in"
     for n in points(1, batches if failpoint == "teacher-pass" else 1, failpoint):
         root = tmp_path / f"n{n}"
-        # The teacher is already built (copied): the victim dies in the pass, not in the reference stage.
+        # The teacher and the tokenized corpus are there (copied): the victim dies in the pass, not before it.
         shutil.copytree(teacher, root / "smoke" / "reference" / teacher.name)
+        seed_corpus(uninterrupted, root, entropies=False)
         out = kill_then_rerun(PRETRAIN, root, f"{failpoint}:{n}")
         done_blocks = (n - 1) // 2  # blocks of 32 rows = 2 batches of 16 finished before the kill
         if failpoint == "teacher-pass" and done_blocks and 32 * done_blocks < rows:
@@ -150,6 +159,7 @@ def test_kill_during_pretraining_step(uninterrupted, tmp_path):
         root = tmp_path / f"n{n}"
         shutil.copytree(one_run(uninterrupted, "reference"), root / "smoke" / "reference" /
                         one_run(uninterrupted, "reference").name)
+        seed_corpus(uninterrupted, root, entropies=True)  # the teacher's scores too: the victim starts training
         kill_then_rerun(PRETRAIN, root, f"pretrain-step:{n}")
         run = one_run(root, "pretrain")
         m = json.loads((run / "metrics.json").read_text())

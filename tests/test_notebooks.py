@@ -248,14 +248,16 @@ def _write_fake_notebooks(d: Path) -> None:
     nbformat.write(nb(params, "z = 3"), d / "02_never.ipynb")
 
 
-def test_reproduce_stops_at_the_failing_cell_and_keeps_the_partial_notebook(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("shared", [False, True], ids=["fresh-kernels", "shared-kernel"])
+def test_reproduce_stops_at_the_failing_cell_and_keeps_the_partial_notebook(tmp_path, monkeypatch, capsys, shared):
     src = tmp_path / "nbs"
     src.mkdir()
     _write_fake_notebooks(src)
     monkeypatch.setattr(NR, "NOTEBOOKS", ["00_ok", "01_fails", "02_never"])
     monkeypatch.setattr(NR, "NOTEBOOK_DIR", src)
     monkeypatch.delenv("JUPYTER_PATH", raising=False)
-    ok = NB.reproduce("smoke", runs_dir=tmp_path / "runs", overrides=["train.lr=0.001"], progress=False)
+    ok = NB.reproduce("smoke", runs_dir=tmp_path / "runs", overrides=["train.lr=0.001"], progress=False,
+                      shared_kernel=shared)
     assert ok is False
     out = capsys.readouterr()
     # cell 3 of the executed notebook: parameters, injected parameters, x = 1, then the raise
@@ -272,6 +274,42 @@ def test_reproduce_stops_at_the_failing_cell_and_keeps_the_partial_notebook(tmp_
     assert summary["notebooks"][0]["headline"] == {"answer": 42.0}
     assert "answer=42" in out.out
     assert "JUPYTER_PATH" not in __import__("os").environ  # the environment is restored
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["fresh-kernels", "shared-kernel"])
+def test_a_shared_kernel_starts_each_notebook_as_a_fresh_one_would(tmp_path, monkeypatch, shared):
+    """`shared_kernel=True`: one kernel process runs every notebook, and each starts without the previous one's
+    names or open figures, with execution counts from 1; its modules stay imported (the point of sharing)."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    src, runs_dir = tmp_path / "nbs", tmp_path / "runs"
+    src.mkdir()
+
+    def write(name, *sources):
+        record = f'from entmask import config, notebooks\nnotebooks.record("{name}", {{"x": 1.0}}, ' \
+                 'config.resolve("smoke"), root=runs_dir)'
+        cells = [new_code_cell('runs_dir = None'), *map(new_code_cell, sources), new_code_cell(record)]
+        cells[0].metadata["tags"] = ["parameters"]
+        nb = new_notebook(cells=cells)
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, src / f"{name}.ipynb")
+
+    pid = 'import os, pathlib, sys\npathlib.Path(runs_dir, "pid-{}").write_text(str(os.getpid()))'
+    write("00_defines", pid.format("00"), "leak = 42\nimport matplotlib\nmatplotlib.use('agg')\n"
+          "import matplotlib.pyplot as plt\nfig = plt.figure()\nsys.modules['entmask_marker'] = sys  # 'imported'")
+    write("01_reads", pid.format("01"),
+          "import matplotlib.pyplot as plt\nassert 'leak' not in globals() and 'fig' not in globals()\n"
+          "assert plt.get_fignums() == [], plt.get_fignums()\n"
+          f"assert ('entmask_marker' in sys.modules) == {shared}")
+    monkeypatch.setattr(NR, "NOTEBOOKS", ["00_defines", "01_reads"])
+    monkeypatch.setattr(NR, "NOTEBOOK_DIR", src)
+    monkeypatch.delenv("JUPYTER_PATH", raising=False)
+    assert NB.reproduce("smoke", runs_dir=runs_dir, progress=False, shared_kernel=shared)
+    pids = [(runs_dir / f"pid-{n}").read_text() for n in ("00", "01")]
+    assert (pids[0] == pids[1]) == shared, pids
+    executed = nbformat.read(runs_dir / "smoke" / "notebooks" / "01_reads.ipynb", as_version=4)
+    counts = [c.execution_count for c in executed.cells if c.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1)), counts
 
 
 def test_reproduce_rejects_bad_overrides_before_starting_a_kernel(tmp_path):
@@ -597,7 +635,10 @@ def test_self_mask_overlap_and_epoch_frame(tmp_path, tokenizer):
 @pytest.fixture(scope="module")
 def reproduced(tmp_path_factory, mirror):
     root = tmp_path_factory.mktemp("nbruns")
-    ok = NB.reproduce("smoke", runs_dir=root, data_dir=str(mirror), overrides=SMOKE_OVERRIDES, progress=False)
+    # One kernel for the seven notebooks (reset between them): 75 s less than a kernel each on the AVX2 CPU. The
+    # default, a fresh kernel per notebook, runs above on throwaway notebooks and in test_faults on notebook 00.
+    ok = NB.reproduce("smoke", runs_dir=root, data_dir=str(mirror), overrides=SMOKE_OVERRIDES, progress=False,
+                      shared_kernel=True)
     return ok, root
 
 
