@@ -8,7 +8,8 @@ What it is:
                      and print a summary (status, seconds, headline numbers); reproduce.json records it
     export_html      nbconvert HTML of an executed notebook, without saved widget state, so the mask widgets'
                      static HTML shows offline (see `entmask.widgets.drop_widget_state`)
-    ensure_kernel    a Jupyter kernel spec for *this* interpreter (papermill needs a named kernel; CI has none)
+    ensure_kernel    a Jupyter kernel spec for *this* interpreter (from entmask.notebook_kernel, which also starts
+                     the one kernel of `reproduce(shared_kernel=True)` and resets it between notebooks)
     output_dir / read_record    where executed notebooks and their metrics.json go, and reading one back
 
 What it is not: nothing a notebook calls while it runs (entmask.notebook_results, entmask.committed_results,
@@ -30,16 +31,15 @@ keeps its widget state, so export it with `export_html` (which drops it) rather 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 from entmask import __version__, runs
+from entmask.notebook_kernel import KERNEL_NAME, ensure_kernel, one_kernel, reset_kernel
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -52,7 +52,6 @@ NOTEBOOKS = [
     "05_ablations",
     "06_beyond_the_paper",
 ]
-KERNEL_NAME = "entmask-python"
 GPU_PROFILES = ("bertlet", "bert")  # profiles meant for a GPU (the corpus ablation runs only there)
 
 
@@ -105,26 +104,6 @@ def read_record(profile: str, name: str, root: str | Path | None = None) -> dict
     p = runs.profile_dir(profile, root) / "notebooks" / f"{name}.metrics.json"
     return runs.read_json(p) if p.exists() else None
 
-
-
-# ---- kernel ------------------------------------------------------------------------------------------------------
-def ensure_kernel(name: str = KERNEL_NAME, base: str | Path | None = None) -> Path:
-    """Write a kernel spec `name` that runs *this* interpreter (sys.executable) and return the Jupyter data folder
-    holding it (put it on $JUPYTER_PATH to use it). The folder is keyed by the interpreter's path, so two venvs
-    never share one; the spec is rewritten when stale. Needs only ipykernel in this environment."""
-    tag = hashlib.sha256(sys.executable.encode()).hexdigest()[:10]
-    data = Path(base or tempfile.gettempdir()) / f"entmask-jupyter-{tag}"
-    spec = data / "kernels" / name / "kernel.json"
-    want = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": f"Python (entmask, {Path(sys.executable).parent.parent.name})", "language": "python",
-            "metadata": {"debugger": True}, "env": {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}}
-    try:
-        current = json.loads(spec.read_text()) if spec.exists() else None
-    except json.JSONDecodeError:
-        current = None
-    if current != want:
-        runs.atomic_write_text(spec, json.dumps(want, indent=1) + "\n")
-    return data
 
 
 @contextlib.contextmanager
@@ -207,7 +186,7 @@ def reproduce(profile: str = "tiny", only: Sequence[str] | str | None = None, da
     previous HTML export and re-raises. Returns True when every selected notebook succeeded.
 
     Each notebook gets a fresh kernel, as "Restart & Run All" in JupyterLab does. `shared_kernel=True` starts one
-    kernel for all of them and resets it between notebooks (`_reset`: every name a notebook defined is gone, the
+    kernel for all of them and resets it between notebooks (`reset_kernel`: every name a notebook defined is gone, the
     figures closed, execution counts from 1) but keeps the imported modules: what torch, transformers and entmask
     cost to import (5-10 s) and the kernel's start (~4 s) are paid once instead of per notebook, 75 of the 364 s of
     the smoke notebooks on the AVX2 CPU (the test suite runs them so). Module-level state survives, so a notebook
@@ -244,7 +223,8 @@ def reproduce(profile: str = "tiny", only: Sequence[str] | str | None = None, da
     # TQDM_DISABLE: the kernels inherit it (tqdm reads it at import), so executed notebooks carry no progress-bar
     # widgets; papermill's own bar here was created from an already imported tqdm and is unaffected.
     with _environ(JUPYTER_PATH=jp, ENTMASK_RUNS_DIR=str(root), ENTMASK_DATA_DIR=data_dir,
-                  PYDEVD_DISABLE_FILE_VALIDATION="1", TQDM_DISABLE="1"), _kernel(shared_kernel) as km:
+                  PYDEVD_DISABLE_FILE_VALIDATION="1", TQDM_DISABLE="1"), \
+            one_kernel(shared_kernel, cwd=NOTEBOOK_DIR) as km:
         for i, name in enumerate(names, 1):
             target = out / f"{name}.ipynb"
             # A notebook that fails or is skipped must not show an older run's numbers.
@@ -271,45 +251,6 @@ def reproduce(profile: str = "tiny", only: Sequence[str] | str | None = None, da
     return ok
 
 
-@contextlib.contextmanager
-def _kernel(shared: bool) -> Iterator[object]:
-    """One kernel for every notebook of a `reproduce(shared_kernel=True)` (its KernelManager), else None (papermill
-    starts one per notebook). Started inside reproduce's environment (JUPYTER_PATH finds the spec, the variables
-    reach the kernel) with notebooks/ as its working directory; shut down however the run ends."""
-    if not shared:
-        yield None
-        return
-    from jupyter_client.manager import KernelManager
-
-    km = KernelManager(kernel_name=KERNEL_NAME)
-    km.start_kernel(cwd=str(NOTEBOOK_DIR))
-    try:
-        yield km
-    finally:
-        with contextlib.suppress(Exception):  # a kernel already dead (killed, crashed) has nothing to shut down
-            km.shutdown_kernel(now=True)
-
-
-# Run in a shared kernel before each notebook: close the previous one's figures, then forget every name it defined
-# (modules stay imported) and restart the execution count, so the next notebook starts as in a fresh kernel.
-_RESET = ("import sys as _s\n"
-          "_p = _s.modules.get('matplotlib.pyplot')\n"
-          "_p is not None and _p.close('all')\n"
-          "get_ipython().reset(new_session=True)")
-
-
-def _reset(km, timeout: int = 120) -> None:
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=timeout)
-        reply = kc.execute_interactive(_RESET, store_history=False, timeout=timeout, output_hook=lambda msg: None)
-        if reply["content"]["status"] != "ok":
-            raise RuntimeError(f"resetting the shared kernel failed: {reply['content'].get('evalue', '')}")
-    finally:
-        kc.stop_channels()
-
-
 def _execute(name: str, target: Path, params: dict, progress: bool, timeout: int | None, km=None) -> dict:
     """Run one notebook with papermill into `target` (in kernel `km`, reset first, when one is shared), finish it
     (no widget views) and export its HTML; the row for reproduce.json, status 'ok' or 'failed' (which names the
@@ -322,7 +263,7 @@ def _execute(name: str, target: Path, params: dict, progress: bool, timeout: int
     try:
         shared = {}
         if km is not None:
-            _reset(km)
+            reset_kernel(km)
             shared = {"km": km}
         pm.execute_notebook(str(notebook_path(name)), str(target), parameters=params,
                             kernel_name=KERNEL_NAME, cwd=str(NOTEBOOK_DIR), progress_bar=progress,

@@ -1,0 +1,85 @@
+"""The Jupyter kernel the notebooks run in when `reproduce` executes them.
+
+What it is:
+    KERNEL_NAME / ensure_kernel   a kernel spec for *this* interpreter (papermill needs a named kernel; CI has none)
+    one_kernel                    one kernel started for every notebook of a run (`reproduce(shared_kernel=True)`),
+                                  or None, when papermill starts a fresh one per notebook (the default)
+    reset_kernel                  what a shared kernel runs before each notebook, so that it starts as a fresh one
+
+What it is not: executing notebooks, their summary or their HTML (entmask.notebook_run).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from entmask import runs
+
+KERNEL_NAME = "entmask-python"
+
+
+def ensure_kernel(name: str = KERNEL_NAME, base: str | Path | None = None) -> Path:
+    """Write a kernel spec `name` that runs *this* interpreter (sys.executable) and return the Jupyter data folder
+    holding it (put it on $JUPYTER_PATH to use it). The folder is keyed by the interpreter's path, so two venvs
+    never share one; the spec is rewritten when stale. Needs only ipykernel in this environment."""
+    tag = hashlib.sha256(sys.executable.encode()).hexdigest()[:10]
+    data = Path(base or tempfile.gettempdir()) / f"entmask-jupyter-{tag}"
+    spec = data / "kernels" / name / "kernel.json"
+    want = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": f"Python (entmask, {Path(sys.executable).parent.parent.name})", "language": "python",
+            "metadata": {"debugger": True}, "env": {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}}
+    try:
+        current = json.loads(spec.read_text()) if spec.exists() else None
+    except json.JSONDecodeError:
+        current = None
+    if current != want:
+        runs.atomic_write_text(spec, json.dumps(want, indent=1) + "\n")
+    return data
+
+
+@contextlib.contextmanager
+def one_kernel(enabled: bool, cwd: str | Path, name: str = KERNEL_NAME) -> Iterator[object]:
+    """One kernel for every notebook of a run (its KernelManager, for papermill's `km=`), else None (papermill
+    starts one per notebook). Start it inside the run's environment (JUPYTER_PATH finds the spec, the variables
+    reach the kernel); `cwd` is its working directory. Shut down however the run ends."""
+    if not enabled:
+        yield None
+        return
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name=name)
+    km.start_kernel(cwd=str(cwd))
+    try:
+        yield km
+    finally:
+        with contextlib.suppress(Exception):  # a kernel already dead (killed, crashed) has nothing to shut down
+            km.shutdown_kernel(now=True)
+
+
+# Run in a shared kernel before each notebook: close the previous one's figures, then forget every name it defined
+# (modules stay imported) and restart the execution count, so the next notebook starts as in a fresh kernel.
+_RESET = ("import sys as _s\n"
+          "_p = _s.modules.get('matplotlib.pyplot')\n"
+          "_p is not None and _p.close('all')\n"
+          "get_ipython().reset(new_session=True)")
+
+
+def reset_kernel(km, timeout: int = 120) -> None:
+    """Reset the kernel of `km` as _RESET says; RuntimeError (one line) when the kernel reports an error."""
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=timeout)
+        reply = kc.execute_interactive(_RESET, store_history=False, timeout=timeout, output_hook=lambda msg: None)
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"resetting the shared kernel failed: {reply['content'].get('evalue', '')}")
+    finally:
+        kc.stop_channels()
+
+
+__all__ = ["KERNEL_NAME", "ensure_kernel", "one_kernel", "reset_kernel"]
