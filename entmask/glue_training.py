@@ -30,7 +30,7 @@ from entmask.glue_metrics import classification_metrics, early_stop_epoch, major
 from entmask.models import ModelError, _quiet_transformers, transformers_bars
 from entmask.resume import FailpointCallback, last_complete_checkpoint
 from entmask.run_log import screen_callbacks
-from entmask.trainer_cpu import skip_gc_on_cpu
+from entmask import trainer_cpu
 
 
 def _load_state(model_dir: Path) -> dict:
@@ -105,12 +105,11 @@ def _train_and_report_inner(model_dir: Path, data: TaskData, cfg: FinetuneConfig
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=None if frozen else stop_ds,
                       processing_class=tok, data_collator=DataCollatorWithPadding(tok), callbacks=callbacks)
     screen_callbacks(trainer, progress)  # bars or nothing: the log dicts go to log_history.json, not the screen
-    skip_gc_on_cpu(trainer)  # no full gc.collect() at every train() on a CPU (entmask.trainer_cpu)
     last = None if frozen else last_complete_checkpoint(run / "checkpoints")
     if last and progress:
         print(f"entmask: resuming {task} seed {seed} from {Path(last).name}")
     t0 = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last)
+    trainer_cpu.train(trainer, resume_from_checkpoint=last)  # on a CPU without accelerate's full gc.collect()
     train_seconds = time.perf_counter() - t0
     model = trainer.model
 

@@ -42,21 +42,46 @@ def ensure_kernel(name: str = KERNEL_NAME, base: str | Path | None = None) -> Pa
     return data
 
 
+def _shared_manager(name: str):
+    """A started-later KernelManager for `name` whose clients are asynchronous and remembered.
+
+    Asynchronous: nbclient awaits its client's messages; a blocking client (what a plain KernelManager hands out)
+    would hold nbclient's event loop in a poll without timeout, so neither `reproduce(timeout=...)` nor a dead kernel
+    would ever be noticed. Remembered: with a caller's kernel nbclient leaves the client it opened for a notebook
+    open (sockets and a heartbeat thread); `close_clients()` closes them after each notebook."""
+    from jupyter_client.manager import KernelManager
+
+    class SharedKernelManager(KernelManager):
+        def client(self, **kwargs):
+            kc = super().client(**kwargs)
+            self.opened.append(kc)
+            return kc
+
+        def close_clients(self) -> None:
+            while self.opened:
+                with contextlib.suppress(Exception):
+                    self.opened.pop().stop_channels()
+
+    km = SharedKernelManager(kernel_name=name, client_class="jupyter_client.asynchronous.AsyncKernelClient")
+    km.opened = []
+    return km
+
+
 @contextlib.contextmanager
 def one_kernel(enabled: bool, cwd: str | Path, name: str = KERNEL_NAME) -> Iterator[object]:
-    """One kernel for every notebook of a run (its KernelManager, for papermill's `km=`), else None (papermill
-    starts one per notebook). Start it inside the run's environment (JUPYTER_PATH finds the spec, the variables
-    reach the kernel); `cwd` is its working directory. Shut down however the run ends."""
+    """One kernel for every notebook of a run (its KernelManager, for papermill's `km=`; call its close_clients()
+    after each notebook), else None (papermill starts one per notebook). Start it inside the run's environment
+    (JUPYTER_PATH finds the spec, the variables reach the kernel); `cwd` is its working directory. Shut down however
+    the run ends."""
     if not enabled:
         yield None
         return
-    from jupyter_client.manager import KernelManager
-
-    km = KernelManager(kernel_name=name)
+    km = _shared_manager(name)
     km.start_kernel(cwd=str(cwd))
     try:
         yield km
     finally:
+        km.close_clients()
         with contextlib.suppress(Exception):  # a kernel already dead (killed, crashed) has nothing to shut down
             km.shutdown_kernel(now=True)
 
@@ -71,7 +96,9 @@ _RESET = ("import sys as _s\n"
 
 def reset_kernel(km, timeout: int = 120) -> None:
     """Reset the kernel of `km` as _RESET says; RuntimeError (one line) when the kernel reports an error."""
-    kc = km.client()
+    from jupyter_client.blocking import BlockingKernelClient
+
+    kc = BlockingKernelClient(**km.get_connection_info(session=True))  # a blocking one of its own, used and closed
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=timeout)

@@ -265,9 +265,13 @@ def _execute(name: str, target: Path, params: dict, progress: bool, timeout: int
         if km is not None:
             reset_kernel(km)
             shared = {"km": km}
-        pm.execute_notebook(str(notebook_path(name)), str(target), parameters=params,
-                            kernel_name=KERNEL_NAME, cwd=str(NOTEBOOK_DIR), progress_bar=progress,
-                            store_widget_state=False, execution_timeout=timeout, **shared)
+        try:
+            pm.execute_notebook(str(notebook_path(name)), str(target), parameters=params,
+                                kernel_name=KERNEL_NAME, cwd=str(NOTEBOOK_DIR), progress_bar=progress,
+                                store_widget_state=False, execution_timeout=timeout, **shared)
+        finally:
+            if km is not None:
+                km.close_clients()  # the client papermill opened on the shared kernel for this notebook
     except PapermillExecutionError as e:
         row.update(status="failed", cell=e.cell_index, error=f"{e.ename}: {e.evalue}".strip())
         print(f"entmask reproduce: {name} FAILED in cell {e.cell_index} (execution count {e.exec_count}: "

@@ -1,12 +1,15 @@
 """What the HF Trainer does for an accelerator's sake that a run on the CPU skips.
 
-What it is: `skip_gc_on_cpu(trainer)`. `Trainer.train()` starts with `accelerator.free_memory()`, which resets the
-accelerator's lists and then runs a full `gc.collect()` so that a GPU's memory held by unreachable cycles is given
-back before the next model. On a CPU there is no device memory to give back (Python's own collector frees those
-cycles in its time), and a full collection walks every object of the process: 0.22 s with torch, transformers,
-pandas and matplotlib imported, 0.23 s in a notebook kernel, at every `train()`. A smoke experiment trains 49 times
-(11.5 of its 143 s, profiled), the test suite and a notebook kernel hundreds of times. On the CPU the collection is
-skipped and the rest of `free_memory` runs as written.
+What it is: `train(trainer, **kwargs)`, which entmask calls instead of `trainer.train(**kwargs)`. `Trainer.train()`
+starts with `accelerator.free_memory()`, which resets the accelerator's lists and then runs a full `gc.collect()` so
+that a GPU's memory held by unreachable cycles is given back before the next model. On a CPU there is no device
+memory to give back (Python's own collector frees those cycles in its time), and a full collection walks every object
+of the process: 0.22 s with torch, transformers, pandas and matplotlib imported, 0.23 s in a notebook kernel, at
+every `train()`. A smoke experiment trains 49 times (11.5 of its 143 s, profiled), the test suite and a notebook
+kernel hundreds of times. On the CPU the collection is skipped while the trainer trains (accelerate's memory helpers
+see a `gc` whose collect does nothing; everything else, Python's own collector included, is untouched) and the rest
+of `free_memory` runs as written. It swaps a module attribute for the duration, so two trainings in threads of one
+process would see each other's swap; entmask trains one model per process at a time.
 
 What it is not: no change to training, to what is saved or to memory on a GPU (the trainer is left as it is there).
 """
@@ -36,20 +39,13 @@ def _no_full_collection():
         memory.gc = real
 
 
-def skip_gc_on_cpu(trainer):
-    """`trainer` with its accelerator's `free_memory` run without the full garbage collection when it trains on the
-    CPU (module docstring); unchanged on any other device. Returns the trainer."""
+def train(trainer, **kwargs):
+    """`trainer.train(**kwargs)`, without accelerate's full garbage collection when it trains on the CPU (module
+    docstring); as it is on any other device. Returns what train() returns."""
     if trainer.args.device.type != "cpu":
-        return trainer
-    acc = trainer.accelerator
-    free = acc.free_memory
-
-    def free_memory(*objects):
-        with _no_full_collection():
-            return free(*objects)
-
-    acc.free_memory = free_memory
-    return trainer
+        return trainer.train(**kwargs)
+    with _no_full_collection():
+        return trainer.train(**kwargs)
 
 
-__all__ = ["skip_gc_on_cpu"]
+__all__ = ["train"]

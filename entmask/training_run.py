@@ -33,7 +33,7 @@ from entmask.models import load_teacher
 from entmask.phases import short_views
 from entmask.resume import FailpointCallback, WallClock, _StopAt, last_complete_checkpoint
 from entmask.run_log import ProgressFile, say_run, screen_callbacks
-from entmask.trainer_cpu import skip_gc_on_cpu
+from entmask import trainer_cpu
 from entmask.teacher_scores import needs_teacher_model, teacher_scores, teacher_weights_needed
 
 
@@ -160,7 +160,6 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
                                     data_collator=collate, em=cfg, corpus=corpus, steps_per_epoch=spe,
                                     teacher=teacher, callbacks=callbacks)
     screen_callbacks(trainer, progress)  # bars or nothing: no log dicts on the screen (they go to the run folder)
-    skip_gc_on_cpu(trainer)  # no full gc.collect() at every train() on a CPU (entmask.trainer_cpu)
     cb.trainer = curve.trainer = trainer
     for extra in extra_callbacks or []:
         extra.trainer = trainer
@@ -174,7 +173,8 @@ def _train(cfg: PretrainConfig, run: Path, model, corpus: Corpus, **kw):
     if last:
         print(f"entmask: resuming {run.name} from {Path(last).name}")
     t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=last)
+    # without accelerate's full gc.collect() at the start on a CPU (entmask.trainer_cpu)
+    result = trainer_cpu.train(trainer, resume_from_checkpoint=last)
     secs = time.perf_counter() - t0
     return trainer, result, secs, last, trainer.steps_per_epoch
 

@@ -1295,12 +1295,13 @@ def test_memorisation_scores_each_finished_run_on_its_own_masks(results, exp_roo
     (low / "model").rename(low / "model.moved")
     try:
         again = ex.memorisation(smoke_cfg(), root=exp_root, progress=False, tables="table1", max_rows=16)
+        shown = again.paths["md"].read_text()
     finally:
         (low / "model.moved").rename(low / "model")
+        for p, data in full.items():  # the full table back for what follows (scoring it again took ~10 s)
+            p.write_bytes(data)
     assert "low (teacher)" not in set(again.table["row"]) and "high (teacher)" in set(again.table["row"])
-    assert f"finished, not scorable here: {low} holds no model" in again.paths["md"].read_text()
-    for p, data in full.items():  # the full table back for what follows (scoring it again took ~10 s)
-        p.write_bytes(data)
+    assert f"finished, not scorable here: {low} holds no model" in shown
     scores = __import__("pandas").read_csv(res.paths["csv"])
     cfg = smoke_cfg()
     for split in ("train", "test"):

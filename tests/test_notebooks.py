@@ -312,6 +312,36 @@ def test_a_shared_kernel_starts_each_notebook_as_a_fresh_one_would(tmp_path, mon
     assert counts == list(range(1, len(counts) + 1)), counts
 
 
+def test_a_shared_kernel_that_dies_fails_the_run_instead_of_hanging(tmp_path, monkeypatch, capsys):
+    """A kernel killed mid-notebook (here it exits itself) is a failed notebook in the summary within seconds, and
+    the notebooks after it are skipped: the shared kernel's clients are asynchronous, so nbclient notices."""
+    import threading
+
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    src = tmp_path / "nbs"
+    src.mkdir()
+    for name, code in (("00_dies", "import os\nos._exit(3)"), ("01_after", "x = 1")):
+        cells = [new_code_cell("runs_dir = None"), new_code_cell(code)]
+        cells[0].metadata["tags"] = ["parameters"]
+        nb = new_notebook(cells=cells)
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, src / f"{name}.ipynb")
+    monkeypatch.setattr(NR, "NOTEBOOKS", ["00_dies", "01_after"])
+    monkeypatch.setattr(NR, "NOTEBOOK_DIR", src)
+    monkeypatch.delenv("JUPYTER_PATH", raising=False)
+    got = []
+    t = threading.Thread(target=lambda: got.append(NB.reproduce("smoke", runs_dir=tmp_path / "runs", progress=False,
+                                                                shared_kernel=True)), daemon=True)
+    t.start()
+    t.join(180)
+    assert not t.is_alive(), "reproduce hangs on a dead shared kernel"
+    assert got == [False]
+    summary = json.loads((tmp_path / "runs" / "smoke" / "notebooks" / "reproduce.json").read_text())
+    assert [r["status"] for r in summary["notebooks"]] == ["failed", "skipped"]
+    assert "DeadKernelError" in summary["notebooks"][0]["error"], summary["notebooks"][0]
+
+
 def test_reproduce_rejects_bad_overrides_before_starting_a_kernel(tmp_path):
     from entmask.config import ConfigError
 

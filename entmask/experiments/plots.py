@@ -5,6 +5,7 @@ What it is not: the numbers (they come from the table and the runs)."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import math
 from pathlib import Path
@@ -29,7 +30,7 @@ def _figure(w: float, h: float):
     return fig
 
 
-_OFF = False  # set by figures_off(): _save draws and writes nothing
+_OFF = contextvars.ContextVar("entmask_figures_off", default=False)  # figures_off(): _save draws and writes nothing
 
 
 @contextlib.contextmanager
@@ -37,16 +38,15 @@ def figures_off():
     """Inside, every figure function here (and those built on `_save`) writes no file and returns {}: for callers
     that keep only the numbers. The committed records' report build (entmask.committed_results) spent 19 of its 73 s
     (cpu-long, AVX2 CPU) drawing png + svg that nobody read; its verdict figures are drawn outside."""
-    global _OFF
-    old, _OFF = _OFF, True
+    token = _OFF.set(True)  # per thread and task: a report built in one thread leaves another's figures alone
     try:
         yield
     finally:
-        _OFF = old
+        _OFF.reset(token)
 
 
 def _save(fig, stem: Path) -> dict:
-    if _OFF:  # figures_off(): drawing (savefig) is the expensive part; the Figure itself is garbage
+    if _OFF.get():  # figures_off(): drawing (savefig) is the expensive part; the Figure itself is garbage
         return {}
     out = {}
     for ext in ("png", "svg"):
