@@ -68,16 +68,16 @@ def tiny_mlm(tmp_path_factory) -> Path:
     return d
 
 
-# Seconds per test file on the AVX2 CPU (session 28's quiet fresh-clone run, fixtures included; test_phases after
-# its short-row test moved to 4 articles; the summary below
+# Seconds per test file on the AVX2 CPU (session 29's quiet fresh-clone run, fixtures included; the summary below
 # prints them after every run). `make test` sends whole files to its two workers (`--dist loadfile`, with xdist's
 # own reordering by test count turned off) in this order, longest first, so that the last file to finish is a
 # short one: with the files in name order the workers ended 739 s and 851 s in. Unlisted files go last, in name
 # order; a stale figure only costs balance, never a test.
-FILE_SECONDS = {"test_notebooks.py": 342, "test_faults.py": 277, "test_experiments.py": 236, "test_pretrain.py": 183,
-                "test_phases.py": 45, "test_hardening.py": 96, "test_browser.py": 76, "test_reliability.py": 58,
-                "test_cli.py": 33, "test_stats.py": 32, "test_golden.py": 26, "test_selector_plugin.py": 23,
-                "test_gpu_check.py": 19, "test_experiment_plugin.py": 15, "test_beyond.py": 12}
+FILE_SECONDS = {"test_notebooks.py": 276, "test_faults.py": 260, "test_experiments.py": 237, "test_pretrain.py": 201,
+                "test_hardening.py": 116, "test_browser.py": 85, "test_phases.py": 70, "test_reliability.py": 62,
+                "test_cli.py": 33, "test_golden.py": 27, "test_stats.py": 25, "test_selector_plugin.py": 23,
+                "test_gpu_check.py": 18, "test_experiment_plugin.py": 14, "test_html_and_edges.py": 13,
+                "test_beyond.py": 12}
 
 
 def pytest_collection_modifyitems(session, config, items):
