@@ -14,7 +14,7 @@ from entmask.entropy import SCORERS
 from entmask.masking import needs_entropy, schedule_value
 from entmask.models import forward_flops
 from entmask.phases import short_len, view_steps
-from entmask.teacher_scores import uses_teacher_scores
+from entmask.teacher_scores import uses_reference_scores, uses_teacher_scores
 
 
 def run_flops(cfg: PretrainConfig, student, teacher, steps: int, steps_per_epoch: int, train_rows: int,
@@ -25,8 +25,9 @@ def run_flops(cfg: PretrainConfig, student, teacher, steps: int, steps_per_epoch
     None when unused). Estimates from `models.forward_flops`: training = 3 forwards (forward + backward) of the
     body on every token and of the head on masked positions (all positions without the sparse head); an
     unmasked-view score = 1 forward, head everywhere; a masked-view score = ceil(1/ratio) body passes, head on
-    each candidate once; the teacher's cached scores are one pass over the train split, counted in full for every
-    run that uses them; KD = one teacher forward per step, head on masked positions."""
+    each candidate once; the teacher's cached scores (or the cached reference half of `excess_loss_fixed`) are
+    one pass over the train split, counted in full for every run that uses them; KD = one teacher forward per
+    step, head on masked positions."""
     m, t, T = cfg.masking, cfg.train, cfg.data.seq_len
     rows = (batch or t.batch_size) * t.grad_accum * world  # rows per optimizer step (batch: per device, if not train's)
     cand = candidates_per_row if candidates_per_row is not None else T - 2
@@ -63,8 +64,9 @@ def run_flops(cfg: PretrainConfig, student, teacher, steps: int, steps_per_epoch
         fss = forward_flops(student, ts)
         short_step = 3 * rows * k * (ts * fss["body"] + (head_positions * (ts - 2) / max(T - 2, 1)) * fss["head"])
         parts["student_train"] += n_short * (short_step - 3 * rows * (T * fs["body"] + head_positions * fs["head"]))
-    if sc.uses_reference and ft is not None:
+    if sc.uses_reference and sc.reference_score is None and ft is not None:
         parts["self_scoring"] += self_steps * scoring(ft, rows)  # the reference's passes on the same masks
-    parts["teacher_scores"] = scoring(ft, train_rows) if (ft is not None and uses_teacher_scores(cfg)) else 0.0
+    cached = uses_teacher_scores(cfg) or uses_reference_scores(cfg)  # excess_loss_fixed: the reference's half, once
+    parts["teacher_scores"] = scoring(ft, train_rows) if (ft is not None and cached) else 0.0
     parts["kd_teacher"] = kd_steps * rows * (T * ft["body"] + masked * ft["head"]) if ft is not None else 0.0
     return {"flops": {k: float(v) for k, v in parts.items()}, "total_flops": float(sum(parts.values()))}

@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 from entmask import models, runs
 from entmask.token_scores import (  # noqa: F401 - re-exported
     _F32_MIN, GPU_MIN_CHUNK, SCORERS, EntropyError, Scorer, ScoreContext, _entropy_rows, _eval, _groups,
-    _score_entropy, _score_excess_loss, _score_loss, _score_masked_entropy, check_finite, entropy_rank_check,
-    get_scorer, mask_groups, masked_pass, masked_view, model_entropy, register_scorer, score_tokens, token_entropy)
+    _score_entropy, _score_excess_loss, _score_excess_loss_fixed, _score_loss, _score_masked_entropy, check_finite,
+    entropy_rank_check, fixed_groups, get_scorer, mask_groups, masked_pass, masked_view, model_entropy,
+    register_scorer, score_tokens, token_entropy)
 
 
 def teacher_key(teacher_dir: str | Path) -> str:
@@ -118,8 +119,7 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
             shutil.rmtree(parts, ignore_errors=True)
         parts.mkdir(exist_ok=True)
         out = torch.empty(input_ids.shape, dtype=torch.float32)  # [N, T]
-        groups = (mask_groups(input_ids.shape, ratio, torch.Generator().manual_seed(seed)).to(torch.uint8)
-                  if scorer != "entropy" else None)  # [N, T] the masked-view pass of every position
+        groups = fixed_groups(input_ids.shape, ratio, seed) if scorer != "entropy" else None  # [N, T] uint8
         t0 = time.perf_counter()
         bar = tqdm(total=n, desc=f"teacher {scorer} ({split})", disable=not progress, unit="row")
         resumed = 0

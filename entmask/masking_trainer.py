@@ -31,14 +31,16 @@ from entmask.phases import piece_positions, split_ids, view_rows
 # ---- data plumbing -------------------------------------------------------------------------------------------
 class PackedDataset(Dataset):
     """Rows of packed token ids, with the teacher's entropies beside them when a strategy needs them: of the whole
-    rows, and of each short view (phases.py: {k: [N*k, t]}) the run trains on."""
+    rows, and of each short view (phases.py: {k: [N*k, t]}) the run trains on; and, for a scorer whose teacher half
+    is cached (`excess_loss_fixed`), the fixed mask groups of each view ({1: [N, T], k: [N*k, t]} uint8)."""
 
     def __init__(self, input_ids: torch.Tensor, teacher_entropy: torch.Tensor | None = None,
-                 teacher_entropy_views: dict | None = None):
+                 teacher_entropy_views: dict | None = None, mask_groups: dict | None = None):
         self.input_ids = input_ids  # [N, T]
         self.teacher_entropy = teacher_entropy  # [N, T] or None
         # k -> [N*k, t] -> [N, k*t]: row i's k short rows side by side, so one index fetches them all
         self.views = {k: v.reshape(input_ids.shape[0], -1) for k, v in (teacher_entropy_views or {}).items()}
+        self.groups = {k: v.reshape(input_ids.shape[0], -1) for k, v in (mask_groups or {}).items()}
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -49,6 +51,8 @@ class PackedDataset(Dataset):
             item["teacher_entropy"] = self.teacher_entropy[i]
         for k, v in self.views.items():
             item[f"teacher_entropy_short{k}"] = v[i]
+        for k, v in self.groups.items():
+            item["mask_group" if k == 1 else f"mask_group_short{k}"] = v[i]
         return item
 
 
@@ -157,9 +161,14 @@ class EntropyMaskingTrainer(Trainer):
                 entropy = model_entropy(core, ids, attn, em.train.entropy_chunk, autocast_dtype=amp)
                 self.calls["self_entropy"] += 1
             elif source == "self":  # beyond the paper: masked-view / loss / excess-loss scores of the student
+                cached = {}
+                if "mask_group" in inputs:  # excess_loss_fixed: the teacher's half cached over these fixed groups
+                    sfx = "" if k == 1 else f"_short{k}"
+                    cached = dict(group=inputs[f"mask_group{sfx}"].reshape(ids.shape),  # [B*k, t]
+                                  reference_scores=inputs[f"teacher_entropy{sfx}"].reshape(ids.shape).float())
                 entropy = score_tokens(m.scorer, core, ids, cand, mask_id=self.mask_id, ratio=ratio,
                                        reference=self.teacher, generator=gen, chunk_size=em.train.entropy_chunk,
-                                       autocast_dtype=amp)  # [B, T]
+                                       autocast_dtype=amp, **cached)  # [B, T]
                 self.calls["self_entropy"] += 1
             else:
                 entropy = torch.zeros(ids.shape, device=ids.device)

@@ -4,9 +4,9 @@ What it is: `token_entropy` (stable, chunked, any float dtype in, float32 out), 
 scoring *unmasked* sequences, the head applied a chunk of positions at a time so no [B, T, V] float32 tensor
 exists), `check_finite` and `EntropyError`; `mask_groups`, `masked_pass` and `masked_view` (each candidate scored
 while it is masked, as in training); `SCORERS`, the registry of what the strategies can rank (the paper's
-unmasked-view entropy, masked-view entropy, the model's own masked loss, Rho-1's excess loss over the teacher) with
-`register_scorer`, `get_scorer` and `score_tokens`; `entropy_rank_check`, whether an entropy ranks what a model
-does not know.
+unmasked-view entropy, masked-view entropy, the model's own masked loss, Rho-1's excess loss over the teacher,
+online or with each row's mask groups fixed so that the teacher's half is scored once) with `register_scorer`,
+`get_scorer` and `score_tokens`; `entropy_rank_check`, whether an entropy ranks what a model does not know.
 
 What it is not: no caching and no corpus (the teacher's pass over a whole split, stored on disk, is
 `entmask.entropy`, which re-exports every name here), and it does not choose which tokens to mask (see
@@ -128,6 +128,13 @@ def mask_groups(shape, ratio: float, generator: torch.Generator | None = None, d
     return torch.randint(0, math.ceil(1 / ratio), tuple(shape), generator=generator, device=gdev).to(device or gdev)
 
 
+def fixed_groups(shape, ratio: float, seed: int) -> torch.Tensor:
+    """The mask groups of a whole split, drawn once from `seed` on the CPU: the same for every batch size, device
+    and epoch. The teacher's cached masked-view scores and the trainer's `excess_loss_fixed` both use these, so a
+    row's cached reference half and its student half mask the same positions together. [N, T] uint8"""
+    return mask_groups(shape, ratio, torch.Generator().manual_seed(seed)).to(torch.uint8)
+
+
 @torch.no_grad()
 def masked_pass(model, input_ids: torch.Tensor, candidates: torch.Tensor, mask_id: int, group: torch.Tensor,
                 autocast_dtype: torch.dtype | None = None, chunk_size: int | None = 1024) -> dict:
@@ -188,6 +195,7 @@ class ScoreContext:
     reference: Any = None  # a second model (the teacher) for scorers that compare two models
     generator: torch.Generator | None = None  # which pass masks which position (masked view)
     group: torch.Tensor | None = None  # [B, T] the pass of each position, given instead of drawn (cached passes)
+    reference_scores: torch.Tensor | None = None  # [B, T] the reference's half, cached (scorers with reference_score)
     chunk_size: int | None = 1024  # positions per head chunk in the unmasked pass
     autocast_dtype: torch.dtype | None = None
 
@@ -199,6 +207,9 @@ class Scorer:
     view: str  # "unmasked": one pass over the sequence as is | "masked": each position scored while masked
     uses_reference: bool  # compares the scored model with a reference (the teacher)
     doc: str
+    # the teacher scorer whose cached scores (over fixed groups) are the reference's half, so training needs the
+    # teacher's scores but not its weights; None: the reference runs beside the model at every scoring
+    reference_score: str | None = None
 
     def passes(self, ratio: float = 0.15) -> int:
         """Forward passes of the scored model per row (the reference adds as many when it is used)."""
@@ -208,13 +219,15 @@ class Scorer:
 SCORERS: dict[str, Scorer] = {}
 
 
-def register_scorer(name: str, view: str = "unmasked", uses_reference: bool = False):
+def register_scorer(name: str, view: str = "unmasked", uses_reference: bool = False,
+                    reference_score: str | None = None):
     """Decorator: make `fn(model, ids, candidates, ctx) -> [B, T] float32` the scorer `name`."""
     if view not in ("unmasked", "masked"):
         raise ValueError(f"view={view!r}: unmasked or masked")
 
     def deco(fn):
-        SCORERS[name] = Scorer(name, fn, view, uses_reference, (fn.__doc__ or "").strip().split("\n")[0])
+        SCORERS[name] = Scorer(name, fn, view, uses_reference, (fn.__doc__ or "").strip().split("\n")[0],
+                               reference_score)
         return fn
     return deco
 
@@ -228,13 +241,15 @@ def get_scorer(name: str) -> Scorer:
 @torch.no_grad()
 def score_tokens(name: str, model, input_ids: torch.Tensor, candidates: torch.Tensor, **ctx) -> torch.Tensor:
     """Scores of every position under scorer `name` ([B, T] float32, 0 at non-candidates); `ctx` fills a
-    `ScoreContext` (mask_id, ratio, reference, generator, chunk_size, autocast_dtype)."""
+    `ScoreContext` (mask_id, ratio, reference or reference_scores, generator or group, chunk_size, autocast_dtype)."""
     sc = get_scorer(name)
     c = ScoreContext(**ctx)
     if sc.view == "masked" and c.mask_id is None:
         raise ValueError(f"scorer {name!r} masks positions: give mask_id")
-    if sc.uses_reference and c.reference is None:
+    if sc.uses_reference and c.reference is None and not (sc.reference_score and c.reference_scores is not None):
         raise ValueError(f"scorer {name!r} compares the model with a reference: give reference=<the teacher>")
+    if c.reference_scores is not None and c.group is None:
+        raise ValueError(f"scorer {name!r}: cached reference_scores need the groups they were scored on (group=)")
     candidates = candidates.bool()
     out = sc.fn(model, input_ids, candidates, c).float()  # [B, T]
     return torch.where(candidates, out, torch.zeros_like(out))
@@ -270,6 +285,22 @@ def _score_excess_loss(model, ids, cand, c: ScoreContext):
     g = _groups(ids, c)
     own = masked_pass(model, ids, cand, c.mask_id, g, c.autocast_dtype, c.chunk_size)["loss"]
     ref = masked_pass(c.reference, ids, cand, c.mask_id, g, c.autocast_dtype, c.chunk_size)["loss"]
+    return own - ref
+
+
+@register_scorer("excess_loss_fixed", view="masked", uses_reference=True, reference_score="loss")
+def _score_excess_loss_fixed(model, ids, cand, c: ScoreContext):
+    """Rho-1's excess loss with each row's mask groups fixed: the teacher's half is scored once and cached."""
+    # Rho-1 also scores its reference once: a token's reference loss is a constant there. Here each row keeps the
+    # groups `fixed_groups` drew (every epoch), so the teacher's masked loss of a position is a constant too: it is
+    # the teacher's cached `loss` score (entmask.entropy.teacher_entropies), and a training step runs only the
+    # student's ceil(1/ratio) passes. Given no cached scores, the reference is scored here on the same groups.
+    g = _groups(ids, c)
+    own = masked_pass(model, ids, cand, c.mask_id, g, c.autocast_dtype, c.chunk_size)["loss"]
+    if c.reference_scores is not None:
+        ref = c.reference_scores.to(own.device).float()
+    else:
+        ref = masked_pass(c.reference, ids, cand, c.mask_id, g, c.autocast_dtype, c.chunk_size)["loss"]
     return own - ref
 
 

@@ -34,7 +34,8 @@ from entmask.phases import short_views
 from entmask.resume import FailpointCallback, WallClock, _StopAt, last_complete_checkpoint
 from entmask.run_log import ProgressFile, say_run, screen_callbacks
 from entmask import trainer_cpu
-from entmask.teacher_scores import needs_teacher_model, teacher_scores, teacher_weights_needed
+from entmask.teacher_scores import (
+    needs_teacher_model, reference_groups, teacher_scores, teacher_weights_needed, uses_reference_scores)
 
 
 def use_bf16(precision: str) -> bool:
@@ -140,6 +141,8 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
     ent_views = ({k: teacher_scores(cfg, teacher_dir, corpus, progress, short_rows=k)
                   for k in short_views(t.short_rows, t.length_ramp)} if teacher_dir is not None else {})
     ent_views = {k: v for k, v in ent_views.items() if v is not None}
+    groups = ({k: reference_groups(cfg, corpus, k) for k in [1, *ent_views]}
+              if teacher_dir is not None and uses_reference_scores(cfg) else None)
     needs_model = needs_teacher_model(cfg)
     if teacher_dir is not None and needs_model and runs.weightless_teacher(teacher_dir):
         raise teacher_weights_needed(cfg, teacher_dir)
@@ -156,7 +159,7 @@ def make_trainer(cfg: PretrainConfig, run: Path, model, corpus: Corpus, *, teach
                  + ([_StopAt(stop_after)] if stop_after is not None else []) + list(extra_callbacks or []))
     callbacks += _tensorboard(run / "logs" / "tensorboard")
     trainer = EntropyMaskingTrainer(model=model, args=args,
-                                    train_dataset=PackedDataset(corpus.train_ids, ent, ent_views),
+                                    train_dataset=PackedDataset(corpus.train_ids, ent, ent_views, groups),
                                     data_collator=collate, em=cfg, corpus=corpus, steps_per_epoch=spe,
                                     teacher=teacher, callbacks=callbacks)
     screen_callbacks(trainer, progress)  # bars or nothing: no log dicts on the screen (they go to the run folder)

@@ -88,6 +88,27 @@ def test_excess_loss_is_student_minus_reference_on_the_same_masks():
         E.score_tokens("loss", a, ids, cand)
 
 
+def test_excess_loss_fixed_takes_the_reference_half_cached_on_fixed_groups():
+    a, b = _mlm(0), _mlm(1)
+    ids, cand = _batch()
+    g = E.fixed_groups(ids.shape, 0.25, 3)  # [3, 12] uint8, drawn from the seed alone
+    assert g.dtype == torch.uint8 and torch.equal(g, E.fixed_groups(ids.shape, 0.25, 3))
+    assert not torch.equal(g, E.fixed_groups(ids.shape, 0.25, 4)) and set(g.unique().tolist()) <= {0, 1, 2, 3}
+    ref = E.score_tokens("loss", b, ids, cand, mask_id=3, ratio=0.25, group=g)  # the teacher's cached half
+    cached = E.score_tokens("excess_loss_fixed", a, ids, cand, mask_id=3, ratio=0.25, group=g, reference_scores=ref)
+    online = E.score_tokens("excess_loss", a, ids, cand, mask_id=3, ratio=0.25, group=g, reference=b)
+    assert torch.allclose(cached, online, atol=1e-6) and cached.abs().sum() > 0
+    # without cached scores it runs the reference itself, on the same groups
+    assert torch.allclose(E.score_tokens("excess_loss_fixed", a, ids, cand, mask_id=3, ratio=0.25, group=g,
+                                         reference=b), online, atol=1e-6)
+    with pytest.raises(ValueError, match="need the groups"):
+        E.score_tokens("excess_loss_fixed", a, ids, cand, mask_id=3, reference_scores=ref)
+    with pytest.raises(ValueError, match="give reference"):
+        E.score_tokens("excess_loss_fixed", a, ids, cand, mask_id=3, group=g)
+    sc = E.SCORERS["excess_loss_fixed"]
+    assert sc.uses_reference and sc.reference_score == "loss" and E.SCORERS["excess_loss"].reference_score is None
+
+
 def test_a_new_scorer_is_one_function_and_usable_from_a_config():
     @E.register_scorer("position_test")
     def _pos(model, ids, cand, ctx):
@@ -199,6 +220,10 @@ def test_run_flops_exact_small_case():
     per_row = lambda g: 7 * 10 * g["body"] + 8 * g["head"]  # noqa: E731 - 7 masked passes, head once per candidate
     assert ex["flops"]["self_scoring"] == pytest.approx(5 * 4 * (per_row(f) + per_row(ft)))
     assert ex["flops"]["teacher_scores"] == 0
+    fixed = run_flops(C.resolve("smoke", {**over, "masking.strategy": "high", "masking.source": "self",
+                                           "masking.scorer": "excess_loss_fixed"}), st, te, 5, 5, 20, 1.2, 8)
+    assert fixed["flops"]["self_scoring"] == pytest.approx(5 * 4 * per_row(f))  # the student's passes only
+    assert fixed["flops"]["teacher_scores"] == pytest.approx(20 * per_row(ft))  # the teacher's, once per train row
     init = run_flops(C.resolve("smoke", {**over, "masking.strategy": "high", "masking.source": "self",
                                           "masking.self_start": "init", "masking.teacher_epochs": 1}),
                      st, te, 10, 4, 20, 1.2, 8)
@@ -213,7 +238,7 @@ def test_beyond_matrix_doubles_the_random_steps_relative_to_the_profile():
     runs = dict(matrix("beyond", cfg))
     assert runs["baseline-2x"].train.max_steps == 12 and runs["baseline"].train.max_steps == 6
     assert runs["baseline-2x"].train.epochs == 2 * cfg.train.epochs
-    assert runs["self-excess-cold"].masking.scorer == "excess_loss"
+    assert runs["self-excess-cold"].masking.scorer == "excess_loss_fixed"
     assert runs["self-high-cold-bert"].masking.policy == "bert"
     assert runs["teacher-high"].short_hash() == dict(matrix("table1", cfg))["teacher-high"].short_hash()
 
@@ -236,6 +261,56 @@ def test_excess_loss_whole_word_and_schedule_train_and_record_compute(session_ru
     ratios = [h["mask_ratio"] for h in hist if "mask_ratio" in h]
     assert ratios[0] == pytest.approx(0.3) and ratios[-1] == pytest.approx(0.15)  # linear over the 4 steps
     assert all(a >= b for a, b in zip(ratios, ratios[1:]))
+
+
+@pytest.mark.slow
+def test_excess_loss_fixed_trains_on_the_teachers_cached_loss_without_its_weights(session_runs, tmp_path,
+                                                                                  monkeypatch):
+    from entmask import pretrain
+    from entmask.data import prepare_corpus
+    from entmask.masking import candidate_mask
+    from entmask.models import build_model, load_teacher
+    from entmask.phases import split_ids
+
+    # both views (a short phase of 2 rows, then whole rows) on 4 articles
+    cfg = C.resolve("smoke", {"masking.strategy": "high", "masking.source": "self", "masking.scorer":
+                              "excess_loss_fixed", "train.short_rows": 2, "data.max_articles": 4}, name="fixed")
+    assert pretrain.needs_teacher_model(cfg) is False and pretrain.uses_teacher_scores(cfg) is False
+    corpus = prepare_corpus(cfg.data, session_runs, progress=False)
+    tdir = pretrain.resolve_teacher(cfg, session_runs, progress=False)
+    teacher = load_teacher(tdir)
+    tok, amp = corpus.tokenizer, (torch.bfloat16 if E._bf16_ok(torch.device("cpu")) else None)
+    model = build_model(cfg.model.preset, len(tok), seed=0)
+    tr = pretrain.make_trainer(cfg, tmp_path / "r", model, corpus, teacher_dir=tdir, progress=False)
+    assert tr.teacher is None  # the teacher's weights stay on disk: its half is the cached `loss` scores
+    seen = []
+
+    def spy(*a, **kw):  # what the trainer hands the scorer
+        seen.append(kw)
+        return E.score_tokens(*a, **kw)
+
+    monkeypatch.setattr("entmask.masking_trainer.score_tokens", spy)
+    rows = [4, 9, 0]
+    batch = pretrain.collate([tr.train_dataset[i] for i in rows])
+    tr.state.max_steps = 10
+    for step, k in ((0, 2), (9, 1)):  # the short phase, then the last 10% on whole rows
+        tr.state.global_step = step
+        ids = split_ids(corpus.train_ids[rows], k, tok.cls_token_id, tok.sep_token_id)  # [3k, t]
+        cand = candidate_mask(ids, corpus.special_ids, tok.unk_token_id)
+        cache = pretrain.teacher_scores(cfg, tdir, corpus, progress=False, short_rows=k)  # [N*k, t]
+        groups = E.fixed_groups(split_ids(corpus.train_ids, k, tok.cls_token_id, tok.sep_token_id).shape,
+                                cfg.masking.ratio, cfg.train.seed)
+        sel = [r * k + j for r in rows for j in range(k)]
+        g, ref = groups[sel], cache[sel]  # [3k, t]
+        # the cache is the teacher's masked loss on exactly the groups the trainer hands the student's half
+        want_ref = E.score_tokens("loss", teacher, ids, cand, mask_id=tok.mask_token_id, group=g, autocast_dtype=amp)
+        assert torch.allclose(ref[cand], want_ref[cand], atol=1e-4) and (ref[~cand] == 0).all()
+        own = E.score_tokens("loss", model, ids, cand, mask_id=tok.mask_token_id, group=g,
+                             autocast_dtype=torch.bfloat16 if tr.args.bf16 else None)
+        tr.compute_loss(model, batch)
+        assert torch.equal(seen[-1]["group"], g) and torch.equal(seen[-1]["reference_scores"], ref)
+        assert tr.last_mask.shape == ids.shape
+        assert torch.equal(tr.last_mask, select_mask(torch.where(cand, own - ref, 0.0), cand, "high"))
 
 
 # ---- the import graph -----------------------------------------------------------------------------------------
@@ -306,7 +381,7 @@ def test_bench_scorers_prints_every_scorers_ratio_to_entropy():
 
     rows = bench_scorers("bert-micro", seq_len=16, batch_size=2, repeats=1, device="cpu", progress=False)
     assert [r["scorer"] for r in rows] == list(E.SCORERS)
-    assert [r["passes"] for r in rows] == [1, 7, 7, 14] and rows[0]["x entropy time"] == 1.0
+    assert [r["passes"] for r in rows] == [1, 7, 7, 14, 7] and rows[0]["x entropy time"] == 1.0
     assert all(r["seconds_per_batch"] > 0 for r in rows)
     assert "| excess_loss | masked | 14 |" in format_scorers(rows, "test")
 

@@ -52,7 +52,9 @@ RUN_SPECS.update({
     "teacher-sampled": ({"masking.strategy": "sampled", **_PLAIN, "masking.temperature": 1.0},
                         "sampled T=1 (teacher)"),
     "self-high-cold-bert": ({**_SELF_COLD, "masking.policy": "bert"}, "high (self, cold), 80/10/10 student"),
-    "self-excess-cold": ({**_SELF_COLD, "masking.scorer": "excess_loss"}, "high excess loss (self − teacher)"),
+    # Rho-1 scores its reference once; so does this row: each row's mask groups fixed, the teacher's masked loss
+    # cached (`excess_loss_fixed`; the online `excess_loss` ran 7 teacher passes a step: 430 of 06's 473 s at tiny)
+    "self-excess-cold": ({**_SELF_COLD, "masking.scorer": "excess_loss_fixed"}, "high excess loss (self − teacher)"),
     "random-static": ({"masking.strategy": "random", **_PLAIN, "masking.static": True}, "random (static masks)"),
 })
 

@@ -11,7 +11,9 @@ from entmask.experiments.experiment import _experiment
 from entmask.experiments.record import Experiment, Report, register
 
 HEADER = ("Beyond the paper: none of these rows is in the paper. Scores: masked-view entropy (each token scored while "
-          "masked, 1/ratio passes), excess loss = student − teacher masked loss (Rho-1); `sampled` draws k with "
+          "masked, 1/ratio passes), excess loss = student − teacher masked loss (Rho-1; each row's masked groups "
+          "fixed, so the teacher's half is scored once and cached, as Rho-1 scores its reference once); `sampled` "
+          "draws k with "
           "probability ∝ softmax(entropy / T); 80/10/10 = BERT's replacement policy for the self-masked student. "
           "PFLOPs and the compute figure put each row beside random masking trained for 1x and 2x the steps.")
 
