@@ -25,10 +25,11 @@ $(BIN)/entmask: pyproject.toml
 
 setup: $(BIN)/entmask
 
-## The README's main command: every notebook at the tiny profile (26 min 43 s measured on 2 CPU cores with bf16,
-## 2026-12-07; issue 33's target is 20 minutes; README.md has the per-notebook table)
+## The README's main command: every notebook at the tiny profile, in one kernel reset between notebooks
+## (--shared-kernel: each notebook's kernel start and imports paid once; `entmask reproduce` alone gives each a fresh
+## kernel). README.md has the per-notebook table and the fresh-clone timings.
 reproduce: setup
-	$(BIN)/entmask reproduce --profile $(PROFILE)
+	$(BIN)/entmask reproduce --profile $(PROFILE) --shared-kernel
 
 ## The README's test command (CI runs exactly this). Whole files per worker, longest first (tests/conftest.py's
 ## FILE_SECONDS; xdist's own reorder by test count is off), so that the two workers end together.

@@ -99,10 +99,11 @@ PROFILES: dict[str, dict] = {
         "finetune.seeds": [0],
         "finetune.max_train": 500,
         "finetune.precision": "auto",  # as pretraining: bf16 where the CPU runs it natively, else fp32
-        # BLiMP on 20 pairs per paradigm (1,340): at 100 (6,700) a tiny student's BLiMP took 54 s on 2 threads of an
-        # AVX2 CPU in fp32, more than its pretraining (36 s), 20 times over in `make reproduce`; tiny students sit on
-        # the unigram plateau, so the column shows the endpoint, not a result. Not hashed: no run changes.
-        "experiment.blimp_per_paradigm": 20,
+        # BLiMP on 10 pairs per paradigm (670): at 100 (6,700) a tiny student's BLiMP took 54 s on 2 threads of an
+        # AVX2 CPU in fp32, more than its pretraining (36 s), 20 times over in `make reproduce`; at 20, 9 s of one
+        # bf16 thread a student, 181 s of make reproduce's work (session 30). tiny students sit on the unigram
+        # plateau, so the column shows the endpoint, not a result. Not hashed: no run changes.
+        "experiment.blimp_per_paradigm": 10,
     },
     # Hours on a CPU in the background: the full matrix with 2 pretraining seeds on students that leave the plateau.
     # The recipe is the one measured in docs/small-scale.md (`entmask experiment plateau`, recipe seq32): 32-token
