@@ -300,7 +300,11 @@ def test_a_shared_kernel_starts_each_notebook_as_a_fresh_one_would(tmp_path, mon
     write("01_reads", pid.format("01"),
           "import matplotlib.pyplot as plt\nassert 'leak' not in globals() and 'fig' not in globals()\n"
           "assert plt.get_fignums() == [], plt.get_fignums()\n"
-          f"assert ('entmask_marker' in sys.modules) == {shared}")
+          f"assert ('entmask_marker' in sys.modules) == {shared}",
+          # experiments split rows between spawned processes, which read __main__.__spec__: a reset that dropped
+          # it failed make reproduce's 01 (session 30)
+          "import multiprocessing\np = multiprocessing.get_context('spawn').Process(target=abs, args=(1,))\n"
+          "p.start()\np.join()\nassert p.exitcode == 0, p.exitcode")
     monkeypatch.setattr(NR, "NOTEBOOKS", ["00_defines", "01_reads"])
     monkeypatch.setattr(NR, "NOTEBOOK_DIR", src)
     monkeypatch.delenv("JUPYTER_PATH", raising=False)
