@@ -43,6 +43,9 @@ def cache_path(corpus_dir: Path, split: str, tkey: str) -> Path:
     return Path(corpus_dir) / f"entropy-{split}-{tkey}.safetensors"
 
 
+# the masked-view scorers one teacher sweep computes together (masked_pass's output of each): caching one caches both
+SWEEP_OUTPUT = {"loss": "loss", "masked_entropy": "entropy"}
+
 STATS = {"passes": 0}  # teacher forward passes done in this process (tests assert the cache is hit)
 
 
@@ -61,7 +64,8 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
     `scorer` other than the paper's `entropy` (e.g. `masked_entropy`, `loss`; see SCORERS) caches that score
     instead, under its own file; masked-view scorers need `candidates` [N, T] and `mask_id`, and draw the mask
     groups of the whole split at once from `seed` (on the CPU), so the scores do not depend on the batch size, the
-    device, or where a resumed pass restarted.
+    device, or where a resumed pass restarted. `masked_entropy` and `loss` come out of the same sweep
+    (`SWEEP_OUTPUT`), so caching one caches the other beside it, under one lock.
 
     The cache file lives beside the tokenized corpus (so a new length or corpus is a new cache) and is keyed by
     the teacher's weights (so a changed teacher is a new cache). Its metadata records the corpus folder, the
@@ -78,8 +82,16 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
     if sc.view == "masked" and (candidates is None or mask_id is None):
         raise ValueError(f"scorer {scorer!r} masks positions: give candidates and mask_id")
     # a masked-view score depends on which positions are candidates (include_unk): their digest is in the key
-    skey = tkey if scorer == "entropy" else f"{tkey}-{scorer}-r{ratio:g}-s{seed}-c{ids_digest(candidates)[:8]}"
+    def key(name: str) -> str:
+        return tkey if name == "entropy" else f"{tkey}-{name}-r{ratio:g}-s{seed}-c{ids_digest(candidates)[:8]}"
+
+    skey = key(scorer)
     path = cache_path(corpus_dir, split, skey)
+    # one masked-view sweep yields both masked_entropy and loss: the other is cached too, and both take one lock,
+    # so a second row that needs the other waits for the first and reads it (notebook 06 swept twice before)
+    sib = next((n for n in SWEEP_OUTPUT if n != scorer), None) if scorer in SWEEP_OUTPUT else None
+    sib_path = cache_path(corpus_dir, split, key(sib)) if sib else None
+    lock = cache_path(corpus_dir, split, key(min(SWEEP_OUTPUT))) if sib else path
     want = {"corpus": Path(corpus_dir).name, "teacher_key": tkey, "ids_digest": ids_digest(input_ids),
             "split": split}
     if scorer != "entropy":
@@ -89,7 +101,7 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
         print(f"entmask: --force: teacher {Path(teacher_dir).parent.name} was imported without its weights; its "
               f"recorded scores {path.name} are kept")
         force = False
-    with runs.locked(path):
+    with runs.locked(lock):
         if force and path.exists():
             print(f"entmask: --force: rebuilding the teacher entropy cache {path.name}")
             path.unlink()
@@ -119,6 +131,7 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
             shutil.rmtree(parts, ignore_errors=True)
         parts.mkdir(exist_ok=True)
         out = torch.empty(input_ids.shape, dtype=torch.float32)  # [N, T]
+        sib_out = torch.empty(input_ids.shape, dtype=torch.float32) if sib else None  # [N, T] the sibling score
         groups = fixed_groups(input_ids.shape, ratio, seed) if scorer != "entropy" else None  # [N, T] uint8
         t0 = time.perf_counter()
         bar = tqdm(total=n, desc=f"teacher {scorer} ({split})", disable=not progress, unit="row")
@@ -127,25 +140,38 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
             b1 = min(n, b0 + block_rows)
             part = parts / f"rows-{b0}-{b1}.safetensors"
             block = _load_block(part, (b1 - b0, width))
+            sblock = _load_block(part, (b1 - b0, width), "sibling") if sib and block is not None else None
             if block is not None:
                 resumed += b1 - b0
+                sib_out = None if sblock is None else sib_out  # a block from before siblings: that one is not kept
             else:
                 block = torch.empty(b1 - b0, width, dtype=torch.float32)  # [rows, T]
+                sblock = torch.empty(b1 - b0, width, dtype=torch.float32) if sib else None  # [rows, T]
                 with torch.inference_mode():
                     for s in range(b0, b1, batch_size):
                         runs.failpoint("teacher-pass")
                         ids = input_ids[s:min(s + batch_size, b1)].to(dev)  # [B, T]
+                        where = f"teacher entropy pass over {split} rows {s}..{s + len(ids)}"
                         if scorer == "entropy":
                             ent = model_entropy(model, ids, torch.ones_like(ids), chunk_size, autocast_dtype=amp)
+                        elif sib:  # both outputs of the one sweep, zero off the candidates as score_tokens gives
+                            cand = candidates[s:s + len(ids)].to(dev).bool()  # [B, T]
+                            r = masked_pass(model, ids, cand, mask_id, groups[s:s + len(ids)].to(dev).long(), amp,
+                                            chunk_size)
+                            ent, other = (torch.where(cand, r[SWEEP_OUTPUT[name]], 0.0) for name in (scorer, sib))
+                            check_finite(other, where)
+                            sblock[s - b0:s - b0 + len(ids)] = other.cpu()
                         else:
                             ent = score_tokens(scorer, model, ids, candidates[s:s + len(ids)].to(dev),
                                                mask_id=mask_id, ratio=ratio, group=groups[s:s + len(ids)],
                                                chunk_size=chunk_size, autocast_dtype=amp)
-                        check_finite(ent, f"teacher entropy pass over {split} rows {s}..{s + len(ids)}")
+                        check_finite(ent, where)
                         block[s - b0:s - b0 + len(ids)] = ent.cpu()
                 if b1 < n:  # the last block goes straight into the cache file
-                    runs.atomic_write_bytes(part, save({"entropy": block}))
+                    runs.atomic_write_bytes(part, save({"entropy": block, **({"sibling": sblock} if sib else {})}))
             out[b0:b1] = block
+            if sib_out is not None:
+                sib_out[b0:b1] = sblock
             bar.update(b1 - b0)
         bar.close()
         if resumed:
@@ -156,6 +182,8 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
                 "tokens_per_s": f"{input_ids.numel() / max(secs, 1e-9):.0f}", "complete": "1",
                 "precision": "bf16" if amp else "fp32", "resumed_rows": str(resumed), **want}
         runs.failpoint("entropy-write")
+        if sib_out is not None and not sib_path.exists():  # written first: the named cache marks the sweep done
+            runs.atomic_write_bytes(sib_path, save({"entropy": sib_out}, metadata={**meta, "scorer": key(sib)}))
         runs.atomic_write_bytes(path, save({"entropy": out}, metadata=meta))
         shutil.rmtree(parts, ignore_errors=True)
         print(f"entmask: teacher entropy over {split}: {input_ids.numel():,} tokens in {secs:.1f}s "
@@ -163,12 +191,12 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
         return out
 
 
-def _load_block(part: Path, shape: tuple) -> torch.Tensor | None:
+def _load_block(part: Path, shape: tuple, name: str = "entropy") -> torch.Tensor | None:
     """A finished block of an interrupted teacher pass, or None (absent, or damaged: then it is recomputed)."""
     if not part.exists():
         return None
     try:
-        block = runs.read_tensors(part)["entropy"]
+        block = runs.read_tensors(part)[name]
     except Exception:  # noqa: BLE001 - a damaged block is recomputed, never trusted
         return None
     return block if tuple(block.shape) == shape else None

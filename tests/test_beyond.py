@@ -407,6 +407,44 @@ def test_cached_masked_scores_ignore_batch_size_and_are_keyed_by_candidates(tmp_
     assert E.STATS["passes"] == n + 1  # the first one is still found
 
 
+def test_one_masked_view_sweep_caches_masked_entropy_and_loss(tmp_path, monkeypatch, capsys):
+    tdir = tmp_path / "teacher"
+    _mlm(0).save_pretrained(str(tdir))
+    ids = torch.randint(5, V, (10, 12), generator=torch.Generator().manual_seed(2))
+    cand = torch.ones_like(ids, dtype=torch.bool)
+    cand[:, 0] = False
+    kw = dict(candidates=cand, mask_id=3, ratio=0.25, seed=0, progress=False, batch_size=4, block_rows=4)
+    n = E.STATS["passes"]
+    ent = E.teacher_entropies(tdir, tmp_path / "c", "train", ids, scorer="masked_entropy", **kw)
+    loss = E.teacher_entropies(tdir, tmp_path / "c", "train", ids, scorer="loss", **kw)
+    assert E.STATS["passes"] == n + 1  # the loss came from the same sweep, cached beside it
+    g, m = E.fixed_groups(ids.shape, 0.25, 0), _mlm(0)
+    amp = torch.bfloat16 if E._bf16_ok(torch.device("cpu")) else None  # the teacher pass's precision here
+    for got, name in ((ent, "masked_entropy"), (loss, "loss")):
+        want = E.score_tokens(name, m, ids, cand, mask_id=3, group=g, autocast_dtype=amp)
+        assert torch.allclose(got, want, atol=1e-5) and got.abs().sum() > 0, name
+    assert not torch.allclose(ent, loss)
+    # and the other way round, in a fresh cache folder; an unrelated scorer still sweeps on its own
+    E.teacher_entropies(tdir, tmp_path / "d", "train", ids, scorer="loss", **kw)
+    assert torch.equal(E.teacher_entropies(tdir, tmp_path / "d", "train", ids, scorer="masked_entropy", **kw), ent)
+    assert E.STATS["passes"] == n + 2
+    # a sweep interrupted after its first block resumes from it, the sibling's block included
+    hits = []
+
+    def interrupt(name):
+        hits.append(name)
+        if len(hits) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(E.runs, "failpoint", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        E.teacher_entropies(tdir, tmp_path / "e", "train", ids, scorer="loss", **kw)
+    monkeypatch.undo()
+    assert torch.equal(E.teacher_entropies(tdir, tmp_path / "e", "train", ids, scorer="loss", **kw), loss)
+    assert torch.equal(E.teacher_entropies(tdir, tmp_path / "e", "train", ids, scorer="masked_entropy", **kw), ent)
+    assert E.STATS["passes"] == n + 3 and "resumed 4 of 10 rows" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("over, msg", [
     ({"masking.strategy": "sampled", "masking.temperature": float("inf"), "masking.schedule": "linear",
       "masking.temperature_end": 0.5}, "finite start and end"),
