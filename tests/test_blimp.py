@@ -246,7 +246,7 @@ def test_the_command_scores_a_run_as_its_tables_do(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     assert blimp.run_per_paradigm(run) == blimp.DEFAULT_PER_PARADIGM  # no config: the module's default
-    for profile, want in (("cpu-wiki", 100), ("tiny", 20)):
+    for profile, want in (("cpu-wiki", 100), ("tiny", 10)):
         (run / "config.json").write_text(json.dumps(config.resolve(profile).hash_dict() | {
             "experiment": {"blimp_per_paradigm": config.resolve(profile).experiment.blimp_per_paradigm}}))
         assert blimp.run_per_paradigm(run) == want
