@@ -105,6 +105,8 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
         if force and path.exists():
             print(f"entmask: --force: rebuilding the teacher entropy cache {path.name}")
             path.unlink()
+        if force and sib_path is not None:  # the sweep's other score is rebuilt with it, never kept from before
+            sib_path.unlink(missing_ok=True)
         if path.exists():
             try:
                 with safe_open(str(path), "pt") as fh:
@@ -182,7 +184,7 @@ def teacher_entropies(teacher_dir: str | Path, corpus_dir: Path, split: str, inp
                 "tokens_per_s": f"{input_ids.numel() / max(secs, 1e-9):.0f}", "complete": "1",
                 "precision": "bf16" if amp else "fp32", "resumed_rows": str(resumed), **want}
         runs.failpoint("entropy-write")
-        if sib_out is not None and not sib_path.exists():  # written first: the named cache marks the sweep done
+        if sib_out is not None:  # written first (the named cache marks the sweep done), over any older one
             runs.atomic_write_bytes(sib_path, save({"entropy": sib_out}, metadata={**meta, "scorer": key(sib)}))
         runs.atomic_write_bytes(path, save({"entropy": out}, metadata=meta))
         shutil.rmtree(parts, ignore_errors=True)

@@ -88,15 +88,17 @@ def one_kernel(enabled: bool, cwd: str | Path, name: str = KERNEL_NAME) -> Itera
 
 # Run in a shared kernel before each notebook: close the previous one's figures, then forget every name it defined
 # (modules stay imported) and restart the execution count, so the next notebook starts as in a fresh kernel. The
-# namespace's dunder names (__spec__, __name__, __builtins__, ...) are put back after IPython's reset, which drops
-# some of them: multiprocessing's spawn reads __main__.__spec__, and without it every experiment that splits its
-# rows between processes failed (make reproduce's 01, session 30). A lambda, since the reset empties the cell's own
+# module attributes of the namespace that IPython's reset drops (__spec__, __loader__, ...) are put back:
+# multiprocessing's spawn reads __main__.__spec__, and without it every experiment that splits its rows between
+# processes failed (make reproduce's 01, session 30). Only these: a notebook's own dunders (__all__) and IPython's
+# output history (__, ___) must not reach the next notebook. A lambda, since the reset empties the cell's own
 # globals while it runs.
+_MODULE_DUNDERS = ("__spec__", "__loader__", "__package__", "__file__")
 _RESET = ("import sys as _s\n"
           "_p = _s.modules.get('matplotlib.pyplot')\n"
           "_p is not None and _p.close('all')\n"
           "(lambda ns, keep: (get_ipython().reset(new_session=True), [ns.setdefault(k, v) for k, v in keep.items()]))"
-          "(get_ipython().user_ns, {k: v for k, v in get_ipython().user_ns.items() if k[:2] == k[-2:] == '__'})\n"
+          f"(get_ipython().user_ns, {{k: v for k, v in get_ipython().user_ns.items() if k in {_MODULE_DUNDERS!r}}})\n"
           "None")
 
 

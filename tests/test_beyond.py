@@ -443,6 +443,12 @@ def test_one_masked_view_sweep_caches_masked_entropy_and_loss(tmp_path, monkeypa
     assert torch.equal(E.teacher_entropies(tdir, tmp_path / "e", "train", ids, scorer="loss", **kw), loss)
     assert torch.equal(E.teacher_entropies(tdir, tmp_path / "e", "train", ids, scorer="masked_entropy", **kw), ent)
     assert E.STATS["passes"] == n + 3 and "resumed 4 of 10 rows" in capsys.readouterr().out
+    # --force on one score rebuilds the other too (a sibling from before is never trusted after a forced sweep)
+    sib = next((tmp_path / "e").glob("*-masked_entropy-*.safetensors"))
+    sib.write_bytes(b"stale")
+    E.teacher_entropies(tdir, tmp_path / "e", "train", ids, scorer="loss", force=True, **kw)
+    assert torch.equal(E.teacher_entropies(tdir, tmp_path / "e", "train", ids, scorer="masked_entropy", **kw), ent)
+    assert E.STATS["passes"] == n + 4  # the forced sweep only: the sibling was rewritten by it
 
 
 @pytest.mark.parametrize("over, msg", [
@@ -451,6 +457,8 @@ def test_one_masked_view_sweep_caches_masked_entropy_and_loss(tmp_path, monkeypa
     ({"masking.strategy": "high", "masking.schedule": "linear", "masking.temperature_end": 0.1},
      "would change nothing"),
     ({"masking.strategy": "bernoulli", "masking.whole_word": "max"}, "does not apply to bernoulli"),
+    ({"masking.strategy": "high", "masking.source": "self", "masking.scorer": "excess_loss_fixed",
+      "masking.schedule": "linear", "masking.ratio_end": 0.3}, "groups fixed at masking.ratio"),
 ])
 def test_settings_that_would_do_nothing_or_fail_later_are_refused(over, msg):
     with pytest.raises(C.ConfigError, match=msg):

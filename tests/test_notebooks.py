@@ -296,9 +296,11 @@ def test_a_shared_kernel_starts_each_notebook_as_a_fresh_one_would(tmp_path, mon
 
     pid = 'import os, pathlib, sys\npathlib.Path(runs_dir, "pid-{}").write_text(str(os.getpid()))'
     write("00_defines", pid.format("00"), "leak = 42\nimport matplotlib\nmatplotlib.use('agg')\n"
-          "import matplotlib.pyplot as plt\nfig = plt.figure()\nsys.modules['entmask_marker'] = sys  # 'imported'")
+          "import matplotlib.pyplot as plt\nfig = plt.figure()\nsys.modules['entmask_marker'] = sys  # 'imported'",
+          "__all__ = ['leak']\n'first out'", "'second out'")
     write("01_reads", pid.format("01"),
           "import matplotlib.pyplot as plt\nassert 'leak' not in globals() and 'fig' not in globals()\n"
+          "assert '__all__' not in globals() and globals().get('__', '') == '', globals().get('__')\n"
           "assert plt.get_fignums() == [], plt.get_fignums()\n"
           f"assert ('entmask_marker' in sys.modules) == {shared}",
           # experiments split rows between spawned processes, which read __main__.__spec__: a reset that dropped

@@ -214,6 +214,9 @@ def _check_beyond(cfg: PretrainConfig) -> None:
         if teacher_phase:
             raise ConfigError(f"masking.scorer={m.scorer} compares the student with the teacher, so it needs the "
                               f"student from step 0: use --source self --self-start cold (and no kd after-init)")
+        if SCORERS[m.scorer].reference_score and m.ratio_end is not None:
+            raise ConfigError(f"masking.scorer={m.scorer} scores every row on groups fixed at masking.ratio, so a mask-"
+                              f"rate schedule would not reach its scoring: drop masking.ratio_end (or use excess_loss)")
     for key in ("masking.ratio_end", "masking.temperature_end"):
         v = get_dotted(cfg, key)
         if v is None:
