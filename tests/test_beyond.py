@@ -407,6 +407,17 @@ def test_cached_masked_scores_ignore_batch_size_and_are_keyed_by_candidates(tmp_
     assert E.STATS["passes"] == n + 1  # the first one is still found
 
 
+def test_num_tokens_keeps_the_ratio_in_the_hash_only_where_it_sets_the_masked_view_groups():
+    def h(**over):
+        return C.resolve("smoke", {"masking.strategy": "high", "masking.num_tokens": 3, **over}).short_hash()
+
+    # the ratio picks no mask with num_tokens, but a masked-view scorer scores in ceil(1/ratio) groups
+    assert h(**{"masking.ratio": 0.15}) == h(**{"masking.ratio": 0.25})
+    for scorer in ("masked_entropy", "loss"):
+        assert h(**{"masking.scorer": scorer, "masking.ratio": 0.15}) != h(**{"masking.scorer": scorer,
+                                                                              "masking.ratio": 0.25})
+
+
 def test_one_masked_view_sweep_caches_masked_entropy_and_loss(tmp_path, monkeypatch, capsys):
     tdir = tmp_path / "teacher"
     _mlm(0).save_pretrained(str(tdir))

@@ -85,7 +85,10 @@ def inert_fields(cfg: Any) -> list[str]:
         out += ["masking.self_start"]
     if not teacher_phase:
         out += ["masking.teacher_epochs"]
-    if m.num_tokens is not None:
+    # with num_tokens, the ratio picks no mask; but a masked-view scorer's passes are ceil(1/ratio) groups, so there
+    # it still changes the scores and stays in the hash
+    masked_view = uses_entropy and _scorer_view(m.scorer) == "masked"
+    if m.num_tokens is not None and not masked_view:
         out += ["masking.ratio"]
     if m.strategy != "sampled":
         out += ["masking.temperature", "masking.temperature_end"]
@@ -94,6 +97,12 @@ def inert_fields(cfg: Any) -> list[str]:
     if m.schedule == "constant":
         out += ["masking.ratio_end", "masking.temperature_end"]
     return out
+
+
+def _scorer_view(name: str) -> str | None:
+    from entmask.entropy import SCORERS  # local: entropy imports torch, and a config import stays light
+
+    return SCORERS[name].view if name in SCORERS else None
 
 
 def short_hash(cfg: Any) -> str:
