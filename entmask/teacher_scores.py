@@ -98,6 +98,9 @@ def score_views(cfg: PretrainConfig, teacher_dir: Path, corpus: Corpus, progress
     Returns the views scored: "train", "train-short<k>"."""
     c = copy.deepcopy(cfg)
     c.masking.source, c.kd.mode = "teacher", "none"
+    half = SCORERS[c.masking.scorer].reference_score if c.masking.scorer in SCORERS else None
+    if half:  # excess_loss_fixed: what the teacher contributes is its cached `loss` over the same fixed groups
+        c.masking.scorer = half
     if not needs_entropy(c.masking.strategy):
         c.masking.strategy = "high"  # any strategy that ranks by the scores: they do not depend on which
     views = [1] + short_views(c.train.short_rows, c.train.length_ramp)

@@ -407,6 +407,17 @@ def test_cached_masked_scores_ignore_batch_size_and_are_keyed_by_candidates(tmp_
     assert E.STATS["passes"] == n + 1  # the first one is still found
 
 
+def test_reference_scores_records_the_teachers_half_of_excess_loss_fixed(monkeypatch):
+    from entmask import teacher_scores as TS
+
+    seen = []
+    monkeypatch.setattr(TS, "teacher_scores", lambda c, *a, **k: seen.append((c.masking.source, c.masking.scorer)))
+    cfg = C.resolve("smoke", {"masking.strategy": "high", "masking.source": "self",
+                              "masking.scorer": "excess_loss_fixed"})
+    assert TS.score_views(cfg, None, None, progress=False) == ["train"]
+    assert seen == [("teacher", "loss")]  # the cache excess_loss_fixed reads; not a refusal
+
+
 def test_num_tokens_keeps_the_ratio_in_the_hash_only_where_it_sets_the_masked_view_groups():
     def h(**over):
         return C.resolve("smoke", {"masking.strategy": "high", "masking.num_tokens": 3, **over}).short_hash()
