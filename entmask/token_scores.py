@@ -282,10 +282,17 @@ def _score_loss(model, ids, cand, c: ScoreContext):
 @register_scorer("excess_loss", view="masked", uses_reference=True)
 def _score_excess_loss(model, ids, cand, c: ScoreContext):
     """Rho-1's excess loss: the model's masked loss minus the reference's, on the same masks (2 x ceil(1/ratio))."""
+    return _excess_loss(model, ids, cand, c)
+
+
+def _excess_loss(model, ids, cand, c: ScoreContext) -> torch.Tensor:
+    """The model's masked loss minus the reference's on the same groups: the reference's from `c.reference_scores`
+    when cached (excess_loss_fixed), else a pass of `c.reference`. [B, T]"""
     g = _groups(ids, c)
     own = masked_pass(model, ids, cand, c.mask_id, g, c.autocast_dtype, c.chunk_size)["loss"]
-    ref = masked_pass(c.reference, ids, cand, c.mask_id, g, c.autocast_dtype, c.chunk_size)["loss"]
-    return own - ref
+    if c.reference_scores is not None:
+        return own - c.reference_scores.to(own.device).float()
+    return own - masked_pass(c.reference, ids, cand, c.mask_id, g, c.autocast_dtype, c.chunk_size)["loss"]
 
 
 @register_scorer("excess_loss_fixed", view="masked", uses_reference=True, reference_score="loss")
@@ -295,13 +302,7 @@ def _score_excess_loss_fixed(model, ids, cand, c: ScoreContext):
     # groups `fixed_groups` drew (every epoch), so the teacher's masked loss of a position is a constant too: it is
     # the teacher's cached `loss` score (entmask.entropy.teacher_entropies), and a training step runs only the
     # student's ceil(1/ratio) passes. Given no cached scores, the reference is scored here on the same groups.
-    g = _groups(ids, c)
-    own = masked_pass(model, ids, cand, c.mask_id, g, c.autocast_dtype, c.chunk_size)["loss"]
-    if c.reference_scores is not None:
-        ref = c.reference_scores.to(own.device).float()
-    else:
-        ref = masked_pass(c.reference, ids, cand, c.mask_id, g, c.autocast_dtype, c.chunk_size)["loss"]
-    return own - ref
+    return _excess_loss(model, ids, cand, c)
 
 
 def entropy_rank_check(model, input_ids: torch.Tensor, candidates: torch.Tensor, mask_id: int,
