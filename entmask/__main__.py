@@ -1,6 +1,6 @@
 """`python -m entmask` is the `entmask` command."""
 import sys
 
-from entmask.cli import main
+from entmask.launch import main
 
 sys.exit(main())

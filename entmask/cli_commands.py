@@ -73,7 +73,7 @@ def _fmt(v) -> str:
 def cmd_info(a) -> int:
     import torch
 
-    from entmask import data
+    from entmask import allocator, data
     from entmask.phases import describe_schedule
 
     cfg = resolve_from_args(a)
@@ -91,6 +91,7 @@ def cmd_info(a) -> int:
         print(f"# row lengths: {describe_schedule(cfg)}")
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
     print(f"# device: {dev}; runs dir: {runs.runs_root().resolve()}")
+    print(f"# malloc: {allocator.describe()}")
     return 0
 
 
