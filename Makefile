@@ -9,7 +9,7 @@ PROFILE ?= tiny
 # glibc malloc keeps large freed blocks for reuse instead of mapping them afresh every step (entmask/allocator.py:
 # a third less training time on the CPU). The `entmask` command sets it itself; this covers pytest, JupyterLab and
 # its kernels. ENTMASK_MALLOC=system turns it off; a GLIBC_TUNABLES of your own is kept.
-ifeq ($(filter system off 0 no,$(ENTMASK_MALLOC)),)
+ifeq ($(filter system System SYSTEM off Off OFF 0 no No NO,$(strip $(ENTMASK_MALLOC))),)
 GLIBC_TUNABLES ?= glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184
 export GLIBC_TUNABLES
 endif

@@ -13,6 +13,7 @@ from entmask import allocator
 
 
 def main() -> int:
+    """The console script. The restart must come first: anything run before it would run again after the exec."""
     allocator.reexec_tuned(list(getattr(sys, "orig_argv", []) or []), sys.executable)
     from entmask.cli import main as cli_main
     return cli_main()

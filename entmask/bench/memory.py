@@ -98,6 +98,9 @@ def cpu_memory_probe(variants: list[str], preset: str, seq_len: int, batch_size:
     spec = {"variants": variants, "preset": preset, "seq_len": seq_len, "batch_size": batch_size,
             "entropy": entropy, "threads": torch.get_num_threads(), "precision": precision}
     env = dict(os.environ)
+    # the probe measures peak RSS with glibc's own settings (its prelude): entmask.allocator's tunables keep freed
+    # blocks resident (mmap_max=0, which M_MMAP_THRESHOLD cannot undo), so the probe's "before" would count them
+    env.pop("GLIBC_TUNABLES", None)
     root = str(_ROOT)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
