@@ -75,9 +75,9 @@ def tiny_mlm(tmp_path_factory) -> Path:
 # order; a stale figure only costs balance, never a test.
 FILE_SECONDS = {"test_notebooks.py": 276, "test_faults.py": 260, "test_experiments.py": 237, "test_pretrain.py": 201,
                 "test_hardening.py": 116, "test_browser.py": 85, "test_phases.py": 70, "test_reliability.py": 62,
-                "test_cli.py": 33, "test_golden.py": 27, "test_stats.py": 25, "test_selector_plugin.py": 23,
-                "test_gpu_check.py": 18, "test_experiment_plugin.py": 14, "test_html_and_edges.py": 13,
-                "test_beyond.py": 12}
+                "test_allocator.py": 45, "test_cli.py": 33, "test_golden.py": 27, "test_stats.py": 25,
+                "test_selector_plugin.py": 23, "test_gpu_check.py": 18, "test_experiment_plugin.py": 14,
+                "test_html_and_edges.py": 13, "test_beyond.py": 12}
 
 
 def pytest_collection_modifyitems(session, config, items):
