@@ -6,7 +6,7 @@ threshold (at most 32 MiB) with a fresh `mmap` and gives it back with `munmap` w
 them again and the kernel faulted and zeroed each 4 KiB page anew: at the tiny profile 6.0 million page faults in a
 29 s pretraining, 12 s of system time (a quarter of its CPU time). `glibc.malloc.mmap_max=0` serves large blocks from
 the heap and a high `trim_threshold` keeps freed heap memory, so the next step reuses the pages: 0.35 million faults,
-1.4 s of system time, training 22.3 -> 14.6 s (docs/performance.md, "Session 31"). The price is a higher peak
+1.4 s of system time, training 22.3 -> 14.6 s (docs/performance.md, "glibc malloc"). The price is a higher peak
 resident size (the freed blocks stay: 1.2 -> 1.6 GB there). Numerics are untouched: the same bytes in the same
 order, so no config hash or result depends on it.
 
@@ -122,15 +122,17 @@ def reexec_tuned(argv: list[str], executable: str) -> None:
         return
     if want == os.environ.get("GLIBC_TUNABLES", ""):  # started with it (the launcher runs first): nothing to do
         return
-    before = os.environ.get("GLIBC_TUNABLES")
-    if want:
-        os.environ["GLIBC_TUNABLES"] = want
-    else:
-        os.environ.pop("GLIBC_TUNABLES", None)
+    before = os.environ.get("GLIBC_TUNABLES", "")
+    _put(want)
     try:
         os.execv(executable, [executable, *argv[1:]])
     except (OSError, ValueError):  # an interpreter that cannot be executed again: run as started rather than fail
-        if before is None:
-            os.environ.pop("GLIBC_TUNABLES", None)
-        else:
-            os.environ["GLIBC_TUNABLES"] = before
+        _put(before)
+
+
+def _put(tunables: str) -> None:
+    """Set GLIBC_TUNABLES for the exec and the children ('' = unset)."""
+    if tunables:
+        os.environ["GLIBC_TUNABLES"] = tunables
+    else:
+        os.environ.pop("GLIBC_TUNABLES", None)
